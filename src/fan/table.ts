@@ -1,0 +1,138 @@
+/**
+ * The fans of one host in the form the per-packet path reads: parallel Uint32Arrays, plain uint32
+ * arithmetic, no allocation, no Map. A host carries at most 256 fans (the kernel reserves room for 256
+ * maps on one device) and in practice one or two, so a linear scan is the fastest lookup.
+ *
+ * Every method answering per packet returns a number: an underlay address, or NO_FAN (0). 0.0.0.0 is
+ * never an underlay host: underlays in 0.0.0.0/8 are refused at parse time.
+ */
+import { formatCidr } from './addr.js';
+import { ConfigError } from './errors.js';
+import type { Fan } from './fan.js';
+
+export const MAX_FANS = 256;
+/** Returned by lookups when no fan covers the address. */
+export const NO_FAN = 0;
+/**
+ * Returned when the address lies in a fan but its slice belongs to the underlay's network or broadcast
+ * address, which no host can own. 0.0.0.1 is never an underlay host either.
+ */
+export const NO_HOST = 1;
+
+export class FanTable {
+  private n = 0;
+  private readonly oNet = new Uint32Array(MAX_FANS);
+  private readonly oMask = new Uint32Array(MAX_FANS);
+  private readonly uNet = new Uint32Array(MAX_FANS);
+  private readonly uMask = new Uint32Array(MAX_FANS);
+  private readonly shift = new Uint8Array(MAX_FANS);
+  /** All-ones host bits of the underlay (its broadcast's host part); 0 for /31 and /32 underlays. */
+  private readonly uHostMax = new Uint32Array(MAX_FANS);
+  private readonly local = new Uint32Array(MAX_FANS);
+  private readonly slice = new Uint32Array(MAX_FANS);
+  private readonly sliceMask = new Uint32Array(MAX_FANS);
+  readonly fans: Fan[] = [];
+
+  constructor(fans: Iterable<Fan> = []) {
+    for (const f of fans) this.add(f);
+  }
+
+  get size(): number {
+    return this.n;
+  }
+
+  /**
+   * Add a fan. Refused, changing nothing: the same overlay twice (EEXIST, as the kernel answers),
+   * an overlay that overlaps another, more than 256 fans.
+   */
+  add(fan: Fan): void {
+    const text = formatCidr(fan.overlay.net, fan.overlay.len);
+    for (const other of this.fans) {
+      if (other.overlay.net === fan.overlay.net && other.overlay.len === fan.overlay.len) {
+        throw new ConfigError('overlay', text, `this fan is already up on this host (EEXIST): ${other}`);
+      }
+      const len = Math.min(other.overlay.len, fan.overlay.len);
+      const m = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+      if (((other.overlay.net & m) >>> 0) === ((fan.overlay.net & m) >>> 0)) {
+        throw new ConfigError('overlay', text, `overlaps the overlay of another fan on this host (${other}); overlays must be disjoint`);
+      }
+    }
+    if (this.n >= MAX_FANS) throw new ConfigError('overlay', text, `a host carries at most ${MAX_FANS} fans`);
+    const i = this.n++;
+    this.oNet[i] = fan.overlay.net;
+    this.oMask[i] = fan.overlayMask;
+    this.uNet[i] = fan.underlay.net;
+    this.uMask[i] = fan.underlayMask;
+    this.shift[i] = fan.shift;
+    this.uHostMax[i] = fan.underlay.len < 31 ? ~fan.underlayMask >>> 0 : 0;
+    this.local[i] = fan.localHost;
+    this.slice[i] = fan.localSlice;
+    this.sliceMask[i] = fan.sliceMask;
+    this.fans.push(fan);
+  }
+
+  /** Index of the fan whose overlay holds address d, or -1. */
+  fanIndexOf(d: number): number {
+    for (let i = 0; i < this.n; i++) {
+      if (((d & this.oMask[i]) >>> 0) === this.oNet[i]) return i;
+    }
+    return -1;
+  }
+
+  /**
+   * The underlay host that owns overlay address d (where to send a packet for d); NO_FAN when no fan
+   * covers d, NO_HOST when d's slice would belong to the underlay's network or broadcast address.
+   */
+  underlayHostOf(d: number): number {
+    for (let i = 0; i < this.n; i++) {
+      const m = this.oMask[i];
+      if (((d & m) >>> 0) !== this.oNet[i]) continue;
+      const hostBits = (d & ~m) >>> this.shift[i];
+      const max = this.uHostMax[i];
+      if (max !== 0 && (hostBits === 0 || hostBits === max)) return NO_HOST;
+      return (this.uNet[i] | hostBits) >>> 0;
+    }
+    return NO_FAN;
+  }
+
+  /** This host's underlay address for the fan that holds overlay address d, or NO_FAN. */
+  localHostFor(d: number): number {
+    const i = this.fanIndexOf(d);
+    return i < 0 ? NO_FAN : this.local[i];
+  }
+
+  /** Whether d lies in one of this host's own slices. */
+  isLocal(d: number): boolean {
+    for (let i = 0; i < this.n; i++) {
+      if (((d & this.sliceMask[i]) >>> 0) === this.slice[i]) return true;
+    }
+    return false;
+  }
+
+  /** Whether a is one of this host's underlay (outer) addresses. */
+  isLocalUnderlay(a: number): boolean {
+    for (let i = 0; i < this.n; i++) if (this.local[i] === a) return true;
+    return false;
+  }
+
+  /** Whether a lies inside the underlay prefix of any fan. */
+  inUnderlay(a: number): boolean {
+    for (let i = 0; i < this.n; i++) {
+      if (((a & this.uMask[i]) >>> 0) === this.uNet[i]) return true;
+    }
+    return false;
+  }
+
+  /**
+   * The receive path's reverse check: does inner source s belong to the slice of the underlay host that
+   * sent the outer packet? The Fan's mapping is a function, so this costs one lookup.
+   */
+  senderOwns(s: number, outerSrc: number): boolean {
+    return outerSrc > NO_HOST && this.underlayHostOf(s) === outerSrc;
+  }
+
+  /** The slice (network number) an underlay host owns in fan i. */
+  sliceOfHost(i: number, underlayHost: number): number {
+    return (this.oNet[i] | (((underlayHost & ~this.uMask[i]) >>> 0) << this.shift[i])) >>> 0;
+  }
+}
