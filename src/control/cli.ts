@@ -1,0 +1,115 @@
+#!/usr/bin/env node
+/**
+ * The userfan command line: fanctl's verbs (up, down, show) plus explain, stats, trace and demo.
+ * Usage errors and configuration errors print one line and exit 2; nothing is half created.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../fan/errors.js';
+import { parseIPv4 } from '../fan/addr.js';
+import { DEFAULT_FLAGS, Fan, validateFan } from '../fan/fan.js';
+import { parseCidr, parseOverlay } from '../fan/parse.js';
+import { explainAddress, formatExplanation } from '../debug/explain.js';
+import { prefixMask } from '../fan/addr.js';
+
+/** A mistake in how the command was called (exit status 2). */
+export class UsageError extends Error {}
+
+const HELP = `userfan — Ubuntu's Fan networking in user space (IP-in-IP over TUN and raw sockets)
+
+usage:
+  userfan up -o OVERLAY -u UNDERLAY [--bridge NAME] [--host-reserve N] [--dhcp] [--workers N] [--ttl N] [--no-nat]
+  userfan up -a [--config FILE]            every enabled fan of FILE (default /etc/network/fan)
+  userfan down -o OVERLAY -u UNDERLAY | -a [--config FILE] | -e
+  userfan show [--json]                    fans that are up: Bridge, Underlay, Overlay, Flags, workers, counters
+  userfan explain ADDRESS -o OVERLAY -u UNDERLAY [--json]
+  userfan demo [--keep] [--json]           two hosts in network namespaces, container to container (root)
+  userfan --help | --version
+
+OVERLAY is a prefix such as 250.0.0.0/8; UNDERLAY is this host's address with the underlay's width
+(172.30.0.28/16), an interface and a width (eth0/16), or the underlay network (172.30.0.0/16).`;
+
+type Handler = (args: string[]) => Promise<number> | number;
+
+function opts<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/\. To specify.*$/s, ''));
+  }
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** `explain` needs no interface on this host: the underlay's address (or network) is taken as written. */
+function fanFromText(overlayText: string | undefined, underlayText: string | undefined): { fan: Fan; hostKnown: boolean } {
+  if (!overlayText) throw new UsageError('missing -o OVERLAY (e.g. -o 250.0.0.0/8)');
+  if (!underlayText) throw new UsageError('missing -u UNDERLAY (e.g. -u 172.30.0.28/16)');
+  const overlay = parseOverlay(overlayText);
+  const { address, len } = parseCidr('underlay', underlayText);
+  const net = (address & prefixMask(len)) >>> 0;
+  const host = address === net && len < 31 ? (net + 1) >>> 0 : address;
+  const fan = new Fan(overlay, { net, len }, host, DEFAULT_FLAGS);
+  validateFan(fan, overlayText, underlayText);
+  return { fan, hostKnown: host === address };
+}
+
+const commands: Record<string, Handler> = {
+  explain(args) {
+    const { values, positionals } = opts(args, { overlay: { type: 'string', short: 'o' }, underlay: { type: 'string', short: 'u' }, json: { type: 'boolean' } });
+    if (positionals.length !== 1) throw new UsageError('explain takes one ADDRESS, e.g. userfan explain 250.0.27.3 -o 250.0.0.0/8 -u 172.30.0.28/16');
+    const { fan, hostKnown } = fanFromText(values.overlay, values.underlay);
+    let addr: number;
+    try {
+      addr = parseIPv4(positionals[0]);
+    } catch {
+      throw new ConfigError('address', positionals[0], 'is not an IPv4 address (four decimal octets 0-255)');
+    }
+    const e = explainAddress(fan, addr, positionals[0], hostKnown);
+    if (values.json) {
+      console.log(JSON.stringify({ address: e.address, underlayHost: e.underlayHost, slice: e.slice, bridge: e.bridge, hostAddress: e.hostAddress, fan: e.fan, local: e.local, outer: e.outer ?? null }));
+    } else console.log(formatExplanation(e));
+    return 0;
+  },
+};
+
+/** Register a command implemented in another module (keeps this file the dispatcher only). */
+export function registerCommand(name: string, handler: Handler): void {
+  commands[name] = handler;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    console.log(HELP);
+    return cmd ? 0 : 2;
+  }
+  if (cmd === '--version' || cmd === '-V') {
+    console.log(`userfan ${version()}`);
+    return 0;
+  }
+  const handler = commands[cmd];
+  try {
+    if (!handler) throw new UsageError(`unknown command ${JSON.stringify(cmd)}; see userfan --help`);
+    return await handler(rest);
+  } catch (e) {
+    if (e instanceof ConfigError || e instanceof UsageError) {
+      console.error(`userfan ${cmd}: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    console.error(`userfan: ${(e as Error)?.stack ?? e}`);
+    process.exitCode = 1;
+  },
+);

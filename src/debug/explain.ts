@@ -1,0 +1,59 @@
+/**
+ * `userfan explain`: what the Fan computes for one overlay address, in words and as JSON. Teaching and
+ * debugging aid; uses the same Fan and FanTable arithmetic as the data plane.
+ */
+import { formatCidr, formatIPv4 } from '../fan/addr.js';
+import { bridgeNameFor, Fan } from '../fan/fan.js';
+import { ConfigError } from '../fan/errors.js';
+import { FanTable, NO_FAN, NO_HOST } from '../fan/table.js';
+
+export interface Explanation {
+  address: string;
+  fan: string;
+  underlayHost: string;
+  slice: string;
+  bridge: string;
+  hostAddress: string;
+  /** Whether the address is in this host's own slice (known when the underlay named this host's address). */
+  local: boolean;
+  /** How the slice length comes about. */
+  sliceRule: string;
+  /** The outer header a packet to `address` from this host would carry (absent when local). */
+  outer?: { source: string; destination: string; protocol: 4 };
+}
+
+export function explainAddress(fan: Fan, address: number, text: string, hostKnown = true): Explanation {
+  const table = new FanTable([fan]);
+  const host = table.underlayHostOf(address);
+  const fanText = fan.toString();
+  if (host === NO_FAN) throw new ConfigError('address', text, `is not in the overlay ${formatCidr(fan.overlay.net, fan.overlay.len)} of fan ${fanText}`);
+  if (host === NO_HOST) {
+    throw new ConfigError('address', text, `its slice belongs to the network or broadcast address of the underlay ${formatCidr(fan.underlay.net, fan.underlay.len)}, which no host can own`);
+  }
+  const slice = fan.sliceOf(host);
+  const local = hostKnown && host === fan.localHost;
+  return {
+    address: formatIPv4(address),
+    fan: fanText,
+    underlayHost: formatIPv4(host),
+    slice: formatCidr(slice, fan.sliceLen),
+    bridge: fan.flags.bridge && local ? fan.flags.bridge : bridgeNameFor(slice, fan.sliceLen),
+    hostAddress: formatIPv4((slice + 1) >>> 0),
+    local,
+    sliceRule: `each host owns a /${fan.sliceLen}: overlay /${fan.overlay.len} + (32 - underlay /${fan.underlay.len}); the underlay host bits become the next ${32 - fan.underlay.len} overlay bits`,
+    outer: local ? undefined : { source: hostKnown ? formatIPv4(fan.localHost) : `this host's address in ${formatCidr(fan.underlay.net, fan.underlay.len)}`, destination: formatIPv4(host), protocol: 4 },
+  };
+}
+
+export function formatExplanation(e: Explanation): string {
+  const lines = [
+    `${e.address} is in fan ${e.fan}`,
+    `  underlay host   ${e.underlayHost}${e.local ? ' (this host)' : ''}`,
+    `  slice           ${e.slice}   (${e.sliceRule})`,
+    `  bridge          ${e.bridge} on ${e.underlayHost}`,
+    `  host address    ${e.hostAddress} (the bridge; containers' gateway)`,
+  ];
+  if (e.outer) lines.push(`  on the wire     IPv4 ${e.outer.source} > ${e.outer.destination} protocol 4 (IP-in-IP), inner packet unchanged`);
+  else lines.push('  on the wire     nothing: the address is in this host\'s own slice, delivered on the bridge');
+  return lines.join('\n');
+}
