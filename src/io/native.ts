@@ -1,0 +1,151 @@
+/**
+ * The native addon (native/userfan.c, built by `npm install` into build/Release/userfan.node): typed
+ * declarations and the loader. The addon only makes syscalls; everything about packets is in TypeScript.
+ *
+ * It is context-aware (Node-API, NAPI_MODULE_INIT), so every worker thread can load it.
+ * Errors are thrown as `Error` with message `"<op> <object>: <ERRNO>"` (e.g. `TUNSETIFF fan0: EPERM`),
+ * `code` = the errno name, `errno` = the (positive) errno number, `syscall` = the operation.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface TunOpenOptions {
+  /** IFF_MULTI_QUEUE: every open of the same name attaches one more queue (one fd per worker). */
+  multiQueue?: boolean;
+  /** IFF_VNET_HDR: every read and write carries a 10-byte virtio_net_hdr first (for offloads). */
+  vnetHdr?: boolean;
+  /** TUNSETPERSIST: the device outlives its queues. */
+  persist?: boolean;
+  /** IFF_TUN_EXCL: fail with EBUSY instead of attaching to a device that already exists. */
+  exclusive?: boolean;
+}
+
+export interface RawOpenOptions {
+  /** 4 (IPPROTO_IPIP, default): sends and receives IP-in-IP. 255 (IPPROTO_RAW): send-only. */
+  protocol?: number;
+  /** SO_RCVBUFFORCE, bytes (the kernel doubles it). */
+  rcvbuf?: number;
+  /** SO_SNDBUFFORCE, bytes (the kernel doubles it). */
+  sndbuf?: number;
+  /** SO_BINDTODEVICE. */
+  device?: string;
+}
+
+/** The addon's exports. Descriptors are plain ints owned by the caller. */
+export interface NativeAddon {
+  tunOpen(name: string, options?: TunOpenOptions): { fd: number; name: string };
+  tunSetPersist(fd: number, on: boolean): void;
+  tunSetOffload(fd: number, flags: number): void;
+  tunSetQueue(fd: number, enabled: boolean): void;
+
+  /** Interface index in the calling thread's namespace; 0 when there is no such interface. */
+  ifIndex(name: string): number;
+  ifSetUp(name: string, up: boolean): void;
+  ifSetMtu(name: string, mtu: number): void;
+  ifSetTxQueueLen(name: string, length: number): void;
+
+  rawOpen(options?: RawOpenOptions): number;
+  socketBuffers(fd: number): { rcvbuf: number; sndbuf: number };
+  /** Classic BPF program as pairs [code | jt << 16 | jf << 24, k]. */
+  attachFilter(fd: number, program: Uint32Array): void;
+  detachFilter(fd: number): void;
+  /** Discards up to max queued packets; returns how many. */
+  drain(fd: number, max: number): number;
+
+  /** read() until EAGAIN or max: packet i at buf[offs[i]] (≤ cap bytes), lens[i] its length. */
+  readBatch(fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, cap: number, max: number): number;
+  /** write() packets from..to-1, refusals counted in errs; returns the first index not handled. */
+  writeBatch(
+    fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, from: number, to: number,
+    errs?: Uint32Array | null,
+  ): number;
+  /** recvmmsg until EAGAIN or max: lens[i] > cap means truncated; srcs[i] host-order IPv4. */
+  recvBatch(
+    fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, cap: number, max: number,
+    srcs: Uint32Array, errs?: Uint32Array | null,
+  ): number;
+  /** sendmmsg packets from..to-1 to dsts[i]; refusals counted; returns the first index not handled. */
+  sendBatch(
+    fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, dsts: Uint32Array, from: number,
+    to: number, errs?: Uint32Array | null,
+  ): number;
+
+  /** poll() the first n fds (events null: POLLIN); revents[i] filled; returns how many are ready. */
+  wait(fds: Int32Array, events: Int32Array | null, n: number, timeoutMs: number, revents: Int32Array): number;
+  eventfdOpen(): number;
+  eventfdWrite(fd: number): void;
+  eventfdRead(fd: number): number;
+
+  /** setns(fd, CLONE_NEWNET) for the calling thread only. */
+  setNetns(fd: number): void;
+  close(fd: number): void;
+
+  readonly POLLIN: number;
+  readonly POLLOUT: number;
+  readonly POLLERR: number;
+  readonly POLLHUP: number;
+  readonly POLLNVAL: number;
+  readonly TUN_F_CSUM: number;
+  readonly TUN_F_TSO4: number;
+  readonly TUN_F_TSO6: number;
+  readonly TUN_F_TSO_ECN: number;
+  readonly TUN_F_UFO: number;
+  readonly ERR_TOTAL: number;
+  readonly ERR_LAST: number;
+  readonly ERR_MSGSIZE: number;
+  readonly ERR_UNREACH: number;
+  readonly ERR_NOBUFS: number;
+  readonly ERR_INVAL: number;
+  readonly ERR_PERM: number;
+  readonly ERR_IO: number;
+  readonly ERR_OTHER: number;
+  readonly ERR_SLOTS: number;
+  readonly WAIT_MAX: number;
+}
+
+/** An error thrown by the addon. */
+export interface NativeError extends Error {
+  code: string;
+  errno: number;
+  syscall: string;
+}
+
+export function isNativeError(e: unknown): e is NativeError {
+  return e instanceof Error && typeof (e as NativeError).syscall === 'string' && typeof (e as NativeError).errno === 'number';
+}
+
+/**
+ * Rethrows a native error with a better object name: `read fd 12: EBADFD` → `read fan0: EBADFD`.
+ * Anything else is rethrown unchanged.
+ */
+export function rethrowAs(e: unknown, object: string): never {
+  if (isNativeError(e)) e.message = `${e.syscall} ${object}: ${e.code}`;
+  throw e;
+}
+
+const ADDON_PATH = join('build', 'Release', 'userfan.node');
+
+/** Finds build/Release/userfan.node above this module (works from src/io and from dist/src/io). */
+export function addonPath(): string {
+  const override = process.env.USERFAN_ADDON;
+  if (override) return override;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, ADDON_PATH);
+    if (existsSync(candidate)) return candidate;
+    const up = dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  throw new Error(`userfan: native addon ${ADDON_PATH} not found above ${fileURLToPath(import.meta.url)}; run npm install`);
+}
+
+let loaded: NativeAddon | undefined;
+
+/** The addon, loaded on first use (once per thread: every worker has its own module instance). */
+export function native(): NativeAddon {
+  if (!loaded) loaded = createRequire(import.meta.url)(addonPath()) as NativeAddon;
+  return loaded;
+}

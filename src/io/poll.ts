@@ -1,0 +1,101 @@
+/**
+ * Waiting for descriptors without blocking a thread for long: poll() with a timeout, so a worker
+ * loop can check its stop flag (an Atomics word) between waits and stop within one timeout. A
+ * Waker (eventfd) in the set ends a wait at once when another thread asks.
+ *
+ *   const poller = new Poller();
+ *   const tunIx = poller.add(tun.fd);
+ *   const wakeIx = poller.add(waker.fd);
+ *   while (!Atomics.load(stop, 0)) {
+ *     if (poller.wait(20) === 0) continue;
+ *     if (poller.readable(tunIx)) ...
+ *   }
+ */
+import { native } from './native.js';
+
+export class Poller {
+  readonly #fds: Int32Array;
+  readonly #events: Int32Array;
+  readonly #revents: Int32Array;
+  #count = 0;
+
+  constructor(capacity = 8) {
+    if (capacity > native().WAIT_MAX) throw new RangeError(`at most ${native().WAIT_MAX} descriptors`);
+    this.#fds = new Int32Array(capacity);
+    this.#events = new Int32Array(capacity);
+    this.#revents = new Int32Array(capacity);
+  }
+
+  /** Watches fd for `events` (default POLLIN); returns its index for readable()/revents(). */
+  add(fd: number, events = native().POLLIN): number {
+    if (this.#count >= this.#fds.length) throw new RangeError('poller is full');
+    const i = this.#count++;
+    this.#fds[i] = fd;
+    this.#events[i] = events;
+    return i;
+  }
+
+  /** Changes what index i waits for (e.g. add POLLOUT while a send is pending). */
+  setEvents(i: number, events: number): void {
+    this.#events[i] = events;
+  }
+
+  /**
+   * Waits at most timeoutMs (keep it short: the thread cannot stop meanwhile) for any descriptor;
+   * returns how many have events (0 on timeout).
+   */
+  wait(timeoutMs: number): number {
+    return native().wait(this.#fds, this.#events, this.#count, timeoutMs, this.#revents);
+  }
+
+  /** What happened to index i in the last wait (POLLIN, POLLOUT, POLLERR, POLLHUP, POLLNVAL bits). */
+  revents(i: number): number {
+    return this.#revents[i];
+  }
+
+  readable(i: number): boolean {
+    return (this.#revents[i] & native().POLLIN) !== 0;
+  }
+
+  writable(i: number): boolean {
+    return (this.#revents[i] & native().POLLOUT) !== 0;
+  }
+
+  /**
+   * The descriptor is broken: POLLERR (e.g. its TUN device was deleted; for a socket, a pending
+   * error that the next receive consumes), POLLHUP, or POLLNVAL (not open).
+   */
+  failed(i: number): boolean {
+    const n = native();
+    return (this.#revents[i] & (n.POLLERR | n.POLLHUP | n.POLLNVAL)) !== 0;
+  }
+}
+
+/** An eventfd: wake() from any thread makes it readable; clear() in the waiting thread resets it. */
+export class Waker {
+  #fd: number;
+
+  constructor() {
+    this.#fd = native().eventfdOpen();
+  }
+
+  get fd(): number {
+    return this.#fd;
+  }
+
+  wake(): void {
+    native().eventfdWrite(this.#fd);
+  }
+
+  /** Returns how many wakes were pending. */
+  clear(): number {
+    return native().eventfdRead(this.#fd);
+  }
+
+  close(): void {
+    if (this.#fd < 0) return;
+    const fd = this.#fd;
+    this.#fd = -1;
+    native().close(fd);
+  }
+}
