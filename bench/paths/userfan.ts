@@ -1,0 +1,53 @@
+// userfan itself: `userfan up` in each host namespace (foreground daemon; it creates the TUN device and the
+// fan bridge fan-250-0-28 with .1/24, MTU 1480, and prints a JSON line with "event":"ready" when the data
+// plane runs; SIGTERM tears it down). Containers then join that bridge.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { PathUnavailable, type DataPath, type PathEnv } from './types.js';
+
+const CLI = 'dist/src/control/cli.js';
+
+function userfanPath(name: string, workers: (env: PathEnv) => number): DataPath {
+  return {
+    name,
+    async probe(env) {
+      return existsSync(join(env.root, CLI)) ? undefined : 'userfan CLI not built';
+    },
+    async setup(env) {
+      const { topo, a, b, root } = env;
+      const cli = join(root, CLI);
+      if (!existsSync(cli)) throw new PathUnavailable('userfan CLI not built');
+      const n = workers(env);
+      const procs = [a, b].map((h) =>
+        topo.spawn(h, ['node', cli, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', String(n)], {
+          env: { NODE_ENV: 'production' },
+        }),
+      );
+      try {
+        await Promise.all(procs.map((p) => p.waitForLine(/"event"\s*:\s*"ready"/, 30_000)));
+      } catch (e) {
+        await Promise.all(procs.map((p) => p.stop(5000)));
+        const failed = procs.find((p) => !p.running && p.exitSignal !== 'SIGTERM') ?? procs[0];
+        const host = failed === procs[0] ? a : b;
+        const last = failed.lines.filter((l) => l.line.trim()).at(-1)?.line.trim() ?? '';
+        if (/unknown command/i.test(last)) throw new PathUnavailable(`userfan CLI has no "up" command yet (${last})`);
+        const why = failed.exitCode !== null ? `exited with code ${failed.exitCode}` : (e as Error).message.split('\n')[0];
+        throw new Error(`userfan up on host ${host.name} ${why}${last ? `: ${last}` : ''}`);
+      }
+      const client = await topo.addContainer(a, { bridge: a.slice.bridge, waitForBridgeMs: 5000 });
+      const server = await topo.addContainer(b, { bridge: b.slice.bridge, waitForBridgeMs: 5000 });
+      return {
+        client,
+        server,
+        info: `userfan up --workers ${n}; containers on ${a.slice.bridge} / ${b.slice.bridge}, MTU ${client.mtu}`,
+        teardown: async () => {
+          // SIGTERM: the daemon removes what it created; then the lab deletes the namespaces
+          await Promise.all(procs.map((p) => p.stop(8000)));
+        },
+      };
+    },
+  };
+}
+
+export const userfan = userfanPath('userfan', (env) => env.workers);
+export const userfan1w = userfanPath('userfan-1w', () => 1);
