@@ -11,9 +11,14 @@ import { DEFAULT_FLAGS, Fan, validateFan } from '../fan/fan.js';
 import { parseCidr, parseOverlay } from '../fan/parse.js';
 import { explainAddress, formatExplanation } from '../debug/explain.js';
 import { prefixMask } from '../fan/addr.js';
+import { availableParallelism } from 'node:os';
+import { fansFromArgs, UsageError } from './fans-from-args.js';
+import { up } from './daemon.js';
+import { daemonsFor, downDaemon } from './down.js';
+import { formatShow, showRows } from './show.js';
+import { readStates } from './state.js';
+import { DEFAULT_TTL } from '../wire/ipip.js';
 
-/** A mistake in how the command was called (exit status 2). */
-export class UsageError extends Error {}
 
 const HELP = `userfan — Ubuntu's Fan networking in user space (IP-in-IP over TUN and raw sockets)
 
@@ -57,7 +62,73 @@ function fanFromText(overlayText: string | undefined, underlayText: string | und
   return { fan, hostKnown: host === address };
 }
 
+const fanOptions = {
+  overlay: { type: 'string', short: 'o' },
+  underlay: { type: 'string', short: 'u' },
+  all: { type: 'boolean', short: 'a' },
+  config: { type: 'string' },
+} as const;
+
+function intOption(name: string, text: string | undefined, def: number, min: number, max: number): number {
+  if (text === undefined) return def;
+  if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) throw new ConfigError(name, text, `must be a whole number from ${min} to ${max}`);
+  return Number(text);
+}
+
 const commands: Record<string, Handler> = {
+  async up(args) {
+    const { values, positionals } = opts(args, {
+      ...fanOptions,
+      bridge: { type: 'string' }, 'host-reserve': { type: 'string' }, dhcp: { type: 'boolean' }, workers: { type: 'string' },
+      ttl: { type: 'string' }, 'no-nat': { type: 'boolean' }, tun: { type: 'string' },
+    });
+    if (positionals.length) throw new UsageError(`unexpected ${positionals.join(' ')}; see userfan --help`);
+    const flags = {
+      ...(values.bridge !== undefined ? { bridge: values.bridge } : {}),
+      ...(values['host-reserve'] !== undefined ? { hostReserve: intOption('--host-reserve', values['host-reserve'], 1, 1, 1 << 24) } : {}),
+      ...(values.dhcp ? { dhcp: true } : {}),
+    };
+    const fans = fansFromArgs({ ...values, flags });
+    if (values.tun !== undefined && !/^[A-Za-z0-9_.-]{1,15}$/.test(values.tun)) throw new ConfigError('--tun', values.tun, 'must be 1-15 characters of letters, digits, . _ -');
+    return up({
+      fans,
+      underlayTexts: fans.map((f) => values.underlay ?? f.toString()),
+      workers: intOption('--workers', values.workers, availableParallelism(), 1, 64),
+      ttl: intOption('--ttl', values.ttl, DEFAULT_TTL, 0, 255),
+      nat: !values['no-nat'],
+      dhcp: !!values.dhcp,
+      tun: values.tun,
+    });
+  },
+
+  async down(args) {
+    const { values, positionals } = opts(args, { ...fanOptions, every: { type: 'boolean', short: 'e' } });
+    if (positionals.length) throw new UsageError(`unexpected ${positionals.join(' ')}; see userfan --help`);
+    const daemons = values.every ? readStates() : daemonsFor(fansFromArgs(values, true));
+    if (daemons.length === 0) {
+      console.log('no fans are up');
+      return 0;
+    }
+    let code = 0;
+    for (const d of daemons) {
+      const r = await downDaemon(d);
+      console.log(`${d.fans.map((f) => `${f.overlay} over ${f.underlay}`).join(', ')}: down (${r.how}, pid ${r.pid})`);
+      for (const p of r.problems) {
+        console.error(`  could not remove ${p}`);
+        code = 1;
+      }
+    }
+    return code;
+  },
+
+  async show(args) {
+    const { values } = opts(args, { json: { type: 'boolean' } });
+    const rows = await showRows();
+    console.log(values.json ? JSON.stringify(rows) : formatShow(rows));
+    return 0;
+  },
+
+
   explain(args) {
     const { values, positionals } = opts(args, { overlay: { type: 'string', short: 'o' }, underlay: { type: 'string', short: 'u' }, json: { type: 'boolean' } });
     if (positionals.length !== 1) throw new UsageError('explain takes one ADDRESS, e.g. userfan explain 250.0.27.3 -o 250.0.0.0/8 -u 172.30.0.28/16');
@@ -75,11 +146,6 @@ const commands: Record<string, Handler> = {
     return 0;
   },
 };
-
-/** Register a command implemented in another module (keeps this file the dispatcher only). */
-export function registerCommand(name: string, handler: Handler): void {
-  commands[name] = handler;
-}
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

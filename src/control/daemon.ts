@@ -1,0 +1,145 @@
+/**
+ * `userfan up`: set the host up as fanctl would (hostnet.ts), start the worker pool, and stay in the
+ * foreground (for systemd) until SIGTERM/SIGINT, then tear down everything it made. State lives in
+ * /run/userfan so `show` and `down` work from another shell, and `down` cleans up after a SIGKILL.
+ *
+ * Logs are JSON lines on stdout, one per event (never per packet).
+ */
+import { createServer, type Server } from 'node:net';
+import { rmSync } from 'node:fs';
+import { formatCidr, formatIPv4 } from '../fan/addr.js';
+import { ConfigError } from '../fan/errors.js';
+import type { Fan } from '../fan/fan.js';
+import { FanTable, prefixesOverlap } from '../fan/table.js';
+import { parseOverlay } from '../fan/parse.js';
+import { DataPlane } from '../dataplane/pool.js';
+import { DEFAULT_POLICY } from '../wire/ipip.js';
+import { bringUpFan, createTun, emptyState, teardown, tunNameFor, underlayInterface } from './hostnet.js';
+import { hasNetAdmin } from './privileges.js';
+import { type DaemonState, pidAlive, readStates, removeState, RUN_DIR, socketPath, writeState } from './state.js';
+import { fanRecord, statusOf } from './status.js';
+
+export interface UpOptions {
+  fans: Fan[];
+  /** What the user wrote for each fan's underlay (for messages). */
+  underlayTexts: string[];
+  workers: number;
+  ttl: number;
+  nat: boolean;
+  dhcp: boolean;
+  tun?: string;
+}
+
+export function log(event: string, fields: Record<string, unknown> = {}): void {
+  process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), event, ...fields })}\n`);
+}
+
+/** Refuse, before creating anything, a fan that is already up (EEXIST) or overlaps one that is. */
+async function checkNotUp(fans: Fan[]): Promise<void> {
+  for (const s of readStates()) {
+    if (!pidAlive(s.pid)) {
+      log('stale-state', { daemon: s.id, pid: s.pid, action: 'cleaning up what a dead userfan left' });
+      const problems = await teardown(s.host);
+      removeState(s.id);
+      if (problems.length) log('stale-cleanup-problems', { daemon: s.id, problems });
+      continue;
+    }
+    for (const r of s.fans) {
+      const theirs = parseOverlay(r.overlay);
+      for (const f of fans) {
+        if (!prefixesOverlap(theirs, f.overlay)) continue;
+        const same = theirs.net === f.overlay.net && theirs.len === f.overlay.len;
+        throw new ConfigError('fan', f.toString(), `${same ? 'is already up on this host (EEXIST)' : `overlaps ${r.overlay}, which is up on this host`}: userfan pid ${s.pid}, bridge ${r.bridge}; run userfan down first`);
+      }
+    }
+  }
+}
+
+export async function up(o: UpOptions): Promise<number> {
+  if (!hasNetAdmin()) throw new ConfigError('up', o.fans.map(String).join(', '), 'needs CAP_NET_ADMIN to create the TUN device, bridge and routes: run as root');
+  new FanTable(o.fans); // duplicates/overlaps among the fans of this invocation
+  const underlays = await Promise.all(o.fans.map((f, i) => underlayInterface(f, o.underlayTexts[i])));
+  await checkNotUp(o.fans);
+
+  const id = o.tun ?? tunNameFor(o.fans[0]);
+  const state: DaemonState = {
+    id, pid: process.pid, startedAt: new Date().toISOString(), workers: o.workers, ttl: o.ttl, nat: o.nat,
+    fans: o.fans.map(fanRecord), host: emptyState(),
+  };
+  const save = () => writeState(state);
+  let plane: DataPlane | undefined;
+  let server: Server | undefined;
+  let finishing: Promise<void> | undefined;
+
+  const finish = (code: number, why: string) => {
+    finishing ??= (async () => {
+      log('stopping', { reason: why });
+      server?.close();
+      await plane?.stop();
+      const problems = await teardown(state.host);
+      removeState(id);
+      if (problems.length) log('teardown-problems', { problems });
+      log('down', { daemon: id });
+      process.exitCode = code;
+      // Nothing else should keep the loop alive; exit explicitly in case a handle lingers.
+      setImmediate(() => process.exit(code));
+    })();
+    return finishing;
+  };
+
+  try {
+    save();
+    await createTun(state.host, id, Math.min(...underlays.map((u) => u.mtu)) - 20, save);
+    for (const [i, fan] of o.fans.entries()) {
+      await bringUpFan(state.host, fan, id, underlays[i].mtu, { nat: o.nat, dhcp: o.dhcp || fan.flags.dhcp, runDir: RUN_DIR }, save);
+      log('fan-up', { ...fanRecord(fan), tun: id, underlayInterface: underlays[i].iface, mtu: underlays[i].mtu - 20 });
+    }
+    plane = new DataPlane({
+      tun: id, fans: o.fans, workers: o.workers, ttl: o.ttl, policy: DEFAULT_POLICY, log,
+      onFatal: (why) => {
+        log('fatal', { error: why });
+        void finish(1, why);
+      },
+    });
+    await plane.start();
+  } catch (e) {
+    log('up-failed', { error: (e as Error).message });
+    await plane?.stop().catch(() => {});
+    const problems = await teardown(state.host);
+    removeState(id);
+    if (problems.length) log('teardown-problems', { problems });
+    throw e;
+  }
+
+  process.on('SIGTERM', () => void finish(0, 'SIGTERM'));
+  process.on('SIGINT', () => void finish(0, 'SIGINT'));
+
+  rmSync(socketPath(id), { force: true });
+  const p = plane;
+  server = createServer((conn) => {
+    let buf = '';
+    conn.on('data', (d) => {
+      buf += d;
+      if (!buf.includes('\n')) return;
+      let req: { cmd?: string; worker?: number };
+      try {
+        req = JSON.parse(buf);
+      } catch {
+        conn.end('{"error":"bad request"}');
+        return;
+      }
+      if (req.cmd === 'status') conn.end(JSON.stringify(statusOf(state, p)));
+      else if (req.cmd === 'crash-worker' && typeof req.worker === 'number' && req.worker >= 0 && req.worker < o.workers) {
+        p.crash(req.worker);
+        conn.end('{"ok":true}');
+      } else conn.end('{"error":"unknown command"}');
+    });
+    conn.on('error', () => {});
+  });
+  server.listen(socketPath(id));
+  log('ready', {
+    daemon: id, pid: process.pid, tun: id, workers: o.workers,
+    fans: o.fans.map((f) => `${formatCidr(f.overlay.net, f.overlay.len)} over ${formatCidr(f.underlay.net, f.underlay.len)} (this host ${formatIPv4(f.localHost)}, slice ${formatCidr(f.localSlice, f.sliceLen)}, bridge ${f.bridge})`),
+  });
+  return new Promise<number>(() => {}); // runs until a signal or a fatal error ends the process
+}

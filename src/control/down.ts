@@ -1,0 +1,63 @@
+/**
+ * `userfan down`: stop the daemon that carries a fan (SIGTERM: it tears down what it made), or, when
+ * that daemon is gone (crash, SIGKILL), remove what its state file says it made.
+ */
+import { formatCidr } from '../fan/addr.js';
+import { ConfigError } from '../fan/errors.js';
+import type { Fan } from '../fan/fan.js';
+import { teardown } from './hostnet.js';
+import { type DaemonState, pidAlive, readStates, removeState } from './state.js';
+
+const STOP_WAIT_MS = 10_000;
+
+export interface DownReport {
+  daemon: string;
+  pid: number;
+  how: 'stopped' | 'killed' | 'cleaned-after-crash';
+  problems: string[];
+}
+
+async function waitGone(pid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (!pidAlive(pid)) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return !pidAlive(pid);
+}
+
+/** Bring down one daemon, whatever state it is in. */
+export async function downDaemon(s: DaemonState): Promise<DownReport> {
+  if (pidAlive(s.pid)) {
+    process.kill(s.pid, 'SIGTERM');
+    if (await waitGone(s.pid, STOP_WAIT_MS)) {
+      // It cleaned up after itself unless it died half-way; whatever the state file still lists goes now.
+      const left = readStates().find((x) => x.id === s.id);
+      const problems = left ? await teardown(left.host) : [];
+      if (left) removeState(s.id);
+      return { daemon: s.id, pid: s.pid, how: 'stopped', problems };
+    }
+    process.kill(s.pid, 'SIGKILL');
+    await waitGone(s.pid, 2000);
+    const problems = await teardown(s.host);
+    removeState(s.id);
+    return { daemon: s.id, pid: s.pid, how: 'killed', problems };
+  }
+  const problems = await teardown(s.host);
+  removeState(s.id);
+  return { daemon: s.id, pid: s.pid, how: 'cleaned-after-crash', problems };
+}
+
+/** The daemons carrying these fans (same overlay and underlay); ConfigError for a fan that is not up. */
+export function daemonsFor(fans: Fan[]): DaemonState[] {
+  const states = readStates();
+  const found = new Map<string, DaemonState>();
+  for (const f of fans) {
+    const o = formatCidr(f.overlay.net, f.overlay.len);
+    const u = formatCidr(f.underlay.net, f.underlay.len);
+    const s = states.find((x) => x.fans.some((r) => r.overlay === o && r.underlay === u));
+    if (!s) throw new ConfigError('fan', f.toString(), 'is not up on this host (see userfan show)');
+    found.set(s.id, s);
+  }
+  return [...found.values()];
+}

@@ -1,0 +1,172 @@
+/**
+ * What `userfan up` does to the host, step by step, the way fanctl does it with a TUN device where
+ * fanctl uses tunl0: the TUN (multi-queue, persistent, so workers attach their own queues), the fan
+ * bridge holding the slice's .1 at MTU underlay − 20, a route for each overlay into the TUN with source
+ * .1, ip_forward=1, an SNAT table for traffic leaving the overlay (nftables, a table of userfan's own)
+ * and, with dhcp, dnsmasq on the bridge.
+ *
+ * Every step records what it made in the HostState before the next step runs, so teardown() removes
+ * exactly what exists, after a failure half-way, a SIGTERM, or a SIGKILL (from the state file).
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { formatCidr, formatIPv4 } from '../fan/addr.js';
+import { ConfigError } from '../fan/errors.js';
+import type { Fan } from '../fan/fan.js';
+import { localAddresses } from '../fan/parse.js';
+import { run } from '../lab/exec.js';
+import { OUTER_HEADER_LEN } from '../wire/ipip.js';
+
+/** What exists on the host because of one daemon. Serialised as the state file. */
+export interface HostState {
+  tun?: string;
+  bridges: string[];
+  routes: { dst: string; dev: string }[];
+  nftTables: string[];
+  dnsmasqPids: number[];
+}
+
+export const emptyState = (): HostState => ({ bridges: [], routes: [], nftTables: [], dnsmasqPids: [] });
+
+const ip = (args: string[]) => run(['ip', ...args], { timeoutMs: 10_000 });
+
+/** True when an interface of that name exists in this namespace. */
+export async function linkExists(name: string): Promise<boolean> {
+  const r = await run(['ip', 'link', 'show', 'dev', name], { allowFail: true });
+  return r.code === 0;
+}
+
+/** The MTU of the interface holding `address`, and its name; ConfigError when no interface has it. */
+export async function underlayInterface(fan: Fan, underlayText: string): Promise<{ iface: string; mtu: number }> {
+  const found = localAddresses().find((a) => a.address === fan.localHost);
+  if (!found) {
+    throw new ConfigError('underlay', underlayText, `${formatIPv4(fan.localHost)} is not an address of any interface on this host; give this host's underlay address`);
+  }
+  const mtu = Number(readFileSync(`/sys/class/net/${found.iface}/mtu`, 'utf8').trim());
+  return { iface: found.iface, mtu };
+}
+
+/** The TUN's name for a daemon: `uf` + the first fan's bridge suffix (`uf-250-0-28`), at most 15 characters. */
+export function tunNameFor(fan: Fan): string {
+  return `uf${fan.bridge.replace(/^fan/, '')}`.slice(0, 15);
+}
+
+/** nftables table name for a fan's SNAT. */
+export const nftTableFor = (fan: Fan) => `userfan_${fan.bridge.replace(/[^A-Za-z0-9]/g, '_')}`;
+
+export interface UpOptions {
+  nat: boolean;
+  dhcp: boolean;
+  /** The directory for dnsmasq's pid and lease files. */
+  runDir: string;
+}
+
+/** Create the TUN device (multi-queue, persistent) and bring it up at `mtu`. */
+export async function createTun(state: HostState, name: string, mtu: number, onChange: () => void): Promise<void> {
+  if (await linkExists(name)) throw new ConfigError('tun', name, 'a device of that name already exists on this host (is another userfan up? see userfan show)');
+  await ip(['tuntap', 'add', 'dev', name, 'mode', 'tun', 'multi_queue']);
+  state.tun = name;
+  onChange();
+  await ip(['link', 'set', 'dev', name, 'mtu', String(mtu), 'txqueuelen', '1000', 'up']);
+}
+
+/** Everything for one fan on top of the TUN: bridge, route, forwarding, NAT, DHCP. */
+export async function bringUpFan(state: HostState, fan: Fan, tun: string, underlayMtu: number, opts: UpOptions, onChange: () => void): Promise<void> {
+  const br = fan.bridge;
+  const mtu = underlayMtu - OUTER_HEADER_LEN;
+  const slice = formatCidr(fan.localSlice, fan.sliceLen);
+  const overlay = formatCidr(fan.overlay.net, fan.overlay.len);
+  if (await linkExists(br)) throw new ConfigError('bridge', br, 'already exists on this host (is this fan already up? see userfan show)');
+  await ip(['link', 'add', 'name', br, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0']);
+  state.bridges.push(br);
+  onChange();
+  await ip(['link', 'set', 'dev', br, 'mtu', String(mtu), 'up']);
+  await ip(['addr', 'add', `${formatIPv4(fan.hostAddress)}/${fan.sliceLen}`, 'dev', br]);
+  await ip(['route', 'add', overlay, 'dev', tun, 'src', formatIPv4(fan.hostAddress)]);
+  state.routes.push({ dst: overlay, dev: tun });
+  onChange();
+  writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
+  if (opts.nat) {
+    const table = nftTableFor(fan);
+    const script = [
+      `table ip ${table} {`,
+      '  chain fan-egress {',
+      '    type nat hook postrouting priority srcnat; policy accept;',
+      `    ip saddr ${slice} ip daddr != ${overlay} oifname != "${br}" snat to ${formatIPv4(fan.localHost)}`,
+      '  }',
+      '}',
+    ].join('\n');
+    await run(['nft', '-f', '-'], { input: script });
+    state.nftTables.push(table);
+    onChange();
+  }
+  if (opts.dhcp) {
+    const pidFile = `${opts.runDir}/${br}.dnsmasq.pid`;
+    const child = spawn(
+      'dnsmasq',
+      [
+        '--keep-in-foreground', '--conf-file=/dev/null', '--port=0', `--interface=${br}`, '--bind-interfaces', '--except-interface=lo',
+        `--dhcp-range=${formatIPv4(fan.firstContainerAddress)},${formatIPv4(fan.lastContainerAddress)},${formatIPv4(fan.sliceMask)},12h`,
+        `--dhcp-option=option:router,${formatIPv4(fan.hostAddress)}`, `--dhcp-option=option:mtu,${mtu}`,
+        `--dhcp-leasefile=${opts.runDir}/${br}.leases`, `--pid-file=${pidFile}`,
+      ],
+      { stdio: 'ignore', detached: true },
+    );
+    child.unref();
+    if (child.pid) state.dnsmasqPids.push(child.pid);
+    onChange();
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Remove everything the state records, in reverse order of creation. Never throws: each step that fails
+ * is reported in the returned list, and the rest still runs.
+ */
+export async function teardown(state: HostState): Promise<string[]> {
+  const problems: string[] = [];
+  const attempt = async (what: string, f: () => Promise<unknown>) => {
+    try {
+      await f();
+    } catch (e) {
+      problems.push(`${what}: ${(e as Error).message.split('\n').slice(-1)[0]}`);
+    }
+  };
+  for (const pid of state.dnsmasqPids) {
+    if (alive(pid)) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {}
+    }
+  }
+  state.dnsmasqPids = [];
+  for (const t of state.nftTables.splice(0)) {
+    await attempt(`nft table ${t}`, async () => {
+      const r = await run(['nft', 'delete', 'table', 'ip', t], { allowFail: true });
+      if (r.code !== 0 && !/No such file/.test(r.stderr)) throw new Error(r.stderr.trim());
+    });
+  }
+  // Routes go with their device; deleting the TUN removes them.
+  state.routes = [];
+  for (const br of state.bridges.splice(0)) {
+    await attempt(`bridge ${br}`, async () => {
+      if (await linkExists(br)) await ip(['link', 'del', 'dev', br]);
+    });
+  }
+  if (state.tun) {
+    const tun = state.tun;
+    await attempt(`tun ${tun}`, async () => {
+      if (await linkExists(tun)) await ip(['link', 'del', 'dev', tun]);
+    });
+    state.tun = undefined;
+  }
+  return problems;
+}

@@ -1,0 +1,47 @@
+/** `userfan show`: fanctl's table (Bridge, Underlay, Overlay, Flags) plus workers and packet counters. */
+import { ask, type DaemonState, pidAlive, readStates } from './state.js';
+import { flagsText, type DaemonStatus } from './status.js';
+
+export interface ShowRow {
+  bridge: string;
+  underlay: string;
+  overlay: string;
+  localHost: string;
+  slice: string;
+  flags: string;
+  daemon: string;
+  pid: number;
+  state: 'up' | 'stale';
+  workers: number;
+  txPackets: number | null;
+  rxPackets: number | null;
+  drops: number | null;
+  dropsByReason?: Record<string, number>;
+}
+
+export async function showRows(): Promise<ShowRow[]> {
+  const rows: ShowRow[] = [];
+  for (const s of readStates()) {
+    const live = pidAlive(s.pid);
+    let st: DaemonStatus | undefined;
+    if (live) st = await ask<DaemonStatus>(s.id, { cmd: 'status' }).catch(() => undefined);
+    for (const r of s.fans) {
+      rows.push({
+        bridge: r.bridge, underlay: r.underlay, overlay: r.overlay, localHost: r.localHost, slice: r.slice, flags: flagsText(r, s.nat),
+        daemon: s.id, pid: s.pid, state: live ? 'up' : 'stale', workers: s.workers,
+        txPackets: st?.total.txPackets ?? null, rxPackets: st?.total.rxPackets ?? null, drops: st?.total.dropsTotal ?? null,
+        dropsByReason: st?.total.drops as Record<string, number> | undefined,
+      });
+    }
+  }
+  return rows;
+}
+
+export function formatShow(rows: ShowRow[], states: DaemonState[] = []): string {
+  void states;
+  if (rows.length === 0) return 'no fans are up';
+  const head = ['Bridge', 'Underlay', 'Overlay', 'Flags', 'Workers', 'TX pkts', 'RX pkts', 'Drops', 'State'];
+  const body = rows.map((r) => [r.bridge, `${r.localHost}/${r.underlay.split('/')[1]}`, r.overlay, r.flags, String(r.workers), String(r.txPackets ?? '-'), String(r.rxPackets ?? '-'), String(r.drops ?? '-'), r.state === 'up' ? `up (pid ${r.pid})` : `stale: pid ${r.pid} is gone, run userfan down`]);
+  const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  return [head, ...body].map((cols) => cols.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd()).join('\n');
+}

@@ -1,0 +1,111 @@
+/**
+ * Where a running daemon leaves word of itself, so `show` and `down` find it from another shell and
+ * `down` can clean up after a crash or SIGKILL: /run/userfan/<tun>.json (what exists on the host) and
+ * /run/userfan/<tun>.sock (the daemon's control socket, for live counters).
+ */
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import type { FanFlags } from '../fan/fan.js';
+import type { HostState } from './hostnet.js';
+
+/**
+ * One directory per network namespace: a namespace is a host as far as the Fan is concerned, and two lab
+ * hosts on one machine must not see (or clean up) each other's daemons. /run/userfan/net-<inode>.
+ */
+function netnsTag(): string {
+  try {
+    return `net-${/\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/net'))?.[1] ?? 'unknown'}`;
+  } catch {
+    return 'net-unknown';
+  }
+}
+export const RUN_DIR = process.env.USERFAN_RUN_DIR ?? `/run/userfan/${netnsTag()}`;
+
+export interface FanRecord {
+  overlay: string;
+  underlay: string;
+  localHost: string;
+  slice: string;
+  bridge: string;
+  flags: FanFlags;
+}
+
+export interface DaemonState {
+  id: string;
+  pid: number;
+  startedAt: string;
+  workers: number;
+  ttl: number;
+  nat: boolean;
+  fans: FanRecord[];
+  host: HostState;
+}
+
+export const statePath = (id: string) => `${RUN_DIR}/${id}.json`;
+export const socketPath = (id: string) => `${RUN_DIR}/${id}.sock`;
+
+export function writeState(s: DaemonState): void {
+  mkdirSync(RUN_DIR, { recursive: true });
+  const tmp = `${statePath(s.id)}.tmp`;
+  writeFileSync(tmp, JSON.stringify(s, null, 2));
+  renameSync(tmp, statePath(s.id));
+}
+
+export function removeState(id: string): void {
+  rmSync(statePath(id), { force: true });
+  rmSync(socketPath(id), { force: true });
+}
+
+export function readStates(): DaemonState[] {
+  let names: string[];
+  try {
+    names = readdirSync(RUN_DIR);
+  } catch {
+    return [];
+  }
+  const out: DaemonState[] = [];
+  for (const n of names) {
+    if (!n.endsWith('.json')) continue;
+    try {
+      out.push(JSON.parse(readFileSync(`${RUN_DIR}/${n}`, 'utf8')) as DaemonState);
+    } catch {
+      // a half-written file is replaced atomically by writeState; anything else is not ours
+    }
+  }
+  return out;
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Ask a running daemon over its control socket; resolves with its JSON answer, rejects on timeout. */
+export function ask<T = unknown>(id: string, request: Record<string, unknown>, timeoutMs = 2000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(socketPath(id));
+    let data = '';
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`daemon ${id} did not answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    sock.on('connect', () => sock.write(`${JSON.stringify(request)}\n`));
+    sock.on('data', (d) => (data += d));
+    sock.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    sock.on('end', () => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(data) as T);
+      } catch (e) {
+        reject(e);
+      }
+    });
+  });
+}

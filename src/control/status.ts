@@ -1,0 +1,42 @@
+/** What `show` and `stats` print about one daemon: its fans and its counters. */
+import { formatCidr, formatIPv4 } from '../fan/addr.js';
+import type { Fan } from '../fan/fan.js';
+import type { DataPlane } from '../dataplane/pool.js';
+import type { CounterSnapshot } from '../dataplane/counters.js';
+import type { DaemonState, FanRecord } from './state.js';
+
+export function fanRecord(f: Fan): FanRecord {
+  return {
+    overlay: formatCidr(f.overlay.net, f.overlay.len),
+    underlay: formatCidr(f.underlay.net, f.underlay.len),
+    localHost: formatIPv4(f.localHost),
+    slice: formatCidr(f.localSlice, f.sliceLen),
+    bridge: f.bridge,
+    flags: f.flags,
+  };
+}
+
+export interface DaemonStatus {
+  id: string;
+  pid: number;
+  startedAt: string;
+  workers: number;
+  tun: string;
+  fans: FanRecord[];
+  total: CounterSnapshot;
+  perWorker: CounterSnapshot[];
+}
+
+export function statusOf(state: DaemonState, plane: DataPlane): DaemonStatus {
+  const perWorker = [...Array(state.workers).keys()].map((i) => plane.counters.snapshot(i));
+  return { id: state.id, pid: state.pid, startedAt: state.startedAt, workers: state.workers, tun: state.host.tun ?? state.id, fans: state.fans, total: plane.counters.total(), perWorker };
+}
+
+/** fanctl's Flags column: the flags that are set. */
+export function flagsText(r: FanRecord, nat: boolean): string {
+  const f: string[] = [];
+  if (r.flags.dhcp) f.push('dhcp');
+  if (r.flags.hostReserve !== 1) f.push(`host-reserve ${r.flags.hostReserve}`);
+  if (!nat) f.push('no-nat');
+  return f.join(' ') || '-';
+}

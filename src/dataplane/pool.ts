@@ -1,0 +1,141 @@
+/**
+ * The worker pool (piscina): N long-lived data-plane tasks, one per thread, each owning a TUN queue and
+ * a raw socket. The main thread only starts, watches and stops them: no packet passes through it.
+ *
+ * A worker that dies is replaced at once (piscina keeps minThreads alive; the task is submitted again)
+ * and the event logged; the descriptors it left open are closed here so its TUN queue does not swallow
+ * the flows the kernel hashes to it.
+ */
+import { Piscina } from 'piscina';
+import type { Fan } from '../fan/fan.js';
+import { native } from '../io/native.js';
+import { CounterTable, C_RESTARTS } from './counters.js';
+import { CONTROL_STOP, controlCrashSlot, type WorkerResult, type WorkerTask } from './task.js';
+
+export type LogFn = (event: string, fields?: Record<string, unknown>) => void;
+
+export interface DataPlaneOptions {
+  tun: string;
+  fans: Fan[];
+  workers: number;
+  ttl: number;
+  policy: number;
+  log: LogFn;
+  /** Called once when the data plane cannot go on (the TUN device vanished). */
+  onFatal: (why: string) => void;
+}
+
+const FD_STARTING = -2;
+
+export class DataPlane {
+  readonly counters: CounterTable;
+  private readonly control: Int32Array;
+  private readonly fds: Int32Array;
+  private readonly pool: Piscina;
+  private stopping = false;
+  private running: Promise<unknown>[] = [];
+  private started = false;
+  private startError?: Error;
+
+  constructor(private readonly opts: DataPlaneOptions) {
+    const n = opts.workers;
+    this.counters = new CounterTable(n);
+    this.control = new Int32Array(new SharedArrayBuffer(4 * (1 + n)));
+    this.fds = new Int32Array(new SharedArrayBuffer(8 * n)).fill(FD_STARTING);
+    this.pool = new Piscina({
+      filename: new URL('./worker.js', import.meta.url).href,
+      minThreads: n,
+      maxThreads: n,
+      idleTimeout: 2 ** 31 - 1,
+      concurrentTasksPerWorker: 1,
+      maxQueue: 'auto',
+    });
+    this.pool.on('error', (e: Error) => opts.log('pool-error', { error: e.message }));
+  }
+
+  private task(index: number): WorkerTask {
+    const o = this.opts;
+    return {
+      index, count: o.workers, tun: o.tun, ttl: o.ttl, policy: o.policy,
+      fans: o.fans.map((f) => ({ overlayNet: f.overlay.net, overlayLen: f.overlay.len, underlayNet: f.underlay.net, underlayLen: f.underlay.len, localHost: f.localHost })),
+      control: this.control.buffer as SharedArrayBuffer, counters: this.counters.buffer, fds: this.fds.buffer as SharedArrayBuffer,
+    };
+  }
+
+  /** Run worker `index`; when it dies after start, replace it and log how long that took. */
+  private launch(index: number): void {
+    this.running[index] = this.pool.run(this.task(index)).then(
+      (r: WorkerResult) => {
+        if (this.stopping) return;
+        if (r.reason === 'device-gone') this.opts.onFatal(r.detail ?? `TUN ${this.opts.tun} is gone`);
+        else this.opts.log('worker-stopped', { worker: index });
+      },
+      (e: Error) => {
+        if (this.stopping) return;
+        if (!this.started) {
+          this.startError ??= e;
+          return;
+        }
+        this.reclaim(index);
+        const diedAt = Date.now();
+        this.counters.row(index)[C_RESTARTS]++;
+        this.opts.log('worker-died', { worker: index, error: e.message });
+        this.launch(index);
+        void this.awaitStarted([index], 10_000).then(
+          () => this.opts.log('worker-replaced', { worker: index, ms: Date.now() - diedAt }),
+          (err: Error) => this.opts.onFatal(`worker ${index} could not be replaced: ${err.message}`),
+        );
+      },
+    );
+  }
+
+  /** Close the descriptors a dead worker left open. */
+  private reclaim(index: number): void {
+    for (const k of [2 * index, 2 * index + 1]) {
+      const fd = this.fds[k];
+      this.fds[k] = FD_STARTING;
+      if (fd >= 0) {
+        try {
+          native().close(fd);
+        } catch {}
+      }
+    }
+  }
+
+  private async awaitStarted(indexes: number[], ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      if (indexes.every((i) => this.fds[2 * i] >= 0 && this.fds[2 * i + 1] >= 0)) return;
+      if (Date.now() > deadline) throw new Error(`workers ${indexes.join(',')} did not open their TUN queue and socket within ${ms} ms`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  /** Start every worker; resolves when all hold their TUN queue and socket, rejects with the first failure. */
+  async start(): Promise<void> {
+    const all = [...Array(this.opts.workers).keys()];
+    for (const i of all) this.launch(i);
+    const deadline = Date.now() + 10_000;
+    while (!all.every((i) => this.fds[2 * i] >= 0 && this.fds[2 * i + 1] >= 0)) {
+      if (this.startError) throw this.startError;
+      if (Date.now() > deadline) throw new Error(`workers did not open their TUN queues and sockets within 10 s`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    this.started = true;
+    for (const i of all) this.opts.log('worker-started', { worker: i });
+  }
+
+  /** Fault injection for tests: make worker i throw, as a crash would. */
+  crash(index: number): void {
+    Atomics.store(this.control, controlCrashSlot(index), 1);
+  }
+
+  /** Stop every worker (each sees the flag within one wait, 20 ms) and the pool. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    Atomics.store(this.control, CONTROL_STOP, 1);
+    await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, 3000))]);
+    for (let i = 0; i < this.opts.workers; i++) this.reclaim(i);
+    await this.pool.destroy();
+  }
+}

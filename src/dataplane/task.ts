@@ -1,0 +1,35 @@
+/** What the main thread hands a worker: plain data and shared buffers, structured-cloneable. */
+export interface FanSpecData {
+  overlayNet: number;
+  overlayLen: number;
+  underlayNet: number;
+  underlayLen: number;
+  localHost: number;
+}
+
+export interface WorkerTask {
+  /** Worker slot, 0..count-1: its TUN queue, its share of received packets, its counter row. */
+  index: number;
+  count: number;
+  tun: string;
+  fans: FanSpecData[];
+  /** Outer TTL; 0 inherits the inner TTL. */
+  ttl: number;
+  /** Decapsulation policy bits (wire/ipip.ts). */
+  policy: number;
+  /** Int32Array: [0] = stop all workers; [1 + index] = crash this worker (fault injection for tests). */
+  control: SharedArrayBuffer;
+  /** CounterTable buffer. */
+  counters: SharedArrayBuffer;
+  /** Int32Array of 2 fds per worker (TUN queue, raw socket), so the main thread can close them if the worker dies. */
+  fds: SharedArrayBuffer;
+}
+
+export interface WorkerResult {
+  index: number;
+  reason: 'stopped' | 'device-gone';
+  detail?: string;
+}
+
+export const CONTROL_STOP = 0;
+export const controlCrashSlot = (index: number) => 1 + index;
