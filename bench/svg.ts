@@ -44,7 +44,7 @@ export function renderSvg(report: BenchReport): string {
   const gap = 6;
   const panelTitleH = 26;
   const axisH = 22;
-  const top = 52;
+  const top = 66;
   const out: string[] = [];
   let y = top;
   const body: string[] = [];
@@ -69,7 +69,7 @@ export function renderSvg(report: BenchReport): string {
       const v = (max * i) / 5;
       const x = sx(v);
       body.push(`<line x1="${x.toFixed(1)}" y1="${plotTop - 2}" x2="${x.toFixed(1)}" y2="${plotTop + plotH}" class="g"/>`);
-      body.push(`<text x="${x.toFixed(1)}" y="${plotTop + plotH + 14}" class="a">${num(v)}</text>`);
+      body.push(`<text x="${x.toFixed(1)}" y="${plotTop + plotH + 14}" class="a">${String(Number(v.toPrecision(3)))}</text>`);
     }
     for (const [i, r] of rows.entries()) {
       const by = plotTop + i * (barH + gap);
@@ -88,7 +88,8 @@ export function renderSvg(report: BenchReport): string {
   }
   const unavailable = report.machine.unavailable;
   for (const u of unavailable) {
-    body.push(`<text x="${labelW}" y="${y + 12}" class="n">not measured: ${esc(u.path)}: ${esc(u.reason)}</text>`);
+    const note = `not measured: ${u.path}: ${u.reason}`;
+    body.push(`<text x="${labelW}" y="${y + 12}" class="n">${esc(note.length > 105 ? note.slice(0, 104) + '…' : note)}<title>${esc(note)}</title></text>`);
     y += 16;
   }
   const height = y + 12;
@@ -108,7 +109,15 @@ export function renderSvg(report: BenchReport): string {
 </style>`);
   out.push(`<rect width="100%" height="100%" fill="#fff"/>`);
   out.push(`<text x="12" y="22" class="h">Container to container across two hosts (network namespaces), iperf3</text>`);
-  out.push(`<text x="12" y="40" class="m">${esc(machineLine(report.machine))}</text>`);
+  // the machine line, wrapped at commas to fit the width
+  const mline = machineLine(report.machine).split(', ');
+  const wrapped: string[] = [''];
+  for (const part of mline) {
+    const cur = wrapped[wrapped.length - 1];
+    if (cur && (cur + ', ' + part).length > 120) wrapped.push(part);
+    else wrapped[wrapped.length - 1] = cur ? `${cur}, ${part}` : part;
+  }
+  wrapped.forEach((w, i) => out.push(`<text x="12" y="${40 + i * 14}" class="m">${esc(w)}</text>`));
   out.push(...body);
   out.push('</svg>');
   return out.join('\n') + '\n';
