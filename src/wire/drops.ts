@@ -28,6 +28,7 @@ export const DROP_REASONS = [
   ['rx-inner-ttl-zero', 'inner TTL is 0'],
   ['rx-inner-fragment', 'inner packet is a fragment and fragments are not accepted'],
   ['rx-inner-options', 'inner header carries IP options and options are not accepted'],
+  ['rx-foreign-overlay', 'inner destination is in none of this daemon\'s overlays (another fan\'s traffic on this host)'],
   ['rx-loop', 'inner source is one of the outer addresses (a tunnel packet wrapped again)'],
   ['rx-spoofed-source', 'inner source is not in the slice of the host that sent the packet'],
   ['rx-wrong-outer-destination', 'outer destination is not this host\'s address in the inner source\'s fan'],

@@ -90,9 +90,6 @@ export function decapsulate(b: Uint8Array, off: number, len: number, fans: FanTa
   if (ohl > len) return -Drop['rx-truncated-outer'];
   if (u16(b, off + OFF_TOTAL_LEN) !== len) return -Drop['rx-bad-outer-length'];
   if (b[off + OFF_PROTO] !== PROTO_IPIP) return -Drop['rx-not-ipip'];
-  const outerSrc = u32(b, off + OFF_SRC);
-  if (fans.isLocalUnderlay(outerSrc)) return -Drop['rx-from-self'];
-  if (!fans.inUnderlay(outerSrc)) return -Drop['rx-outer-source-not-underlay'];
 
   // Inner header.
   const i = off + ohl;
@@ -110,10 +107,16 @@ export function decapsulate(b: Uint8Array, off: number, len: number, fans: FanTa
 
   // Who may send what: the Fan's mapping is a function, so anti-spoofing is one lookup.
   const innerSrc = u32(b, i + OFF_SRC);
+  const innerDst = u32(b, i + OFF_DST);
+  // Every protocol-4 socket on the host sees every IP-in-IP packet: another daemon's fan is not ours.
+  if (fans.fanIndexOf(innerDst) < 0) return -Drop['rx-foreign-overlay'];
+  const outerSrc = u32(b, off + OFF_SRC);
+  if (fans.isLocalUnderlay(outerSrc)) return -Drop['rx-from-self'];
+  if (!fans.inUnderlay(outerSrc)) return -Drop['rx-outer-source-not-underlay'];
   if (innerSrc === outerSrc || innerSrc === u32(b, off + OFF_DST) || fans.isLocalUnderlay(innerSrc)) return -Drop['rx-loop'];
   if (!fans.senderOwns(innerSrc, outerSrc)) return -Drop['rx-spoofed-source'];
   if (fans.localHostFor(innerSrc) !== u32(b, off + OFF_DST)) return -Drop['rx-wrong-outer-destination'];
-  if (!fans.isLocal(u32(b, i + OFF_DST))) return -Drop['rx-not-local'];
+  if (!fans.isLocal(innerDst)) return -Drop['rx-not-local'];
 
   // ECN, RFC 6040.
   const itos = b[i + OFF_TOS];

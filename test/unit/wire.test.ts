@@ -171,6 +171,7 @@ describe('every drop reason is produced by a packet built to trigger it', () => 
     'rx-spoofed-source': () => encapsulated({ ...ok, src: ip('250.0.66.3') }),
     'rx-wrong-outer-destination': () => encapsulated(ok, undefined, A, ip('198.18.0.99')),
     'rx-not-local': () => encapsulated({ ...ok, dst: ip('250.0.66.3') }),
+    'rx-foreign-overlay': () => encapsulated({ ...ok, dst: ip('251.0.27.3') }),
     'rx-ecn-ce-not-ect': () => encapsulated(ok, (b) => (b[1] |= 3)),
   };
   for (const [name, build] of Object.entries(rx)) {
