@@ -446,6 +446,8 @@ export async function runInterop(opts: InteropOptions = {}): Promise<InteropResu
   return { checks: it.checks, ok, summary: summarize(it.checks, it.kernel) };
 }
 
+let interrupted: string | undefined;
+
 async function main(): Promise<number> {
   const missing = umlMissing();
   if (missing) {
@@ -455,10 +457,18 @@ async function main(): Promise<number> {
     return 2;
   }
   const args = process.argv.slice(2);
+  // The lab's own SIGINT/SIGTERM hooks tear everything down and exit; say so instead of a misleading summary.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      interrupted = sig;
+      process.once('exit', () => console.log(`interop: INTERRUPTED by ${sig} — lab torn down, nothing proven`));
+    });
+  }
   const r = await runInterop({
     keepOffload: args.includes('--keep-offload'),
     log: (m) => console.log(m),
   });
+  if (interrupted) return 130;
   if (args.includes('--json')) console.log(JSON.stringify(r.checks));
   console.log(r.summary);
   return r.ok ? 0 : 1;
