@@ -28,6 +28,7 @@ import {
   type TestName,
 } from './report.js';
 import { renderSvg } from './svg.js';
+import { formatKernelIpipUml, measureKernelIpipUml, type KernelIpipUmlResult } from './paths/kernel-ipip-uml.js';
 
 export interface BenchOptions {
   paths: string[];
@@ -39,6 +40,8 @@ export interface BenchOptions {
   json?: string;
   svg?: string;
   markdown?: string;
+  /** 'uml': also measure kernel ipip against its own plain ceiling inside user-mode Linux (this kernel has none). */
+  kernelIpip?: 'uml';
   log: (line: string) => void;
   /** Called with each path's topology and instance once set up (tests inspect them). */
   onSetup?: (path: string, topo: FanTopology, inst: PathInstance) => void | Promise<void>;
@@ -53,7 +56,9 @@ const USAGE = `usage: npm run bench -- [options]
   --workers N        userfan workers for the "userfan" path (default: cores)
   --json FILE        write machine-readable results
   --svg FILE         write a bar chart
-  --markdown FILE    write the tables as Markdown`;
+  --markdown FILE    write the tables as Markdown
+  --kernel-ipip uml  also measure kernel ipip inside user-mode Linux (relative to its own plain
+                     ceiling there; for kernels without ipip; see bench/paths/kernel-ipip-uml.ts)`;
 
 export function parseArgs(argv: string[]): BenchOptions {
   const o: BenchOptions = {
@@ -108,6 +113,12 @@ export function parseArgs(argv: string[]): BenchOptions {
       case '--seconds':
         o.seconds = int(val(i++, a), a, 1, 600);
         break;
+      case '--kernel-ipip': {
+        const v = val(i++, a);
+        if (v !== 'uml') throw new Error(`--kernel-ipip: only "uml" is supported, got ${v}`);
+        o.kernelIpip = 'uml';
+        break;
+      }
       case '--workers':
         o.workers = int(val(i++, a), a, 1, 256);
         break;
@@ -337,7 +348,16 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       : {}),
     cpuSecondsPerGbit: round(r.cpuSecondsPerGbit, 3),
   }));
-  const report: BenchReport = { machine, results, ratios: ratios(results), failures };
+  const report: BenchReport & { kernelIpipUml?: KernelIpipUmlResult } = { machine, results, ratios: ratios(results), failures };
+  if (o.kernelIpip === 'uml') {
+    o.log('kernel-ipip-uml: kernel ipip and plain routing inside user-mode Linux');
+    try {
+      report.kernelIpipUml = await measureKernelIpipUml({ seconds: o.seconds, repeat: o.repeat, log: o.log });
+    } catch (e) {
+      failures.push({ path: 'kernel-ipip-uml', round: 0, error: (e as Error).message.split('\n')[0] });
+      o.log(`kernel-ipip-uml: ${(e as Error).message}`);
+    }
+  }
   o.log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
   return report;
 }
@@ -352,7 +372,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     const report = await runBench(o);
-    const table = renderTable(report);
+    let table = renderTable(report);
+    const uml = (report as { kernelIpipUml?: KernelIpipUmlResult }).kernelIpipUml;
+    if (uml) table += `\n\n${formatKernelIpipUml(uml)}`;
     console.log('');
     console.log(machineLine(report.machine));
     console.log('');

@@ -113,6 +113,8 @@ describe('summaries, ratios, table, chart', () => {
     expect(parseArgs([])).toMatchObject({ seconds: 5, repeat: 3 });
     expect(() => parseArgs(['--paths', 'carrier-pigeon'])).toThrow(/unknown path/);
     expect(() => parseArgs(['--repeat', '0'])).toThrow(/--repeat/);
+    expect(parseArgs(['--kernel-ipip', 'uml']).kernelIpip).toBe('uml');
+    expect(() => parseArgs(['--kernel-ipip', 'qemu'])).toThrow(/only "uml"/);
   });
 
   it('busy CPU ticks from /proc/stat exclude idle, iowait and steal', () => {
