@@ -10,7 +10,7 @@
 //   bootUmlHost(opts)         boot, run one script to the end, power off: { status, output }.
 //   startUml(opts) -> guest   a long-running guest whose script ends in `uf_serve`: the host then runs
 //                             commands in it with guest.exec(cmd) and stops it with guest.shutdown().
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -369,6 +369,10 @@ export async function startUml(opts: UmlOptions): Promise<UmlGuest> {
       if (!/^[A-Za-z0-9_.-]{1,15}$/.test(v)) throw new Error(`bad interface name ${v}`);
       if (opts.txChecksumOff) await run(['ethtool', '-K', v, 'tx', 'off'], { ns: opts.ns });
     }
+    // A private, executable copy of the init script: a checkout or package may have lost the exec bit.
+    const initCopy = join(dir, 'init.sh');
+    copyFileSync(umlInitPath(), initCopy);
+    chmodSync(initCopy, 0o755);
     const timeoutS = Math.ceil((opts.timeoutMs ?? 120_000) / 1000);
     const modules = opts.modules ?? ['tun', 'ipip', 'bridge', 'veth'];
     const argv = [
@@ -379,7 +383,7 @@ export async function startUml(opts: UmlOptions): Promise<UmlGuest> {
       `mem=${opts.memMb ?? 512}M`,
       'rootfstype=hostfs', 'rootflags=/', 'ro', 'loglevel=2',
       `uml_dir=${join(dir, 'uml')}`, `umid=${umid}`,
-      `init=${umlInitPath()}`,
+      `init=${initCopy}`,
       `UF_DIR=${dir}`, `UF_MODULES=${modules.join(',')}`, `UF_HOSTNAME=${label}`,
       ...veths.map((v, i) => `vec${i}:transport=raw,ifname=${v},depth=128${gro ? ',gro=1' : ''},bpffile=${join(dir, 'rx.bpf')}`),
       'con=null', 'con0=null,fd:1',
