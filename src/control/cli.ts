@@ -17,6 +17,8 @@ import { up } from './daemon.js';
 import { daemonsFor, downDaemon } from './down.js';
 import { formatShow, showRows } from './show.js';
 import { readStates } from './state.js';
+import { hasNetAdmin } from './privileges.js';
+import { demo } from '../lab/demo.js';
 import { DEFAULT_TTL } from '../wire/ipip.js';
 
 
@@ -119,6 +121,12 @@ const commands: Record<string, Handler> = {
       }
     }
     return code;
+  },
+
+  async demo(args) {
+    const { values } = opts(args, { keep: { type: 'boolean' }, json: { type: 'boolean' }, bytes: { type: 'string' } });
+    if (!hasNetAdmin()) throw new ConfigError('demo', 'userfan demo', 'builds network namespaces: run as root (sudo npm start)');
+    return demo({ keep: !!values.keep, json: !!values.json, bytes: intOption('--bytes', values.bytes, 100_000_000, 1, 2 ** 40) });
   },
 
   async show(args) {
