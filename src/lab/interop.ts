@@ -363,12 +363,25 @@ for i in $(seq 200); do grep -q 'listening on' ${f} 2>/dev/null && exit 0; sleep
       const third = fanSliceOf(OVERLAY, '198.18.0.26', UL_LEN);
       const thirdSrc = third.network.replace(/\.0$/, '.5');
       const other = await kernelCase('other-slice', thirdSrc, `ip route add ${third.network}/${third.prefixLen} via 198.18.0.26 dev tunl0 onlink`);
+      // The same packet with one ipip device per peer (local B, remote X) and strict rp_filter on each.
+      const perPeer = await kernelCase(
+        'per-peer',
+        thirdSrc,
+        [
+          `ip link add name ipip28 type ipip local ${B_UL} remote ${A_UL}`,
+          'ip link add name ipip26 type ipip local ' + B_UL + ' remote 198.18.0.26',
+          'for d in ipip28 ipip26; do ip link set dev $d mtu 1480 up; sysctl -qw net.ipv4.conf.$d.rp_filter=1; done',
+          `ip route replace ${fanSliceOf(OVERLAY, A_UL, UL_LEN).network}/24 dev ipip28`,
+          `ip route replace ${third.network}/${third.prefixLen} dev ipip26`,
+        ].join(' && '),
+      );
       this.info(
         'what the kernel checks',
         `ipip itself accepts any inner source from any outer source; only reverse-path filtering stands in for userfan's slice check: ` +
           `with rp_filter=0 the same spoofed packet reached B's container ${off.delivered}×; with rp_filter=1 a source in another remote host's ` +
           `slice (${thirdSrc}, routed via tunl0 to 198.18.0.26) sent from ${A_UL} reached it ${other.delivered}× (IPReversePathFilter +${other.rpf}): ` +
-          `tunl0 carries every slice, so the kernel cannot tell which host may use which source; userfan drops both`,
+          `tunl0 carries every slice, so the kernel cannot tell which host may use which source (userfan drops both); ` +
+          `with one ipip device per peer and rp_filter=1 that packet reached it ${perPeer.delivered}× (IPReversePathFilter +${perPeer.rpf})`,
       );
     } catch (e) {
       this.info('what the kernel checks', `could not complete: ${(e as Error).message.split('\n')[0]}`);
