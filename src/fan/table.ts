@@ -6,9 +6,9 @@
  * Every method answering per packet returns a number: an underlay address, or NO_FAN (0). 0.0.0.0 is
  * never an underlay host: underlays in 0.0.0.0/8 are refused at parse time.
  */
-import { formatCidr } from './addr.js';
+import { formatCidr, prefixMask } from './addr.js';
 import { ConfigError } from './errors.js';
-import type { Fan } from './fan.js';
+import { type Fan, type Prefix } from './fan.js';
 
 export const MAX_FANS = 256;
 /** Returned by lookups when no fan covers the address. */
@@ -18,6 +18,12 @@ export const NO_FAN = 0;
  * address, which no host can own. 0.0.0.1 is never an underlay host either.
  */
 export const NO_HOST = 1;
+
+/** Whether two prefixes share any address (one contains the other). */
+export function prefixesOverlap(a: Prefix, b: Prefix): boolean {
+  const m = prefixMask(Math.min(a.len, b.len));
+  return ((a.net & m) >>> 0) === ((b.net & m) >>> 0);
+}
 
 export class FanTable {
   private n = 0;
@@ -51,9 +57,7 @@ export class FanTable {
       if (other.overlay.net === fan.overlay.net && other.overlay.len === fan.overlay.len) {
         throw new ConfigError('overlay', text, `this fan is already up on this host (EEXIST): ${other}`);
       }
-      const len = Math.min(other.overlay.len, fan.overlay.len);
-      const m = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-      if (((other.overlay.net & m) >>> 0) === ((fan.overlay.net & m) >>> 0)) {
+      if (prefixesOverlap(other.overlay, fan.overlay)) {
         throw new ConfigError('overlay', text, `overlaps the overlay of another fan on this host (${other}); overlays must be disjoint`);
       }
     }
