@@ -16,9 +16,12 @@ import { fansFromArgs, UsageError } from './fans-from-args.js';
 import { up } from './daemon.js';
 import { daemonsFor, downDaemon } from './down.js';
 import { formatShow, showRows } from './show.js';
-import { readStates } from './state.js';
+import { pidAlive, readStates } from './state.js';
+import { explainLive, fansUp, formatLive } from '../debug/walk.js';
 import { hasNetAdmin } from './privileges.js';
 import { demo } from '../lab/demo.js';
+import { parseListen } from '../debug/metrics.js';
+import { collectStats, formatStats } from '../debug/stats.js';
 import { DEFAULT_TTL } from '../wire/ipip.js';
 
 
@@ -26,10 +29,13 @@ const HELP = `userfan — Ubuntu's Fan networking in user space (IP-in-IP over T
 
 usage:
   userfan up -o OVERLAY -u UNDERLAY [--bridge NAME] [--host-reserve N] [--dhcp] [--workers N] [--ttl N] [--no-nat]
+             [--metrics [HOST:]PORT]
   userfan up -a [--config FILE]            every enabled fan of FILE (default /etc/network/fan)
   userfan down -o OVERLAY -u UNDERLAY | -a [--config FILE] | -e
   userfan show [--json]                    fans that are up: Bridge, Underlay, Overlay, Flags, workers, counters
+  userfan stats [--watch] [--json] [--interval MS]   packets, bytes, rates, drops by reason, per worker
   userfan explain ADDRESS -o OVERLAY -u UNDERLAY [--json]
+  userfan explain ADDRESS [--from SOURCE] [--json]   against the fans that are up: where, and each step
   userfan demo [--keep] [--json]           two hosts in network namespaces, container to container (root)
   userfan --help | --version
 
@@ -77,12 +83,20 @@ function intOption(name: string, text: string | undefined, def: number, min: num
   return Number(text);
 }
 
+function listenOption(text: string) {
+  try {
+    return parseListen(text);
+  } catch {
+    throw new ConfigError('--metrics', text, 'expected PORT or HOST:PORT, e.g. 127.0.0.1:9476 (loopback unless a host is given)');
+  }
+}
+
 const commands: Record<string, Handler> = {
   async up(args) {
     const { values, positionals } = opts(args, {
       ...fanOptions,
       bridge: { type: 'string' }, 'host-reserve': { type: 'string' }, dhcp: { type: 'boolean' }, workers: { type: 'string' },
-      ttl: { type: 'string' }, 'no-nat': { type: 'boolean' }, tun: { type: 'string' },
+      ttl: { type: 'string' }, 'no-nat': { type: 'boolean' }, tun: { type: 'string' }, metrics: { type: 'string' },
     });
     if (positionals.length) throw new UsageError(`unexpected ${positionals.join(' ')}; see userfan --help`);
     const flags = {
@@ -100,6 +114,7 @@ const commands: Record<string, Handler> = {
       nat: !values['no-nat'],
       dhcp: !!values.dhcp,
       tun: values.tun,
+      metrics: values.metrics === undefined ? undefined : listenOption(values.metrics),
     });
   },
 
@@ -129,6 +144,22 @@ const commands: Record<string, Handler> = {
     return demo({ keep: !!values.keep, json: !!values.json, bytes: intOption('--bytes', values.bytes, 100_000_000, 1, 2 ** 40) });
   },
 
+  async stats(args) {
+    const { values } = opts(args, { watch: { type: 'boolean', short: 'w' }, json: { type: 'boolean' }, interval: { type: 'string' } });
+    const interval = intOption('--interval', values.interval, 1000, 100, 60_000);
+    let prev: Awaited<ReturnType<typeof collectStats>>['raw'] | undefined;
+    for (;;) {
+      const { stats, raw } = await collectStats(interval, prev);
+      prev = raw;
+      if (values.json) console.log(JSON.stringify(stats));
+      else {
+        if (values.watch) process.stdout.write('\x1b[H\x1b[2J');
+        console.log(formatStats(stats));
+      }
+      if (!values.watch) return 0;
+    }
+  },
+
   async show(args) {
     const { values } = opts(args, { json: { type: 'boolean' } });
     const rows = await showRows();
@@ -137,9 +168,16 @@ const commands: Record<string, Handler> = {
   },
 
 
-  explain(args) {
-    const { values, positionals } = opts(args, { overlay: { type: 'string', short: 'o' }, underlay: { type: 'string', short: 'u' }, json: { type: 'boolean' } });
+  async explain(args) {
+    const { values, positionals } = opts(args, { overlay: { type: 'string', short: 'o' }, underlay: { type: 'string', short: 'u' }, json: { type: 'boolean' }, from: { type: 'string' } });
     if (positionals.length !== 1) throw new UsageError('explain takes one ADDRESS, e.g. userfan explain 250.0.27.3 -o 250.0.0.0/8 -u 172.30.0.28/16');
+    if (values.overlay === undefined && values.underlay === undefined) {
+      // Against the fans that are up here.
+      const live = await explainLive(fansUp(readStates().filter((s) => pidAlive(s.pid))), positionals[0], values.from);
+      console.log(values.json ? JSON.stringify(live) : formatLive(live));
+      return 0;
+    }
+    if (values.from !== undefined) throw new UsageError('--from walks a packet through the fans that are up: leave out -o/-u');
     const { fan, hostKnown } = fanFromText(values.overlay, values.underlay);
     let addr: number;
     try {

@@ -6,6 +6,8 @@
  * Logs are JSON lines on stdout, one per event (never per packet).
  */
 import { createServer, type Server } from 'node:net';
+import type { Server as HttpServer } from 'node:http';
+import { metricsRegistry, serveMetrics } from '../debug/metrics.js';
 import { rmSync } from 'node:fs';
 import { formatCidr, formatIPv4 } from '../fan/addr.js';
 import { ConfigError } from '../fan/errors.js';
@@ -28,6 +30,8 @@ export interface UpOptions {
   nat: boolean;
   dhcp: boolean;
   tun?: string;
+  /** Serve Prometheus metrics here. */
+  metrics?: { host: string; port: number };
 }
 
 export function log(event: string, fields: Record<string, unknown> = {}): void {
@@ -69,12 +73,14 @@ export async function up(o: UpOptions): Promise<number> {
   const save = () => writeState(state);
   let plane: DataPlane | undefined;
   let server: Server | undefined;
+  let metricsServer: HttpServer | undefined;
   let finishing: Promise<void> | undefined;
 
   const finish = (code: number, why: string) => {
     finishing ??= (async () => {
       log('stopping', { reason: why });
       server?.close();
+      metricsServer?.close();
       await plane?.stop();
       const problems = await teardown(state.host);
       removeState(id);
@@ -137,6 +143,15 @@ export async function up(o: UpOptions): Promise<number> {
     conn.on('error', () => {});
   });
   server.listen(socketPath(id));
+  if (o.metrics) {
+    try {
+      metricsServer = await serveMetrics(o.metrics, metricsRegistry(() => statusOf(state, p)));
+      log('metrics', { url: `http://${o.metrics.host.includes(':') ? `[${o.metrics.host}]` : o.metrics.host}:${o.metrics.port}/metrics` });
+    } catch (e) {
+      log('metrics-failed', { error: (e as Error).message });
+      await finish(1, `cannot serve metrics on ${o.metrics.host}:${o.metrics.port}: ${(e as Error).message}`);
+    }
+  }
   log('ready', {
     daemon: id, pid: process.pid, tun: id, workers: o.workers,
     fans: o.fans.map((f) => `${formatCidr(f.overlay.net, f.overlay.len)} over ${formatCidr(f.underlay.net, f.underlay.len)} (this host ${formatIPv4(f.localHost)}, slice ${formatCidr(f.localSlice, f.sliceLen)}, bridge ${f.bridge})`),

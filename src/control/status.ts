@@ -25,6 +25,8 @@ export interface DaemonStatus {
   fans: FanRecord[];
   total: CounterSnapshot;
   perWorker: CounterSnapshot[];
+  /** TUN offload state, when the data plane reports one. */
+  offload?: string;
 }
 
 export function statusOf(state: DaemonState, plane: DataPlane): DaemonStatus {
