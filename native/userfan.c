@@ -626,7 +626,9 @@ static napi_value drain(napi_env env, napi_callback_info info) {
 /*
  * readBatch(fd, buf, offs, lens, cap, max) -> n
  * read() until EAGAIN or max packets: packet i lands at buf[offs[i]], at most cap bytes, and
- * lens[i] = its length. For TUN devices one read() is one packet. Throws on errors other than
+ * lens[i] = its length. For TUN devices one read() is one packet; a packet longer than cap is cut
+ * to cap bytes without notice (lens[i] == cap), so make cap larger than the MTU (+ the virtio-net
+ * header) and treat lens[i] == cap as truncated. Throws on errors other than
  * EAGAIN/EINTR (EBADFD: the TUN device was deleted) unless packets were already read: then it
  * returns them and the error comes on the next call.
  */

@@ -81,7 +81,7 @@ export class PacketBatch {
   readonly slots: number;
   readonly slotSize: number;
   readonly headroom: number;
-  /** Largest packet a read can deliver whole (longer ones are reported truncated). */
+  /** Bytes a read can put in a slot; a packet must be shorter to be known whole (see truncated()). */
   readonly packetCapacity: number;
   readonly buffer: SharedArrayBuffer;
   readonly bytes: Uint8Array;
@@ -120,8 +120,12 @@ export class PacketBatch {
     return i * this.slotSize + this.headroom;
   }
 
-  /** True if received packet i was longer than packetCapacity (only its beginning is in the slot). */
+  /**
+   * True if received packet i may not have fit its slot. A raw socket reports the full length (above
+   * packetCapacity); a TUN read just fills the slot and drops the rest, so a packet exactly
+   * packetCapacity long counts as truncated too: size slots above the device MTU (+ virtio-net header).
+   */
   truncated(i: number): boolean {
-    return this.received.lengths[i] > this.packetCapacity;
+    return this.received.lengths[i] >= this.packetCapacity;
   }
 }

@@ -54,7 +54,7 @@ export interface NativeAddon {
   /** Discards up to max queued packets; returns how many. */
   drain(fd: number, max: number): number;
 
-  /** read() until EAGAIN or max: packet i at buf[offs[i]] (≤ cap bytes), lens[i] its length. */
+  /** read() until EAGAIN or max: packet i at buf[offs[i]] (≤ cap bytes; cut silently), lens[i] its length. */
   readBatch(fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, cap: number, max: number): number;
   /** write() packets from..to-1, refusals counted in errs; returns the first index not handled. */
   writeBatch(

@@ -106,7 +106,8 @@ export class RawIpipSocket {
 
   /**
    * Receives packets until the socket is empty or the batch is full, into batch.received: packet
-   * i (outer header first) at offsets[i], lengths[i] (above batch.packetCapacity: truncated),
+   * i (outer header first) at offsets[i], lengths[i] (the full length: above batch.packetCapacity
+   * when truncated, see batch.truncated(i)),
    * addresses[i] = the outer source. Returns the count.
    */
   receive(batch: PacketBatch, max = batch.slots): number {

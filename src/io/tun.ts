@@ -61,7 +61,8 @@ export class TunQueue {
 
   /**
    * Reads packets until the queue is empty or the batch is full, into batch.received (count, and
-   * lengths; a length above batch.packetCapacity means truncated). Returns the count; 0 if none.
+   * lengths; batch.truncated(i) when a packet filled its slot: the kernel cut it). Returns the count;
+   * 0 if none.
    */
   read(batch: PacketBatch, max = batch.slots): number {
     const r = batch.received;

@@ -16,7 +16,7 @@ import { PacketBatch, type PacketList } from '../../src/io/batch.js';
 import { link } from '../../src/io/link.js';
 import { native, isNativeError } from '../../src/io/native.js';
 import { inNetns } from '../../src/io/netns.js';
-import { Poller } from '../../src/io/poll.js';
+import { Poller, Waker } from '../../src/io/poll.js';
 import { IPPROTO_RAW, RawIpipSocket } from '../../src/io/rawsocket.js';
 import { shareFilter, shareOf } from '../../src/io/share.js';
 import { TunQueue } from '../../src/io/tun.js';
@@ -193,6 +193,41 @@ describe.skipIf(!isRoot)('native I/O in network namespaces', () => {
       expect(checksum(udp, 0, 20)).toBe(0);
     } finally {
       tx.close();
+      tun.close();
+    }
+  });
+
+  it('flags packets longer than their slot as truncated (TUN cuts them, raw sockets report the length)', async () => {
+    const [tun] = tunInA('fan6');
+    inNetns(A, () => link.setMtu('fan6', 3000));
+    const tx = inNetns(A, () => RawIpipSocket.open({ protocol: IPPROTO_RAW }));
+    const ipipTx = inNetns(A, () => RawIpipSocket.open());
+    const rx = inNetns(B, () => RawIpipSocket.open());
+    const big = new PacketBatch({ slots: 4 });
+    const small = new PacketBatch({ slots: 4, slotSize: 1024 });
+    try {
+      const dst = addr('250.0.27.3');
+      for (const size of [1400, 900]) {
+        stage(big, [udpPacket(addr('250.0.28.3'), dst, 1, 2, 0, size)], dst);
+        expect(tx.send(big.outgoing)).toBe(1);
+        let n = 0;
+        await until(() => (n = tun.read(small)) > 0);
+        expect(n).toBe(1);
+        expect(small.received.lengths[0]).toBe(Math.min(size, small.packetCapacity));
+        expect(small.truncated(0)).toBe(size > small.packetCapacity);
+      }
+
+      stage(big, [ipip(A_UNDER, B_UNDER, udpPacket(addr('250.0.28.3'), dst, 1, 2, 2, 1400), 9)], B_UNDER);
+      expect(ipipTx.send(big.outgoing)).toBe(1);
+      let got = 0;
+      await until(() => (got += rx.receive(small)) > 0);
+      expect(got).toBe(1);
+      expect(small.received.lengths[0]).toBe(1420);
+      expect(small.truncated(0)).toBe(true);
+    } finally {
+      tx.close();
+      ipipTx.close();
+      rx.close();
       tun.close();
     }
   });
@@ -422,6 +457,11 @@ describe.skipIf(!isRoot)('native I/O in network namespaces', () => {
       expect(q.write(list)).toBe(1);
       expect(q.errors.total).toBe(1);
       expect(q.errors.last).toBe('EINVAL');
+      // A valid packet while the device is down: EIO, counted.
+      inNetns(A, () => link.setUp('fan4', false));
+      stage(batch, [udpPacket(addr('250.0.27.3'), addr('250.0.28.3'), 1, 2, 0, 100)], 0);
+      expect(q.write(batch.outgoing)).toBe(1);
+      expect(q.errors.snapshot()).toMatchObject({ total: 2, deviceDown: 1, invalid: 1, last: 'EIO' });
 
       ip('-n', A, 'link', 'del', 'fan4');
       const poller = new Poller();
@@ -456,6 +496,28 @@ describe.skipIf(!isRoot)('native I/O in network namespaces', () => {
       expect(() => TunQueue.open('a-name-longer-than-15')).toThrow(RangeError);
     } finally {
       q.close();
+    }
+  });
+
+  it('waits with a bounded timeout, and a Waker ends a wait at once', () => {
+    const waker = new Waker();
+    try {
+      const poller = new Poller();
+      const w = poller.add(waker.fd);
+      let t0 = performance.now();
+      expect(poller.wait(30)).toBe(0);
+      const waited = performance.now() - t0;
+      expect(waited).toBeGreaterThanOrEqual(25);
+      expect(waited).toBeLessThan(1000);
+      waker.wake();
+      t0 = performance.now();
+      expect(poller.wait(5000)).toBe(1);
+      expect(performance.now() - t0).toBeLessThan(1000);
+      expect(poller.readable(w)).toBe(true);
+      expect(waker.clear()).toBe(1);
+      expect(poller.wait(0)).toBe(0);
+    } finally {
+      waker.close();
     }
   });
 
