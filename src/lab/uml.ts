@@ -10,7 +10,7 @@
 //   bootUmlHost(opts)         boot, run one script to the end, power off: { status, output }.
 //   startUml(opts) -> guest   a long-running guest whose script ends in `uf_serve`: the host then runs
 //                             commands in it with guest.exec(cmd) and stops it with guest.shutdown().
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -342,10 +342,63 @@ function installExitHook(): void {
   });
 }
 
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Remove run directories of guests that died without cleaning up (a SIGKILLed run): directories in `parent` laid
+ * out by startUml (init.sh, rx.bpf, script.sh) whose linux.uml pid file names a dead process, or that have no pid
+ * file and are over 10 minutes old. Returns what was removed.
+ */
+export function cleanupStaleUmlDirs(parent = tmpdir()): string[] {
+  const removed: string[] = [];
+  let names: string[] = [];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return removed;
+  }
+  for (const n of names) {
+    if (!/^[A-Za-z0-9_]+-[A-Za-z0-9]{6}$/.test(n)) continue;
+    const d = join(parent, n);
+    if (!['init.sh', 'rx.bpf', 'script.sh'].every((f) => existsSync(join(d, f)))) continue;
+    let alive = false;
+    let pidSeen = false;
+    try {
+      for (const u of readdirSync(join(d, 'uml'))) {
+        const pid = Number(readIf(join(d, 'uml', u, 'pid'))?.trim());
+        if (Number.isInteger(pid) && pid > 0) {
+          pidSeen = true;
+          if (pidAlive(pid)) alive = true;
+        }
+      }
+    } catch {
+      /* no uml dir yet */
+    }
+    let old = false;
+    try {
+      old = Date.now() - statSync(d).mtimeMs > 10 * 60_000;
+    } catch {
+      continue;
+    }
+    if (alive || (!pidSeen && !old)) continue;
+    rmSync(d, { recursive: true, force: true });
+    removed.push(d);
+  }
+  return removed;
+}
+
 /** Boot a guest (returns once linux.uml is started; use guest.ready() / waitFile() / wait()). */
 export async function startUml(opts: UmlOptions): Promise<UmlGuest> {
   const missing = umlMissing();
   if (missing) throw new Error(missing);
+  cleanupStaleUmlDirs(opts.workdir ?? tmpdir());
   const label = (opts.name ?? 'um' + randomBytes(3).toString('hex')).replace(/[^A-Za-z0-9_-]/g, '');
   const dir = mkdtempSync(join(opts.workdir ?? tmpdir(), `${label}-`));
   const umid = `${label}-${randomBytes(3).toString('hex')}`;
