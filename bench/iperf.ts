@@ -6,7 +6,7 @@
 // namespaces (so exactly one data path exists at any moment), runs tcp1, tcp4 and udp1400 on it and
 // tears it down; rounds interleave the paths A B C … A B C …. CPU cost is machine-wide busy time from
 // /proc/stat while the iperf3 client runs, divided by the gigabits received.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { Lab, cleanupOrphans, run } from '../src/lab/netns.js';
@@ -40,6 +40,8 @@ export interface BenchOptions {
   json?: string;
   svg?: string;
   markdown?: string;
+  /** Before each run wait up to this many seconds for the machine to be quiet (0: don't). */
+  waitQuiet: number;
   /** 'uml': also measure kernel ipip against its own plain ceiling inside user-mode Linux (this kernel has none). */
   kernelIpip?: 'uml';
   log: (line: string) => void;
@@ -54,6 +56,7 @@ const USAGE = `usage: npm run bench -- [options]
   --repeat N         rounds; each round runs every path once (default 3, quick 2)
   --seconds S        iperf3 duration per run (default 5, quick 1)
   --workers N        userfan workers for the "userfan" path (default: cores)
+  --wait-quiet S     before each run wait up to S s for the machine to be idle (shared machines)
   --json FILE        write machine-readable results
   --svg FILE         write a bar chart
   --markdown FILE    write the tables as Markdown
@@ -68,6 +71,7 @@ export function parseArgs(argv: string[]): BenchOptions {
     seconds: 0,
     quick: false,
     workers: os.cpus().length,
+    waitQuiet: 0,
     log: (l) => console.log(l),
   };
   const val = (i: number, name: string) => {
@@ -119,6 +123,9 @@ export function parseArgs(argv: string[]): BenchOptions {
         o.kernelIpip = 'uml';
         break;
       }
+      case '--wait-quiet':
+        o.waitQuiet = int(val(i++, a), a, 0, 3600);
+        break;
       case '--workers':
         o.workers = int(val(i++, a), a, 1, 256);
         break;
@@ -145,6 +152,61 @@ export function busyTicks(stat = readFileSync('/proc/stat', 'utf8')): number {
   const f = line.trim().split(/\s+/).slice(1).map(Number);
   const [user, nice, system, , , irq, softirq] = f;
   return user + nice + system + (irq ?? 0) + (softirq ?? 0);
+}
+
+/**
+ * CPU ticks (user+system) of every userspace process outside the given network namespaces, by pid
+ * (with its start time, against pid reuse). The difference across a run is what other work on the
+ * machine took while we measured: the bench's own processes all live in the lab's namespaces.
+ */
+export function othersTicks(ourNetns: Set<string>): Map<number, { start: string; ticks: number }> {
+  const out = new Map<number, { start: string; ticks: number }>();
+  for (const d of readdirSync('/proc')) {
+    const pid = Number(d);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      if (ourNetns.has(readlinkSync(`/proc/${pid}/ns/net`))) continue;
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(f[6]) & 0x00200000) continue; // PF_KTHREAD: softirq work is everyone's, ours included
+      out.set(pid, { start: f[19], ticks: Number(f[11]) + Number(f[12]) });
+    } catch {
+      /* gone, or a kernel thread without ns */
+    }
+  }
+  return out;
+}
+
+function othersDelta(before: Map<number, { start: string; ticks: number }>, after: Map<number, { start: string; ticks: number }>): number {
+  let sum = 0;
+  for (const [pid, a] of after) {
+    const b = before.get(pid);
+    sum += b && b.start === a.start ? a.ticks - b.ticks : a.ticks;
+  }
+  return sum;
+}
+
+function labNetns(topo: FanTopology): Set<string> {
+  const s = new Set<string>();
+  for (const n of topo.lab.namespaces) {
+    try {
+      s.add(`net:[${statSync(`/run/netns/${n}`).ino}]`);
+    } catch {
+      /* deleted */
+    }
+  }
+  return s;
+}
+
+/** Wait until the machine is quiet (busy < 15 % of all cores over 0.5 s), at most maxMs. Returns the busy %. */
+async function waitQuiet(maxMs: number, cores: number): Promise<number> {
+  const until = Date.now() + maxMs;
+  for (;;) {
+    const b0 = busyTicks();
+    await new Promise((r) => setTimeout(r, 500));
+    const pct = (100 * (busyTicks() - b0)) / clkTck / 0.5 / cores;
+    if (pct < 15 || Date.now() >= until) return pct;
+  }
 }
 
 // ---- one iperf3 run ----
@@ -174,6 +236,9 @@ export async function runIperf(
   const srv = topo.spawn(server, ['timeout', String(bound + 10), 'iperf3', '-s', '-1', '-B', server.address, '-p', String(PORT)]);
   try {
     await waitListening(topo, server, PORT, 5000, srv);
+    const ns = labNetns(topo);
+    const o0 = othersTicks(ns);
+    const w0 = Date.now();
     const t0 = busyTicks();
     const r = await topo.exec(
       client,
@@ -181,6 +246,8 @@ export async function runIperf(
       { allowFail: true, timeoutMs: (bound + 5) * 1000 },
     );
     const t1 = busyTicks();
+    const wallSeconds = (Date.now() - w0) / 1000;
+    const othersCpuSeconds = othersDelta(o0, othersTicks(ns)) / clkTck;
     let parsed;
     try {
       parsed = parseIperf(r.stdout, test);
@@ -188,7 +255,7 @@ export async function runIperf(
       const why = r.code === 124 ? 'timed out' : `exit ${r.code}`;
       throw new Error(`iperf3 ${test} (${why}): ${(e as Error).message}${r.stderr.trim() ? `\n${r.stderr.trim().slice(-500)}` : ''}`);
     }
-    return { test, ...parsed, cpuSeconds: (t1 - t0) / clkTck };
+    return { test, ...parsed, cpuSeconds: (t1 - t0) / clkTck, othersCpuSeconds, wallSeconds };
   } finally {
     await srv.wait(3000); // -1: it exits after the test; if not, SIGKILL
   }
@@ -313,12 +380,17 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
           n++;
           const tag = `[${String(n).padStart(String(total).length)}/${total}] round ${roundNo}/${o.repeat} ${pad(path.name, 12)} ${pad(test, 8)}`;
           try {
+            if (o.waitQuiet) {
+              const pct = await waitQuiet(o.waitQuiet * 1000, machine.cores);
+              if (pct >= 15) o.log(`${tag} machine still ${pct.toFixed(0)}% busy after waiting ${o.waitQuiet} s; running anyway`);
+            }
             const s = await runIperf(topo, inst.client, inst.server, test, o.seconds);
             samples.push({ ...s, path: path.name, round: roundNo });
             succeeded.add(path.name);
             const extra = s.kpps !== undefined ? `  ${s.kpps.toFixed(0).padStart(4)} kpps  loss ${s.lossPercent!.toFixed(1)}%` : '';
             const cpg = s.bytes > 0 ? (s.cpuSeconds / ((s.bytes * 8) / 1e9)).toFixed(2) : '–';
-            o.log(`${tag} ${s.gbps.toFixed(2).padStart(6)} Gbit/s${extra}  cpu ${s.cpuSeconds.toFixed(2)} s (${cpg} s/Gbit)`);
+            const others = s.othersCpuSeconds && s.othersCpuSeconds >= 0.05 ? `  [others used ${s.othersCpuSeconds.toFixed(2)} CPU-s]` : '';
+            o.log(`${tag} ${s.gbps.toFixed(2).padStart(6)} Gbit/s${extra}  cpu ${s.cpuSeconds.toFixed(2)} s (${cpg} s/Gbit)${others}`);
           } catch (e) {
             if (topo.lab.isDestroyed) throw new Interrupted();
             const msg = (e as Error).message;
@@ -339,6 +411,13 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   }
 
   machine.unavailable = [...unavailable].map(([path, reason]) => ({ path, reason }));
+  const wall = samples.reduce((a, s) => a + (s.wallSeconds ?? 0), 0);
+  if (wall > 0) {
+    machine.othersBusyPercent = round((100 * samples.reduce((a, s) => a + (s.othersCpuSeconds ?? 0), 0)) / (wall * machine.cores), 1);
+    if (machine.othersBusyPercent > 5) {
+      o.log(`warning: other processes used ${machine.othersBusyPercent}% of the machine during the runs: figures are not clean`);
+    }
+  }
   const results = summarize(samples, o.paths).map((r) => ({
     ...r,
     gbps: { median: round(r.gbps.median, 3), min: round(r.gbps.min, 3), max: round(r.gbps.max, 3) },

@@ -25,6 +25,9 @@ export interface Sample {
   lossPercent?: number;
   /** Machine-wide busy CPU seconds (from /proc/stat) while the client ran. */
   cpuSeconds: number;
+  /** CPU seconds used by processes outside the lab's namespaces meanwhile (other work on the machine). */
+  othersCpuSeconds?: number;
+  wallSeconds?: number;
 }
 
 export interface Stat {
@@ -57,6 +60,8 @@ export interface Machine {
   quick?: boolean;
   /** Busy share of all cores during one idle second before the first run (others using the machine). */
   backgroundBusyPercent?: number;
+  /** CPU share of all cores that processes outside the lab used during the runs (0 on a quiet machine). */
+  othersBusyPercent?: number;
 }
 
 export interface Failure {
@@ -237,7 +242,8 @@ export function machineLine(m: Machine): string {
   if (m.iperf3) bits.push(m.iperf3);
   if (m.node) bits.push(`Node ${m.node}`);
   if (m.seconds) bits.push(`${m.seconds} s runs × ${m.repeat ?? '?'} rounds, interleaved`);
-  if (m.backgroundBusyPercent !== undefined) bits.push(`${m.backgroundBusyPercent}% busy before start`);
+  if (m.othersBusyPercent !== undefined) bits.push(`other processes ${m.othersBusyPercent}% busy during runs`);
+  else if (m.backgroundBusyPercent !== undefined) bits.push(`${m.backgroundBusyPercent}% busy before start`);
   if (m.date) bits.push(m.date);
   return bits.join(', ');
 }

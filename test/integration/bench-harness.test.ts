@@ -114,6 +114,7 @@ describe('summaries, ratios, table, chart', () => {
     expect(() => parseArgs(['--paths', 'carrier-pigeon'])).toThrow(/unknown path/);
     expect(() => parseArgs(['--repeat', '0'])).toThrow(/--repeat/);
     expect(parseArgs(['--kernel-ipip', 'uml']).kernelIpip).toBe('uml');
+    expect(parseArgs(['--wait-quiet', '30']).waitQuiet).toBe(30);
     expect(() => parseArgs(['--kernel-ipip', 'qemu'])).toThrow(/only "uml"/);
   });
 
@@ -159,6 +160,7 @@ describe.skipIf(!isRoot)('a tiny real run', () => {
     expect(udp.kpps!.median).toBeGreaterThan(0);
     expect(udp.lossPercent!.median).toBeGreaterThanOrEqual(0);
     expect(report.ratios).toEqual({});
+    expect(report.machine.othersBusyPercent).toBeGreaterThanOrEqual(0);
     expect(lines.filter((l) => /^\[\d\/3\] round 1\/1 veth/.test(l)).length).toBe(3);
     // nothing left: namespaces of the run's labs, state files of this process
     const left = (await listNamespaces()).filter((n) => prefixes.some((p) => n.startsWith(p + '-')));
