@@ -198,13 +198,17 @@ function labNetns(topo: FanTopology): Set<string> {
   return s;
 }
 
-/** Wait until the machine is quiet (busy < 15 % of all cores over 0.5 s), at most maxMs. Returns the busy %. */
-async function waitQuiet(maxMs: number, cores: number): Promise<number> {
+/**
+ * Wait until processes outside the lab use < 15 % of all cores over 0.5 s (our own idle daemons don't
+ * count), at most maxMs. Returns that busy %.
+ */
+async function waitQuiet(topo: FanTopology, maxMs: number, cores: number): Promise<number> {
   const until = Date.now() + maxMs;
+  const ns = labNetns(topo);
   for (;;) {
-    const b0 = busyTicks();
+    const b0 = othersTicks(ns);
     await new Promise((r) => setTimeout(r, 500));
-    const pct = (100 * (busyTicks() - b0)) / clkTck / 0.5 / cores;
+    const pct = (100 * othersDelta(b0, othersTicks(ns))) / clkTck / 0.5 / cores;
     if (pct < 15 || Date.now() >= until) return pct;
   }
 }
@@ -381,7 +385,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
           const tag = `[${String(n).padStart(String(total).length)}/${total}] round ${roundNo}/${o.repeat} ${pad(path.name, 12)} ${pad(test, 8)}`;
           try {
             if (o.waitQuiet) {
-              const pct = await waitQuiet(o.waitQuiet * 1000, machine.cores);
+              const pct = await waitQuiet(topo, o.waitQuiet * 1000, machine.cores);
               if (pct >= 15) o.log(`${tag} machine still ${pct.toFixed(0)}% busy after waiting ${o.waitQuiet} s; running anyway`);
             }
             const s = await runIperf(topo, inst.client, inst.server, test, o.seconds);
