@@ -154,11 +154,9 @@ static int get_i32(napi_env env, napi_value v, const char *what, int32_t *out) {
 
 static int get_u32_range(napi_env env, napi_value v, const char *what, uint32_t lo, uint32_t hi,
                          uint32_t *out) {
-  napi_valuetype t;
-  CHECK(napi_typeof(env, v, &t));
   double d;
-  if (t != napi_number) goto bad;
-  CHECK(napi_get_value_double(env, v, &d));
+  /* napi_number_expected for a non-number: no exception is pending, so throw our own. */
+  if (napi_get_value_double(env, v, &d) != napi_ok) goto bad;
   if (!(d >= lo && d <= hi) || d != (double)(uint32_t)d) goto bad;
   *out = (uint32_t)d;
   return 0;
@@ -191,13 +189,11 @@ static int get_bool(napi_env env, napi_value v, int *out) {
 /* A typed array of the given element type; *len is its element count. */
 static int get_typed(napi_env env, napi_value v, napi_typedarray_type want, const char *what,
                      void **data, size_t *len) {
-  bool is;
-  CHECK(napi_is_typedarray(env, v, &is));
   napi_typedarray_type type;
-  napi_value ab;
-  size_t off;
-  if (is) CHECK(napi_get_typedarray_info(env, v, &type, len, data, &ab, &off));
-  if (!is || type != want) {
+  /* napi_invalid_arg for anything but a typed array (no exception pending). One call per array:
+     this runs several times per batch. */
+  napi_status st = napi_get_typedarray_info(env, v, &type, len, data, NULL, NULL);
+  if (st != napi_ok || type != want) {
     char msg[96];
     const char *tn = want == napi_uint8_array ? "Uint8Array"
                    : want == napi_uint32_array ? "Uint32Array" : "Int32Array";
