@@ -480,6 +480,45 @@ describe.skipIf(!isRoot)('native I/O in network namespaces', () => {
     }
   });
 
+  it('opens a TUN with a virtio-net header and switches offloads on and off', async () => {
+    const q = inNetns(A, () => {
+      const t = TunQueue.open('fan7', { vnetHdr: true });
+      link.setMtu('fan7', 1480);
+      link.setUp('fan7');
+      return t;
+    });
+    ip('-n', A, 'route', 'replace', '250.0.0.0/8', 'dev', 'fan7');
+    const tx = inNetns(A, () => RawIpipSocket.open({ protocol: IPPROTO_RAW }));
+    const batch = new PacketBatch({ slots: 4 });
+    try {
+      const n = native();
+      q.setOffload(n.TUN_F_CSUM | n.TUN_F_TSO4 | n.TUN_F_TSO6);
+      q.setOffload(0);
+      const dst = addr('250.0.27.3');
+      const p = udpPacket(addr('250.0.28.3'), dst, 1, 2, 5, 300);
+      stage(batch, [p], dst);
+      expect(tx.send(batch.outgoing)).toBe(1);
+      let got = 0;
+      await until(() => (got = q.read(batch)) > 0);
+      expect(got).toBe(1);
+      // 10-byte virtio_net_hdr (no offload asked for this packet: all zero), then the packet.
+      const r = batch.received.packet(0);
+      expect(r.length).toBe(10 + p.length);
+      expect(Array.from(r.subarray(0, 10))).toEqual(new Array(10).fill(0));
+      expect(Buffer.from(r.subarray(10)).equals(Buffer.from(p))).toBe(true);
+      // Offloads need the virtio-net header.
+      const plain = inNetns(A, () => TunQueue.open('fan8'));
+      try {
+        expect(() => plain.setOffload(n.TUN_F_TSO4)).toThrow(/^TUNSETOFFLOAD fan8: EINVAL$/);
+      } finally {
+        plain.close();
+      }
+    } finally {
+      tx.close();
+      q.close();
+    }
+  });
+
   it('throws errors naming the operation, the object and the errno', () => {
     expect(() => native().close(1_000_000_000)).toThrow(
       expect.objectContaining({ message: 'close fd 1000000000: EBADF', code: 'EBADF', errno: 9 }),
