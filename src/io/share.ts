@@ -15,16 +15,18 @@
  *   share = ((x * 0x9e3779b1) mod 2^32 >>> 16) mod N
  *
  * The raw socket's filter sees the packet from the outer IPv4 header on. A packet too short for
- * the loads (outer + inner header, + 4 bytes of ports for TCP/UDP) is dropped by every share.
+ * the loads (outer header + 20 bytes of inner header) goes to share 0, so that one worker sees it and
+ * counts it as the drop it is (a classic BPF load past the end would drop it silently for every
+ * share); a TCP/UDP packet too short for its ports is hashed on its addresses.
  * `shareOf` computes the same in TypeScript.
  */
 
 // Classic BPF opcodes (linux/filter.h).
 const LD = 0x00, LDX = 0x01, ST = 0x02, ALU = 0x04, JMP = 0x05, RET = 0x06, MISC = 0x07;
 const W = 0x00, H = 0x08, B = 0x10;
-const IMM = 0x00, IND = 0x40, MEM = 0x60, MSH = 0xa0;
-const ADD = 0x00, MUL = 0x20, AND = 0x50, LSH = 0x60, RSH = 0x70, MOD = 0x90, XOR = 0xa0;
-const JA = 0x00, JEQ = 0x10, JSET = 0x40;
+const IMM = 0x00, IND = 0x40, MEM = 0x60, LEN = 0x80, MSH = 0xa0;
+const ADD = 0x00, SUB = 0x10, MUL = 0x20, AND = 0x50, LSH = 0x60, RSH = 0x70, MOD = 0x90, XOR = 0xa0;
+const JA = 0x00, JEQ = 0x10, JGE = 0x30, JSET = 0x40;
 const K = 0x00, X = 0x08;
 const TAX = 0x00;
 
@@ -70,7 +72,13 @@ export function shareFilter(index: number, count: number): Uint32Array {
   if (!Number.isInteger(index) || index < 0 || index >= count) throw new RangeError(`share index: ${index}`);
   return assemble([
     { code: LDX | B | MSH, k: 0 }, // X = outer header length
-    { code: LD | W | IND, k: 12 }, // A = inner source
+    { code: LD | W | LEN, k: 0 }, // A = packet length
+    { code: JMP | JGE | X, k: 0, jt: 'sub1', jf: 'short' }, // (compare before subtracting: no wrap-around)
+    { label: 'sub1', code: ALU | SUB | X, k: 0 },
+    { code: JMP | JGE | K, k: 20, jt: 'long', jf: 'short' }, // room for an inner header?
+    { label: 'short', code: LD | IMM, k: 0 }, // no: share 0 takes it
+    { code: JMP | JA, k: 0, jt: 'pick' },
+    { label: 'long', code: LD | W | IND, k: 12 }, // A = inner source
     { code: ST, k: 0 },
     { code: LD | W | IND, k: 16 }, // A = inner destination
     { code: ST, k: 1 },
@@ -84,7 +92,11 @@ export function shareFilter(index: number, count: number): Uint32Array {
     { code: ALU | LSH | K, k: 2 },
     { code: ALU | ADD | X, k: 0 },
     { code: MISC | TAX, k: 0 }, // X = outer + inner header length
-    { code: LD | W | IND, k: 0 }, // A = ports
+    { code: LD | W | LEN, k: 0 },
+    { code: JMP | JGE | X, k: 0, jt: 'sub2', jf: 'noports' },
+    { label: 'sub2', code: ALU | SUB | X, k: 0 },
+    { code: JMP | JGE | K, k: 4, jt: 'haveports', jf: 'noports' }, // room for the ports?
+    { label: 'haveports', code: LD | W | IND, k: 0 }, // A = ports
     { code: LDX | MEM, k: 0 },
     { code: ALU | XOR | X, k: 0 },
     { code: LDX | MEM, k: 1 },
@@ -96,7 +108,7 @@ export function shareFilter(index: number, count: number): Uint32Array {
     { label: 'mix', code: ALU | MUL | K, k: HASH_MULTIPLIER },
     { code: ALU | RSH | K, k: 16 },
     { code: ALU | MOD | K, k: count },
-    { code: JMP | JEQ | K, k: index, jt: 'accept', jf: 'drop' },
+    { label: 'pick', code: JMP | JEQ | K, k: index, jt: 'accept', jf: 'drop' },
     { label: 'accept', code: RET | K, k: 0xffffffff },
     { label: 'drop', code: RET | K, k: 0 },
   ]);
@@ -104,29 +116,20 @@ export function shareFilter(index: number, count: number): Uint32Array {
 
 /**
  * Which share of `count` the filter gives the IP-in-IP packet bytes[offset .. offset+length)
- * (outer header first); -1 if every share drops it (too short).
+ * (outer header first): the same computation as shareFilter, in TypeScript.
  */
 export function shareOf(bytes: Uint8Array, offset: number, length: number, count: number): number {
   const end = offset + length;
-  const u8 = (at: number): number => (at < end ? bytes[at] : -1);
-  const u32 = (at: number): number =>
-    at + 4 <= end ? ((bytes[at] << 24) | (bytes[at + 1] << 16) | (bytes[at + 2] << 8) | bytes[at + 3]) >>> 0 : -1;
-  const outer = u8(offset);
-  if (outer < 0) return -1;
-  const inner = offset + (outer & 0x0f) * 4;
-  const src = u32(inner + 12);
-  const dst = u32(inner + 16);
-  const proto = u8(inner + 9);
-  if (src < 0 || dst < 0 || proto < 0) return -1;
-  let x = (src ^ dst) >>> 0;
+  const u32 = (at: number): number => ((bytes[at] << 24) | (bytes[at + 1] << 16) | (bytes[at + 2] << 8) | bytes[at + 3]) >>> 0;
+  if (length < 1) return 0;
+  const inner = offset + (bytes[offset] & 0x0f) * 4;
+  if (inner > end || end - inner < 20) return 0; // too short to hash: share 0 counts it
+  let x = (u32(inner + 12) ^ u32(inner + 16)) >>> 0;
+  const proto = bytes[inner + 9];
   if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) {
-    if (inner + 8 > end) return -1;
     const frag = (bytes[inner + 6] << 8) | bytes[inner + 7];
-    if ((frag & 0x3fff) === 0) {
-      const ports = u32(inner + (bytes[inner] & 0x0f) * 4);
-      if (ports < 0) return -1;
-      x = (x ^ ports) >>> 0;
-    }
+    const ports = inner + (bytes[inner] & 0x0f) * 4;
+    if ((frag & 0x3fff) === 0 && ports <= end && end - ports >= 4) x = (x ^ u32(ports)) >>> 0;
   }
   return ((Math.imul(x, HASH_MULTIPLIER) >>> 16) % count);
 }
