@@ -16,7 +16,7 @@ import { fansFromArgs, UsageError } from './fans-from-args.js';
 import { up } from './daemon.js';
 import { daemonsFor, downDaemon } from './down.js';
 import { formatShow, showRows } from './show.js';
-import { pidAlive, readStates } from './state.js';
+import { ask, pidAlive, readStates } from './state.js';
 import { explainLive, fansUp, formatLive } from '../debug/walk.js';
 import { hasNetAdmin } from './privileges.js';
 import { demo } from '../lab/demo.js';
@@ -158,6 +158,16 @@ const commands: Record<string, Handler> = {
       }
       if (!values.watch) return 0;
     }
+  },
+
+  /** Fault injection and internals, for tests and for people debugging userfan itself. */
+  async debug(args) {
+    const [what, n] = args;
+    if (what !== 'crash-worker' || n === undefined || !/^\d+$/.test(n)) throw new UsageError('usage: userfan debug crash-worker N   (makes worker N of every daemon here throw, to see it replaced)');
+    const live = readStates().filter((s) => pidAlive(s.pid));
+    if (live.length === 0) throw new ConfigError('debug', 'crash-worker', 'no fan is up in this network namespace');
+    for (const s of live) console.log(`${s.id}: ${JSON.stringify(await ask(s.id, { cmd: 'crash-worker', worker: Number(n) }))}`);
+    return 0;
   },
 
   async show(args) {

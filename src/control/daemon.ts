@@ -8,7 +8,7 @@
 import { createServer, type Server } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
 import { metricsRegistry, serveMetrics } from '../debug/metrics.js';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { formatCidr, formatIPv4 } from '../fan/addr.js';
 import { ConfigError } from '../fan/errors.js';
 import type { Fan } from '../fan/fan.js';
@@ -116,6 +116,20 @@ export async function up(o: UpOptions): Promise<number> {
     if (problems.length) log('teardown-problems', { problems });
     throw e;
   }
+
+  // Devices deleted from under us (ip link del): say what happened and exit non-zero. The workers notice a
+  // deleted TUN on their own (POLLERR); a deleted bridge only shows here.
+  const watch = setInterval(() => {
+    for (const dev of [id, ...state.host.bridges]) {
+      if (!existsSync(`/sys/class/net/${dev}`)) {
+        clearInterval(watch);
+        log('fatal', { error: `${dev} was deleted from under userfan` });
+        void finish(1, `${dev} deleted`);
+        return;
+      }
+    }
+  }, 250);
+  watch.unref();
 
   process.on('SIGTERM', () => void finish(0, 'SIGTERM'));
   process.on('SIGINT', () => void finish(0, 'SIGINT'));

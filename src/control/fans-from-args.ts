@@ -28,19 +28,18 @@ export function fansFromArgs(a: FanArgs, includeOff = false): Fan[] {
     } catch (e) {
       throw new ConfigError('--config', path, `cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
-    const fans: Fan[] = [];
+    const table = new FanTable(); // overlaps and duplicates within the file, named by line
     for (const line of parseConfigText(text)) {
       if (line.flags.off && !includeOff) continue;
       try {
-        fans.push(parseFan(line.overlay, line.underlay, line.flags));
+        table.add(parseFan(line.overlay, line.underlay, line.flags));
       } catch (e) {
         if (e instanceof ConfigError) throw new ConfigError(`${path} line ${line.line}`, `${line.overlay} ${line.underlay}`, `${e.field} ${JSON.stringify(e.value)}: ${e.rule}`);
         throw e;
       }
     }
-    if (fans.length === 0) throw new ConfigError('--config', path, 'has no enabled fan (lines OVERLAY UNDERLAY [flags])');
-    new FanTable(fans); // overlaps and duplicates within the file
-    return fans;
+    if (table.size === 0) throw new ConfigError('--config', path, 'has no enabled fan (lines OVERLAY UNDERLAY [flags])');
+    return table.fans;
   }
   if (!a.overlay) throw new UsageError('missing -o OVERLAY (e.g. -o 250.0.0.0/8), or -a for the fans of /etc/network/fan');
   if (!a.underlay) throw new UsageError('missing -u UNDERLAY (e.g. -u 172.30.0.28/16 or -u eth0/16)');

@@ -1,0 +1,175 @@
+/**
+ * Holding up under hostile input and faults, in the namespace lab (root):
+ * - while a 64 MB transfer runs A → B, a hostile host on the underlay sends 200,000 malformed and
+ *   spoofed IP-in-IP packets to B: the transfer is byte-exact, no worker dies, B's memory stays bounded,
+ *   every hostile packet is accounted for by a drop counter (or the kernel's socket-buffer drops), and a
+ *   listener in B's container receives none of them;
+ * - a worker killed mid-transfer is replaced within 1 s and the transfer completes byte-exact;
+ * - the TUN or the bridge deleted from under the daemon: it says so and exits non-zero, promptly.
+ */
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFanTopology, type FanTopology } from '../../src/lab/topology.js';
+import { CLI, startDaemon, UserfanLab, createUserfanLab, type Daemon } from '../../src/lab/userfan-lab.js';
+import { dist } from '../../src/lab/paths.js';
+
+const rssKiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+
+/** Kernel drops on protocol-4 raw sockets in a namespace (the last column of /proc/net/raw). */
+async function rawDrops(topo: FanTopology, ns: string): Promise<number> {
+  const t = (await topo.exec(ns, ['cat', '/proc/net/raw'])).stdout.trim().split('\n').slice(1);
+  return t.filter((l) => l.trim().split(/\s+/)[3] === '0004' || l.includes(':0004 ')).reduce((s, l) => s + Number(l.trim().split(/\s+/).pop()), 0);
+}
+
+describe('a hostile host on the underlay', () => {
+  let topo: FanTopology;
+  let lab: UserfanLab;
+  const daemons: Daemon[] = [];
+  beforeAll(async () => {
+    topo = await createFanTopology({ specs: [{ name: 'A', underlay: '198.18.0.28' }, { name: 'B', underlay: '198.18.0.27' }, { name: 'H', underlay: '198.18.0.99' }] });
+    const [A, B] = topo.hosts;
+    daemons.push(await startDaemon(topo, A, ['-o', '250.0.0.0/8', '-u', A.underlayCidr, '--workers', '1']));
+    daemons.push(await startDaemon(topo, B, ['-o', '250.0.0.0/8', '-u', B.underlayCidr, '--workers', '2']));
+    lab = new UserfanLab(topo, daemons, [[await topo.addContainer(A)], [await topo.addContainer(B)]]);
+  });
+  afterAll(async () => lab?.destroy());
+
+  it('changes nothing for a 64 MB transfer, and every hostile packet is dropped and counted', async () => {
+    const [A, B, H] = topo.hosts;
+    const [[a], [b]] = lab.containers;
+    // B takes packets from outside the underlay to its raw sockets (the kernel's reverse-path filter would
+    // otherwise drop them first and they would not reach userfan's checks at all).
+    await topo.exec(B, ['sysctl', '-qw', 'net.ipv4.conf.all.rp_filter=0', `net.ipv4.conf.${B.underlayIf}.rp_filter=0`]);
+    const bPid = daemons[1].process.pid!;
+    const rows = async () => (await lab.show(B))[0];
+    const before = await rows();
+    const rawBefore = await rawDrops(topo, B.ns);
+    const rssBefore = rssKiB(bPid);
+    const listener = topo.spawn(b, ['node', '-e', `const s=require('dgram').createSocket('udp4');let n=0;s.on('message',()=>n++);s.bind(9999,()=>console.log('bound'));process.on('SIGTERM',()=>{console.log('hostile '+n);process.exit(0)})`]);
+    await listener.waitForLine(/bound/, 5000);
+
+    const transfer = lab.transfer(a, b, 64 << 20, { deadlineMs: 120_000 });
+    const hostile = topo.exec(H, ['node', dist('src/lab/hostile'), '--self', H.underlay, '--victim', B.underlay, '--container', b.address, '--port', '9999', '--count', '200000', '--pps', '25000'], { timeoutMs: 60_000 });
+    const [t, h] = await Promise.all([transfer, hostile]);
+    const sent = JSON.parse(h.stdout);
+    expect(t.match, JSON.stringify(t)).toBe(true);
+
+    // Account: every hostile packet is in a drop counter of B's userfan or in the kernel's socket drops.
+    // The counters are read after the last hostile packet has been sent; give the workers a bounded moment.
+    const total = Object.values(sent.sent as Record<string, number>).reduce((x, y) => x + y, 0);
+    expect(total).toBe(200_000);
+    let after = await rows();
+    let accounted = 0;
+    let kernel = 0;
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      after = await rows();
+      kernel = (await rawDrops(topo, B.ns)) - rawBefore;
+      accounted = Object.keys(sent.expect).reduce((s, r) => s + ((after.dropsByReason?.[r] ?? 0) - (before.dropsByReason?.[r] ?? 0)), 0);
+      if (accounted + kernel >= total || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const byReason = Object.fromEntries(Object.keys(sent.expect).map((r) => [r, (after.dropsByReason?.[r] ?? 0) - (before.dropsByReason?.[r] ?? 0)]));
+    console.log(`hostile: ${total} sent in ${sent.seconds}s; userfan drops ${accounted} ${JSON.stringify(byReason)}; kernel socket drops ${kernel}; RSS ${rssBefore} -> ${rssKiB(bPid)} KiB`);
+    for (const [reason, n] of Object.entries(sent.expect as Record<string, number>)) expect(byReason[reason]).toBeLessThanOrEqual(n);
+    expect(accounted + kernel).toBe(total);
+    expect(accounted).toBeGreaterThan(total * 0.9);
+
+    // No worker died, the daemon is the same process, memory is bounded.
+    expect(after.pid).toBe(bPid);
+    const stats = JSON.parse((await lab.cli(B, ['stats', '--json', '--interval', '100'])).stdout);
+    expect(stats[0].perWorker.map((w: { restarts: number }) => w.restarts)).toEqual([0, 0]);
+    expect(rssKiB(bPid) - rssBefore).toBeLessThan(64 * 1024);
+
+    // Nothing spoofed reached the container.
+    await listener.stop();
+    expect(listener.lines.map((l) => l.line)).toContain('hostile 0');
+  });
+});
+
+describe('faults', () => {
+  let lab: UserfanLab;
+  const logs: string[] = [];
+  beforeAll(async () => {
+    lab = await createUserfanLab({ workers: 2, onLog: (host, line) => logs.push(`${host} ${line}`) });
+  });
+  afterAll(async () => lab?.destroy());
+
+  it('replaces a worker killed mid-transfer within 1 s; the transfer completes byte-exact', async () => {
+    const [A, B] = lab.hosts;
+    const [[a], [b]] = lab.containers;
+    const transfer = lab.transfer(a, b, 64 << 20, { deadlineMs: 120_000 });
+    // Kill worker 0 on both hosts once the transfer is flowing.
+    const deadline = Date.now() + 10_000;
+    while (((await lab.show(A))[0].txPackets ?? 0) < 2000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const h of [A, B]) expect((await lab.cli(h, ['debug', 'crash-worker', '0'])).code).toBe(0);
+    const t = await transfer;
+    expect(t.match, JSON.stringify(t)).toBe(true);
+    const replaced = logs.filter((l) => l.includes('"event":"worker-replaced"')).map((l) => JSON.parse(l.slice(2)));
+    expect(replaced.map((r) => r.worker)).toEqual([0, 0]);
+    for (const r of replaced) expect(r.ms).toBeLessThan(1000);
+    console.log(`worker replacement: ${replaced.map((r) => `${r.ms} ms`).join(', ')}`);
+    const stats = JSON.parse((await lab.cli(A, ['stats', '--json', '--interval', '100'])).stdout);
+    expect(stats[0].perWorker[0].restarts).toBe(1);
+  });
+});
+
+describe('devices deleted from under the daemon', () => {
+  let topo: FanTopology;
+  beforeAll(async () => {
+    topo = await createFanTopology();
+  });
+  afterAll(async () => topo?.destroy());
+
+  for (const which of ['TUN', 'bridge'] as const) {
+    it(`${which}: says what happened and exits non-zero, without hanging`, async () => {
+      const [A] = topo.hosts;
+      const d = await startDaemon(topo, A, ['-o', '250.0.0.0/8', '-u', A.underlayCidr, '--workers', '2']);
+      const dev = which === 'TUN' ? 'uf-250-0-28' : 'fan-250-0-28';
+      const t0 = Date.now();
+      await topo.exec(A, ['ip', 'link', 'del', 'dev', dev]);
+      const line = await d.process.waitForLine(/"event":"fatal"/, 5000);
+      expect(line).toContain(which === 'TUN' ? 'uf-250-0-28' : 'fan-250-0-28 was deleted');
+      const code = await d.process.wait(5000);
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(code).not.toBe(0);
+      // It cleaned up the rest: nothing of userfan remains, and up works again.
+      expect((await topo.exec(A, ['ip', '-o', 'link', 'show'])).stdout).not.toMatch(/uf-250|fan-250/);
+      const again = await startDaemon(topo, A, ['-o', '250.0.0.0/8', '-u', A.underlayCidr, '--workers', '1']);
+      await again.process.stop(5000);
+    });
+  }
+});
+
+describe('wrong configuration', () => {
+  let topo: FanTopology;
+  beforeAll(async () => {
+    topo = await createFanTopology();
+  });
+  afterAll(async () => topo?.destroy());
+
+  const cases: [string, string[], RegExp, string[]?][] = [
+    ['a bad CIDR', ['-o', '250.0.0.0/33', '-u', 'UNDERLAY'], /^userfan up: overlay "250.0.0.0\/33": prefix length 33 is out of range/],
+    ['a slice too small', ['-o', '250.0.0.0/20', '-u', 'UNDERLAY'], /each host's slice would be \/36/],
+    ['an underlay address on no interface', ['-o', '250.0.0.0/8', '-u', '198.18.0.77/16'], /^userfan up: underlay "198.18.0.77\/16": 198.18.0.77 is not an address of any interface on this host/],
+    ['an interface that does not exist', ['-o', '250.0.0.0/8', '-u', 'eth9/16'], /^userfan up: underlay "eth9\/16": interface eth9 has no IPv4 address/],
+    ['overlapping fans in one config', ['-a', '--config', 'CONF'], /^userfan up: \/tmp\/\w+-overlap.conf line 2 "250.1.0.0\/16 198.18.7.28\/24": overlay "250.1.0.0\/16": overlaps the overlay of another fan/],
+    ['no CAP_NET_ADMIN', ['-o', '250.0.0.0/8', '-u', 'UNDERLAY'], /needs CAP_NET_ADMIN .*run as root/, ['setpriv', '--inh-caps=-all', '--bounding-set=-net_admin', '--']],
+  ];
+  for (const [what, args, message, prefix] of cases) {
+    it(`${what}: exit 2, one line, nothing created`, async () => {
+      const [A] = topo.hosts;
+      const conf = `/tmp/${topo.lab.prefix}-overlap.conf`;
+      await topo.exec(undefined, ['sh', '-c', `printf '250.0.0.0/8 ${A.underlayCidr}\\n250.1.0.0/16 198.18.7.28/24\\n' > ${conf}`]);
+      const before = (await topo.exec(A, ['ip', '-o', 'link', 'show'])).stdout;
+      const argv = args.map((x) => (x === 'UNDERLAY' ? A.underlayCidr : x === 'CONF' ? conf : x));
+      const r = await topo.exec(A, [...(prefix ?? []), 'node', CLI, 'up', ...argv], { allowFail: true });
+      await topo.exec(undefined, ['rm', '-f', conf]);
+      expect(r.code, r.stderr + r.stdout).toBe(2);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(message);
+      expect((await topo.exec(A, ['ip', '-o', 'link', 'show'])).stdout).toBe(before);
+      expect(JSON.parse((await topo.exec(A, ['node', CLI, 'show', '--json'])).stdout)).toEqual([]);
+    });
+  }
+});
