@@ -1,0 +1,254 @@
+/**
+ * Coalescing in user space (the receive side of TUN offloads, what the kernel's GRO does): TCP segments
+ * of one flow that arrive in order in one batch are joined into one super-packet and written to the TUN
+ * queue once, with a virtio-net header (NEEDS_CSUM, gso_type TCPV4, gso_size = the segments' payload
+ * size), so the kernel carries one packet through routing, the bridge and the veth into the container
+ * instead of dozens, and cuts it again only if something on the way needs that.
+ *
+ * A segment joins the flow's latest super-packet only when everything that segmentation would rebuild
+ * from the first segment's headers matches (Linux's tcp_gro_receive rules):
+ *  - same addresses and ports; same IHL, TOS, TTL, DF, IP options; no fragments; IPv4 ID = first + count;
+ *  - same data offset, TCP options, ACK number, window and flags (the first may carry CWR, a later one only
+ *    PSH besides); sequence number adjacent; no SYN, FIN, RST or URG anywhere;
+ *  - payload not larger than the first's (that size is gso_size); nothing joins after a PSH or after a
+ *    segment shorter than the first; at most 65535 bytes in all;
+ *  - both checksums verify (the first's is checked when the second arrives): the super-packet goes out
+ *    with NEEDS_CSUM, so the kernel will not check it again, and a corrupt segment must not be laundered.
+ *
+ * Everything else is written as it came, behind a virtio-net header without flags. Packets the kernel's
+ * own GRO already joined on the underlay (a protocol-4 raw socket receives those: their TCP checksum field
+ * holds the partial, pseudo-header sum) go out with NEEDS_CSUM, and with gso_type TCPV4 when longer than
+ * the TUN's MTU allows.
+ *
+ * Joining happens in place: a segment's payload is copied (copyWithin) to the end of the first segment,
+ * which must have room behind it up to the end of its slot (slots of 64 KiB + headroom). Nothing is
+ * allocated per packet: item state lives in typed arrays made once.
+ */
+import type { PacketList } from '../io/batch.js';
+import { checksum } from '../wire/checksum.js';
+import {
+  FLAG_MF, FRAG_OFFSET_MASK, IPV4_MIN_HEADER, OFF_CHECKSUM, OFF_DST, OFF_FLAGS_FRAG, OFF_ID, OFF_PROTO, OFF_SRC, OFF_TOS, OFF_TOTAL_LEN,
+  OFF_TTL, PROTO_TCP, putU16, u16, u32,
+} from '../wire/ipv4.js';
+import {
+  OFF_ACK, OFF_DATA_OFFSET, OFF_FLAGS, OFF_SEQ, OFF_SPORT, OFF_TCP_CHECKSUM, OFF_WINDOW, pseudoHeaderSum, tcpChecksumVerifies,
+  TCP_CWR, TCP_FIN, TCP_MIN_HEADER, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG,
+} from '../wire/tcp.js';
+import { putVnetHdr, putVnetNone, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN } from '../wire/virtio.js';
+
+/**
+ * Whether the TCP/IPv4 segment at b[o, o+L) (headers already checked) carries a partial checksum, the
+ * pseudo-header sum a CHECKSUM_PARTIAL packet holds, as the packets the kernel's GRO joins on the underlay
+ * do when a raw socket receives them: 1 if so; 0 if not; 2 if the field happens to hold that value but
+ * the full checksum verifies (a complete checksum can equal the partial value, 1 time in 65536; for a
+ * packet longer than the MTU that is not checked: only GRO makes those).
+ */
+export function partialChecksum(b: Uint8Array, o: number, L: number, mtu: number): number {
+  const ihl = (b[o] & 0x0f) << 2;
+  if (u16(b, o + ihl + OFF_TCP_CHECKSUM) !== pseudoHeaderSum(b, o, PROTO_TCP, L - ihl)) return 0;
+  if (L > mtu) return 1;
+  return tcpChecksumVerifies(b, o, L) ? 2 : 1;
+}
+
+/** What an item is. */
+const PLAIN = 0; //   written as it came (not TCP, not joinable, or a segment nothing joined)
+const TCP_OPEN = 1; // a TCP segment others may still join
+const TCP_DONE = 2; // a TCP item nothing more may join (PSH, short segment, full, failed check)
+const PARTIAL = 3; // a segment with a partial checksum (the kernel's GRO built it): NEEDS_CSUM
+
+const NEVER = TCP_SYN | TCP_FIN | TCP_RST | TCP_URG;
+const MAX_IP_LEN = 0xffff;
+/** How far back to look for a flow's latest item. */
+const SCAN = 32;
+
+export class Coalescer {
+  private readonly ip: Uint32Array; //   offset of the first segment's IPv4 header
+  private readonly len: Uint32Array; //  IPv4 length so far
+  private readonly limit: Uint32Array; // the item may grow up to here (end of its slot)
+  private readonly segs: Uint32Array; // segments joined
+  private readonly gso: Uint32Array; //  payload size of the first segment
+  private readonly next: Uint32Array; // sequence number the next segment must have
+  private readonly src: Uint32Array;
+  private readonly dst: Uint32Array;
+  private readonly ports: Uint32Array;
+  private readonly kind: Uint8Array;
+  private readonly verified: Uint8Array; // the first segment's checksum was checked
+  private readonly psh: Uint8Array; //      a PSH segment joined last
+  private count = 0;
+
+  /** Segments that joined a super-packet (not counting the first of each), since construction. */
+  joined = 0;
+  /** Super-packets written (items of two segments or more, and kernel-GRO packets passed on). */
+  supers = 0;
+
+  constructor(readonly capacity: number) {
+    this.ip = new Uint32Array(capacity);
+    this.len = new Uint32Array(capacity);
+    this.limit = new Uint32Array(capacity);
+    this.segs = new Uint32Array(capacity);
+    this.gso = new Uint32Array(capacity);
+    this.next = new Uint32Array(capacity);
+    this.src = new Uint32Array(capacity);
+    this.dst = new Uint32Array(capacity);
+    this.ports = new Uint32Array(capacity);
+    this.kind = new Uint8Array(capacity);
+    this.verified = new Uint8Array(capacity);
+    this.psh = new Uint8Array(capacity);
+  }
+
+  /**
+   * `list` holds inner IPv4 packets (offset of the IPv4 header, length) in arrival order, each with at least
+   * VNET_HDR_LEN free bytes before it; the packet at offset o may grow to the end of its slot,
+   * o − o % slotSize + slotSize. Rewrites `list` in place into what to write to a TUN queue opened with
+   * IFF_VNET_HDR: (offset of the virtio-net header, VNET_HDR_LEN + length) per packet. `mtu` is the TUN's
+   * MTU: the gso_size of kernel-GRO packets longer than it. Returns the new count.
+   */
+  run(b: Uint8Array, list: PacketList, slotSize: number, mtu: number): number {
+    if (list.count > this.capacity) throw new RangeError(`coalesce: ${list.count} packets, capacity ${this.capacity}`);
+    this.count = 0;
+    const n = list.count;
+    for (let k = 0; k < n; k++) this.add(b, list.offsets[k], list.lengths[k], slotSize, mtu);
+    for (let j = 0; j < this.count; j++) {
+      const ip = this.ip[j];
+      this.finish(b, j, mtu);
+      list.offsets[j] = ip - VNET_HDR_LEN;
+      list.lengths[j] = this.len[j] + VNET_HDR_LEN;
+    }
+    list.count = this.count;
+    return this.count;
+  }
+
+  private newItem(ip: number, len: number, kind: number): number {
+    const j = this.count++;
+    this.ip[j] = ip;
+    this.len[j] = len;
+    this.kind[j] = kind;
+    this.segs[j] = 1;
+    this.verified[j] = 0;
+    this.psh[j] = 0;
+    return j;
+  }
+
+  private add(b: Uint8Array, o: number, L: number, slotSize: number, mtu: number): void {
+    // Only whole, unfragmented TCP/IPv4 with room for its headers is a candidate; decapsulate() checked
+    // version, IHL and total length already, but stay safe on our own.
+    if (L < IPV4_MIN_HEADER + TCP_MIN_HEADER || b[o] >>> 4 !== 4 || b[o + OFF_PROTO] !== PROTO_TCP) {
+      this.newItem(o, L, PLAIN);
+      return;
+    }
+    const ihl = (b[o] & 0x0f) << 2;
+    const t = o + ihl;
+    if (ihl < IPV4_MIN_HEADER || ihl + TCP_MIN_HEADER > L || u16(b, o + OFF_TOTAL_LEN) !== L || (u16(b, o + OFF_FLAGS_FRAG) & (FLAG_MF | FRAG_OFFSET_MASK)) !== 0) {
+      this.newItem(o, L, PLAIN);
+      return;
+    }
+    const thl = (b[t + OFF_DATA_OFFSET] >>> 4) << 2;
+    if (thl < TCP_MIN_HEADER || ihl + thl > L) {
+      this.newItem(o, L, PLAIN);
+      return;
+    }
+    const payload = L - ihl - thl;
+    const flags = b[t + OFF_FLAGS];
+    const src = u32(b, o + OFF_SRC);
+    const dst = u32(b, o + OFF_DST);
+    const ports = u32(b, t + OFF_SPORT);
+    // A segment the kernel's GRO joined on the underlay carries a partial checksum.
+    const partial = partialChecksum(b, o, L, mtu);
+
+    // The flow's latest item, if any.
+    if (partial === 0) {
+      const stop = this.count > SCAN ? this.count - SCAN : 0;
+      for (let j = this.count - 1; j >= stop; j--) {
+        const kind = this.kind[j];
+        if (kind === PLAIN || this.ports[j] !== ports || this.src[j] !== src || this.dst[j] !== dst) continue;
+        if (kind === TCP_OPEN && this.joins(b, j, o, L, ihl, thl, payload, flags)) return;
+        break;
+      }
+    }
+
+    const j = this.newItem(o, L, partial === 1 ? PARTIAL : payload > 0 && (flags & (NEVER | TCP_PSH)) === 0 ? TCP_OPEN : TCP_DONE);
+    if (partial === 2) this.verified[j] = 1;
+    this.limit[j] = Math.min(o - (o % slotSize) + slotSize, o + MAX_IP_LEN);
+    this.gso[j] = payload;
+    this.next[j] = (u32(b, t + OFF_SEQ) + payload) >>> 0;
+    this.src[j] = src;
+    this.dst[j] = dst;
+    this.ports[j] = ports;
+  }
+
+  /** Joins the segment at o to item j if every rule allows it; true when it did. */
+  private joins(b: Uint8Array, j: number, o: number, L: number, ihl: number, thl: number, payload: number, flags: number): boolean {
+    const h = this.ip[j];
+    const ht = h + ((b[h] & 0x0f) << 2);
+    const t = o + ihl;
+    if ((b[h] & 0x0f) << 2 !== ihl || (b[ht + OFF_DATA_OFFSET] >>> 4) << 2 !== thl) return false;
+    // IPv4: TOS, flags (DF), TTL equal; ID consecutive; options equal.
+    if (b[o + OFF_TOS] !== b[h + OFF_TOS] || b[o + OFF_TTL] !== b[h + OFF_TTL] || u16(b, o + OFF_FLAGS_FRAG) !== u16(b, h + OFF_FLAGS_FRAG)) return false;
+    if (u16(b, o + OFF_ID) !== ((u16(b, h + OFF_ID) + this.segs[j]) & 0xffff)) return false;
+    for (let i = IPV4_MIN_HEADER; i < ihl; i++) if (b[o + i] !== b[h + i]) return false;
+    // TCP: in order, same ACK, window, flags, options; a payload no larger than the first's.
+    if (u32(b, t + OFF_SEQ) !== this.next[j] || payload === 0 || payload > this.gso[j]) return false;
+    if (u32(b, t + OFF_ACK) !== u32(b, ht + OFF_ACK) || u16(b, t + OFF_WINDOW) !== u16(b, ht + OFF_WINDOW)) return false;
+    if ((flags & (NEVER | TCP_CWR)) !== 0 || (flags & ~TCP_PSH) !== (b[ht + OFF_FLAGS] & ~TCP_CWR)) return false;
+    if (b[t + OFF_DATA_OFFSET] !== b[ht + OFF_DATA_OFFSET]) return false;
+    for (let i = TCP_MIN_HEADER; i < thl; i++) if (b[t + i] !== b[ht + i]) return false;
+    const len = this.len[j];
+    if (h + len + payload > this.limit[j]) {
+      this.kind[j] = TCP_DONE;
+      return false;
+    }
+    // Checksums last: they cost a pass over the bytes.
+    if (this.verified[j] === 0) {
+      if (!tcpChecksumVerifies(b, h, len)) {
+        this.kind[j] = TCP_DONE;
+        return false;
+      }
+      this.verified[j] = 1;
+    }
+    if (!tcpChecksumVerifies(b, o, L)) return false;
+
+    b.copyWithin(h + len, t + thl, o + L);
+    this.len[j] = len + payload;
+    this.segs[j]++;
+    this.next[j] = (this.next[j] + payload) >>> 0;
+    this.joined++;
+    if ((flags & TCP_PSH) !== 0) {
+      this.psh[j] = 1;
+      this.kind[j] = TCP_DONE;
+    } else if (payload < this.gso[j]) this.kind[j] = TCP_DONE;
+    return true;
+  }
+
+  /** Writes item j's virtio-net header and, for a super-packet, its new lengths, flags and checksums. */
+  private finish(b: Uint8Array, j: number, mtu: number): void {
+    const h = this.ip[j];
+    const v = h - VNET_HDR_LEN;
+    const kind = this.kind[j];
+    if (kind === PARTIAL) {
+      const ihl = (b[h] & 0x0f) << 2;
+      const hl = ihl + ((b[h + ihl + OFF_DATA_OFFSET] >>> 4) << 2);
+      const gso = mtu - hl;
+      const big = this.len[j] > mtu && gso > 0;
+      const ecn = big && (b[h + ihl + OFF_FLAGS] & TCP_CWR) !== 0 ? VNET_GSO_ECN : 0;
+      putVnetHdr(b, v, VNET_F_NEEDS_CSUM, big ? VNET_GSO_TCPV4 | ecn : VNET_GSO_NONE, hl, big ? gso : 0, ihl, OFF_TCP_CHECKSUM);
+      if (big) this.supers++;
+      return;
+    }
+    if (this.segs[j] === 1) {
+      putVnetNone(b, v);
+      return;
+    }
+    const len = this.len[j];
+    const ihl = (b[h] & 0x0f) << 2;
+    const t = h + ihl;
+    const thl = (b[t + OFF_DATA_OFFSET] >>> 4) << 2;
+    putU16(b, h + OFF_TOTAL_LEN, len);
+    putU16(b, h + OFF_CHECKSUM, 0);
+    putU16(b, h + OFF_CHECKSUM, checksum(b, h, ihl));
+    if (this.psh[j]) b[t + OFF_FLAGS] |= TCP_PSH;
+    putU16(b, t + OFF_TCP_CHECKSUM, pseudoHeaderSum(b, h, PROTO_TCP, len - ihl));
+    const ecn = (b[t + OFF_FLAGS] & TCP_CWR) !== 0 ? VNET_GSO_ECN : 0;
+    putVnetHdr(b, v, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4 | ecn, ihl + thl, this.gso[j], ihl, OFF_TCP_CHECKSUM);
+    this.supers++;
+  }
+}
