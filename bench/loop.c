@@ -3,6 +3,8 @@
  * (bench/native-loop.ts) against. Same syscalls, same batch size, same per-packet work as
  * src/wire/ipip.ts (egressRoute + encapsulate, decapsulate) for one fan.
  *
+ * Both run WARMUP seconds (environment, default 1) before measuring SECONDS.
+ *
  *   loop encap TUN SECONDS [BATCH]   TUN read until EAGAIN/BATCH -> checks, fan lookup, 20-byte outer
  *                                    header in the headroom -> sendmmsg on a protocol-4 raw socket
  *   loop decap TUN SECONDS [BATCH]   recvmmsg on a protocol-4 raw socket -> outer/inner checks,
@@ -175,9 +177,17 @@ int main(int argc, char **argv) {
   uint16_t id = 0;
   struct pollfd p = { .fd = encap_mode ? tun : sock, .events = POLLIN };
 
-  double cpu0 = cpu(), user0 = user_cpu(), t0 = now(), end = t0 + seconds, t = t0;
+  /* Warm up for WARMUP seconds (counted separately, like the TypeScript loop's JIT warm-up), then measure. */
+  double warm = getenv("WARMUP") ? atof(getenv("WARMUP")) : 1.0;
+  double cpu0 = cpu(), user0 = user_cpu(), t0 = now(), end = t0 + warm + seconds, t = t0;
+  int warming = warm > 0;
   while (t < end) {
     t = now();
+    if (warming && t >= t0 + warm) {
+      warming = 0;
+      packets = drops = errors = batches = polls = 0;
+      cpu0 = cpu(); user0 = user_cpu(); t0 = t;
+    }
     polls++;
     if (poll(&p, 1, 20) <= 0) continue;
     if (encap_mode) {

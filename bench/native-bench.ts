@@ -219,7 +219,7 @@ const inB = (cpu: number, cmd: string, ...args: string[]): [string, string[]] =>
 
 /** Runs C and TS loops alternately while a generator runs; prints and returns the medians. */
 async function loopVsC(mode: 'encap' | 'decap', o: Options): Promise<void> {
-  const genSeconds = o.rounds * 2 * (o.seconds + 1.5) + 3;
+  const genSeconds = o.rounds * 2 * (o.seconds + 2.5) + 3; // each loop: 1 s warm-up + start-up
   const gen = mode === 'encap'
     ? inA(0, BLAST, 'udp', '250.0.99.3', '9', '1400', String(genSeconds), '8')
     : inB(0, BLAST, 'ipip', '198.18.0.27', '198.18.0.28', '250.0.27.3', '250.0.28.99', '1420', String(genSeconds), '8');

@@ -13,6 +13,7 @@
  *       SOCKETS protocol-4 sockets with shares i/SOCKETS (1: no filter), drained by this one thread
  *
  * Fan: 250.0.0.0/8 over 198.18.0.0/16, this host 198.18.0.28. Prints one JSON line like loop.c.
+ * Every mode first runs WARMUP seconds (environment, default 1: the JIT settles) unmeasured.
  */
 import { Fan } from '../src/fan/fan.js';
 import { FanTable } from '../src/fan/table.js';
@@ -27,6 +28,43 @@ const LOCAL = 0xc612001c; // 198.18.0.28
 /** 198.18.0.99: a stranger with a static neighbour entry, so sent packets die cheaply at B's veth. */
 const STRANGER = 0xc6120063;
 const WAIT_MS = 20;
+const WARMUP_MS = Number(process.env.WARMUP ?? 1) * 1000;
+
+const cpuSeconds = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+const userSeconds = (): number => process.cpuUsage().user / 1e6;
+
+/** Time and CPU baselines, reset once when the warm-up ends. */
+class Clock {
+  t0 = performance.now();
+  cpu0 = cpuSeconds();
+  user0 = userSeconds();
+  end: number;
+  readonly #warmupMs: number;
+  #warming: boolean;
+  constructor(seconds: number, warmupMs = WARMUP_MS) {
+    this.#warmupMs = warmupMs;
+    this.#warming = warmupMs > 0;
+    this.end = this.t0 + warmupMs + seconds * 1000;
+  }
+  /** True while the run lasts; calls reset() once when the warm-up is over. */
+  running(reset: () => void): boolean {
+    const t = performance.now();
+    if (this.#warming && t >= this.t0 + this.#warmupMs) {
+      this.#warming = false;
+      reset();
+      this.t0 = t;
+      this.cpu0 = cpuSeconds();
+      this.user0 = userSeconds();
+    }
+    return t < this.end;
+  }
+  result(): { seconds: number; cpuSeconds: number; userSeconds: number } {
+    return { seconds: (performance.now() - this.t0) / 1000, cpuSeconds: cpuSeconds() - this.cpu0, userSeconds: userSeconds() - this.user0 };
+  }
+}
 
 interface Result {
   impl: 'ts';
@@ -43,11 +81,6 @@ function fanTable(): FanTable {
   return new FanTable([new Fan({ net: 0xfa000000, len: 8 }, { net: 0xc6120000, len: 16 }, LOCAL)]);
 }
 
-const cpuSeconds = (): number => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-};
-const userSeconds = (): number => process.cpuUsage().user / 1e6;
 
 function encapLoop(tunName: string, seconds: number, batchSize: number): Result {
   const fans = fanTable();
@@ -60,11 +93,12 @@ function encapLoop(tunName: string, seconds: number, batchSize: number): Result 
   const rx = batch.received;
   const tx = batch.outgoing;
   let packets = 0, drops = 0, unsent = 0, id = 0, batches = 0, polls = 0;
-  const cpu0 = cpuSeconds();
-  const user0 = userSeconds();
-  const t0 = performance.now();
-  const end = t0 + seconds * 1000;
-  while (performance.now() < end) {
+  const clock = new Clock(seconds);
+  const reset = (): void => {
+    packets = drops = unsent = batches = polls = 0;
+    sock.errors.reset();
+  };
+  while (clock.running(reset)) {
     polls++;
     if (poller.wait(WAIT_MS) === 0) continue;
     const n = tun.read(batch);
@@ -85,13 +119,11 @@ function encapLoop(tunName: string, seconds: number, batchSize: number): Result 
     unsent += tx.count - next;
     packets += next;
   }
-  const seconds_ = (performance.now() - t0) / 1000;
-  const cpu = cpuSeconds() - cpu0;
-  const user = userSeconds() - user0;
+  const times = clock.result();
   tun.close();
   sock.close();
   const errors = sock.errors.total;
-  return { impl: 'ts', mode: 'encap', packets: packets - errors, drops, sendErrors: errors + unsent, batches, polls, seconds: seconds_, cpuSeconds: cpu, userSeconds: user };
+  return { impl: 'ts', mode: 'encap', packets: packets - errors, drops, sendErrors: errors + unsent, batches, polls, ...times };
 }
 
 function decapLoop(tunName: string, seconds: number, batchSize: number): Result {
@@ -105,11 +137,12 @@ function decapLoop(tunName: string, seconds: number, batchSize: number): Result 
   const rx = batch.received;
   const tx = batch.outgoing;
   let packets = 0, drops = 0, batches = 0, polls = 0;
-  const cpu0 = cpuSeconds();
-  const user0 = userSeconds();
-  const t0 = performance.now();
-  const end = t0 + seconds * 1000;
-  while (performance.now() < end) {
+  const clock = new Clock(seconds);
+  const reset = (): void => {
+    packets = drops = batches = polls = 0;
+    tun.errors.reset();
+  };
+  while (clock.running(reset)) {
     polls++;
     if (poller.wait(WAIT_MS) === 0) continue;
     const n = sock.receive(batch);
@@ -125,13 +158,11 @@ function decapLoop(tunName: string, seconds: number, batchSize: number): Result 
     }
     packets += tun.write(tx);
   }
-  const seconds_ = (performance.now() - t0) / 1000;
-  const cpu = cpuSeconds() - cpu0;
-  const user = userSeconds() - user0;
+  const times = clock.result();
   tun.close();
   sock.close();
   const errors = tun.errors.total;
-  return { impl: 'ts', mode: 'decap', packets: packets - errors, drops, sendErrors: errors, batches, polls, seconds: seconds_, cpuSeconds: cpu, userSeconds: user };
+  return { impl: 'ts', mode: 'decap', packets: packets - errors, drops, sendErrors: errors, batches, polls, ...times };
 }
 
 /** Ready IP-in-IP packets (1400-byte inner UDP, 20 flows) sent back to back. */
@@ -152,19 +183,18 @@ function sendLoop(protocol: number, seconds: number, batchSize: number): Result 
     tx.push(o, 1420, STRANGER);
   }
   let packets = 0;
-  const cpu0 = cpuSeconds();
-  const user0 = userSeconds();
-  const t0 = performance.now();
-  const end = t0 + seconds * 1000;
-  while (performance.now() < end) {
+  const clock = new Clock(seconds);
+  const reset = (): void => {
+    packets = 0;
+    sock.errors.reset();
+  };
+  while (clock.running(reset)) {
     packets += sock.send(tx); // short only when the socket buffer is full: go on sending
   }
-  const seconds_ = (performance.now() - t0) / 1000;
-  const cpu = cpuSeconds() - cpu0;
-  const user = userSeconds() - user0;
+  const times = clock.result();
   sock.close();
   const errors = sock.errors.total;
-  return { impl: 'ts', mode: `send-proto${protocol}`, packets: packets - errors, drops: 0, sendErrors: errors, seconds: seconds_, cpuSeconds: cpu, userSeconds: user };
+  return { impl: 'ts', mode: `send-proto${protocol}`, packets: packets - errors, drops: 0, sendErrors: errors, ...times };
 }
 
 /** N shared sockets drained by one thread: the kernel-side cost of fanning every packet out to N. */
@@ -176,11 +206,9 @@ function receiveLoop(count: number, seconds: number, batchSize: number): Result 
   socks.forEach((s) => poller.add(s.fd));
   const per = new Array<number>(count).fill(0);
   let packets = 0;
-  const cpu0 = cpuSeconds();
-  const user0 = userSeconds();
-  const t0 = performance.now();
-  const end = t0 + seconds * 1000;
-  while (performance.now() < end) {
+  // No warm-up here: the bench starts the generator after the receiver and counts everything.
+  const clock = new Clock(seconds, 0);
+  while (clock.running(() => {})) {
     if (poller.wait(WAIT_MS) === 0) continue;
     for (let s = 0; s < count; s++) {
       if (!poller.readable(s)) continue;
@@ -189,11 +217,9 @@ function receiveLoop(count: number, seconds: number, batchSize: number): Result 
       packets += n;
     }
   }
-  const seconds_ = (performance.now() - t0) / 1000;
-  const cpu = cpuSeconds() - cpu0;
-  const user = userSeconds() - user0;
+  const times = clock.result();
   socks.forEach((s) => s.close());
-  return { impl: 'ts', mode: `receive-${count}`, packets, drops: 0, sendErrors: 0, seconds: seconds_, cpuSeconds: cpu, userSeconds: user, perSocket: per };
+  return { impl: 'ts', mode: `receive-${count}`, packets, drops: 0, sendErrors: 0, ...times, perSocket: per };
 }
 
 function main(): void {
