@@ -39,6 +39,11 @@
 #define MMSG_CHUNK 64
 /* Most descriptors one wait() call watches. */
 #define WAIT_MAX 64
+/*
+ * Longest wait() sleeps, whatever it is asked: a thread blocked in poll() cannot be stopped, and
+ * Node joins worker threads on exit, so an unbounded wait could hang the process.
+ */
+#define WAIT_MAX_MS 250
 /* Longest classic BPF program accepted (the kernel's BPF_MAXINSNS is 4096). */
 #define FILTER_MAX 4096
 
@@ -819,7 +824,8 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
 /*
  * wait(fds: Int32Array, events: Int32Array | null, n, timeoutMs, revents: Int32Array) -> count
  * poll() on the first n descriptors (events[i], POLLIN when events is null) for at most timeoutMs
- * (0: just look; -1 would block: don't, a worker must see its stop flag). revents[i] receives
+ * (0: just look; negative or above WAIT_MAX_MS: WAIT_MAX_MS, so a thread always comes back to see
+ * its stop flag and never holds up process exit). revents[i] receives
  * what happened (POLLIN, POLLOUT, POLLERR: e.g. a deleted TUN device, POLLHUP, POLLNVAL: fd not
  * open). Returns the number of descriptors with events; 0 on timeout or signal.
  */
@@ -841,7 +847,7 @@ static napi_value wait_fds(napi_env env, napi_callback_info info) {
     p[i].events = (short)(evs ? evs[i] : POLLIN);
     p[i].revents = 0;
   }
-  int r = poll(p, n, timeout < 0 ? -1 : timeout);
+  int r = poll(p, n, timeout < 0 || timeout > WAIT_MAX_MS ? WAIT_MAX_MS : timeout);
   if (r < 0) {
     if (errno != EINTR) return throw_errno(env, "poll", "fds", errno);
     r = 0;
@@ -964,5 +970,6 @@ NAPI_MODULE_INIT() {
   set_const(env, exports, "ERR_OTHER", ERR_OTHER);
   set_const(env, exports, "ERR_SLOTS", ERR_SLOTS);
   set_const(env, exports, "WAIT_MAX", WAIT_MAX);
+  set_const(env, exports, "WAIT_MAX_MS", WAIT_MAX_MS);
   return exports;
 }

@@ -72,7 +72,10 @@ export interface NativeAddon {
     to: number, errs?: Uint32Array | null,
   ): number;
 
-  /** poll() the first n fds (events null: POLLIN); revents[i] filled; returns how many are ready. */
+  /**
+   * poll() the first n fds (events null: POLLIN) for at most timeoutMs, capped at WAIT_MAX_MS (also
+   * for negative values); revents[i] filled; returns how many are ready (0: timeout or signal).
+   */
   wait(fds: Int32Array, events: Int32Array | null, n: number, timeoutMs: number, revents: Int32Array): number;
   eventfdOpen(): number;
   eventfdWrite(fd: number): void;
@@ -103,6 +106,7 @@ export interface NativeAddon {
   readonly ERR_OTHER: number;
   readonly ERR_SLOTS: number;
   readonly WAIT_MAX: number;
+  readonly WAIT_MAX_MS: number;
 }
 
 /** An error thrown by the addon. */

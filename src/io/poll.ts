@@ -41,8 +41,9 @@ export class Poller {
   }
 
   /**
-   * Waits at most timeoutMs (keep it short: the thread cannot stop meanwhile) for any descriptor;
-   * returns how many have events (0 on timeout).
+   * Waits at most timeoutMs (keep it short: the thread cannot stop meanwhile; the addon caps it at
+   * WAIT_MAX_MS = 250 ms, negative values included) for any descriptor; returns how many have
+   * events (0 on timeout).
    */
   wait(timeoutMs: number): number {
     return native().wait(this.#fds, this.#events, this.#count, timeoutMs, this.#revents);

@@ -548,6 +548,10 @@ describe.skipIf(!isRoot)('native I/O in network namespaces', () => {
       const waited = performance.now() - t0;
       expect(waited).toBeGreaterThanOrEqual(25);
       expect(waited).toBeLessThan(1000);
+      // Longer (or negative, i.e. forever) waits are capped: a thread always comes back.
+      t0 = performance.now();
+      expect(poller.wait(-1)).toBe(0);
+      expect(performance.now() - t0).toBeLessThan(native().WAIT_MAX_MS + 500);
       waker.wake();
       t0 = performance.now();
       expect(poller.wait(5000)).toBe(1);
