@@ -315,9 +315,30 @@ describe.skipIf(!isRoot)('native I/O in network namespaces', () => {
   });
 
   /** IP-in-IP packets A → B: inner UDP from 250.0.28.x to 250.0.27.x, many flows, seq at byte 48. */
-  function ipipFlows(count: number, size = 120): Uint8Array[] {
-    return Array.from({ length: count }, (_, i) => ipip(A_UNDER, B_UNDER,
-      udpPacket(addr(`250.0.28.${2 + (i % 7)}`), addr(`250.0.27.${2 + (i % 5)}`), 30000 + (i % 101), 5201, i, size), i + 1));
+  function ipipFlows(count: number, size = 120, variants = false): Uint8Array[] {
+    return Array.from({ length: count }, (_, i) => {
+      let inner = udpPacket(addr(`250.0.28.${2 + (i % 7)}`), addr(`250.0.27.${2 + (i % 5)}`), 30000 + (i % 101), 5201, i, size);
+      if (variants) inner = variant(inner, i % 10);
+      return ipip(A_UNDER, B_UNDER, inner, i + 1);
+    });
+  }
+
+  /** What the share hash must cope with: TCP, ICMP, fragments, inner IP options (v = 1..5). */
+  function variant(p: Uint8Array, v: number): Uint8Array {
+    if (v === 1) p[9] = 6;
+    else if (v === 2) p[9] = 1;
+    else if (v === 3) put16(p, 6, 0x2000); // MF: first fragment
+    else if (v === 4) put16(p, 6, 0x0010); // a later fragment: no ports in it
+    else if (v === 5) {
+      const q = new Uint8Array(p.length + 4);
+      q.set(p.subarray(0, 20));
+      q.fill(1, 20, 24); // four NOP options
+      q.set(p.subarray(20), 24);
+      q[0] = 0x46;
+      put16(q, 2, q.length);
+      return q;
+    }
+    return p;
   }
 
   it('N sockets with shares receive every packet exactly once (and without shares, every socket gets everything)', async () => {
@@ -334,7 +355,7 @@ describe.skipIf(!isRoot)('native I/O in network namespaces', () => {
       expect(copies).toBe(10 * N);
 
       rxs.forEach((r, i) => r.share(i, N));
-      const packets = ipipFlows(3000);
+      const packets = ipipFlows(3000, 120, true);
       const seen = new Uint16Array(packets.length);
       const perSocket = new Array<number>(N).fill(0);
       const poller = new Poller();
@@ -346,7 +367,7 @@ describe.skipIf(!isRoot)('native I/O in network namespaces', () => {
           const n = r.receive(rbatch);
           for (let i = 0; i < n; i++) {
             const p = rbatch.received.packet(i);
-            seen[get32(p, 48)]++;
+            seen[get16(p, 4) - 1]++; // the outer ID: the packet's index + 1
             expect(shareOf(rbatch.bytes, rbatch.received.offsets[i], rbatch.received.lengths[i], N)).toBe(si);
           }
           perSocket[si] += n;
