@@ -14,6 +14,7 @@ import { prefixMask } from '../fan/addr.js';
 import { availableParallelism } from 'node:os';
 import { fansFromArgs, UsageError } from './fans-from-args.js';
 import { up } from './daemon.js';
+import { OFFLOAD_MODES, type OffloadMode } from '../offload/probe.js';
 import { daemonsFor, downDaemon } from './down.js';
 import { formatShow, showRows } from './show.js';
 import { ask, pidAlive, readStates } from './state.js';
@@ -29,7 +30,7 @@ const HELP = `userfan — Ubuntu's Fan networking in user space (IP-in-IP over T
 
 usage:
   userfan up -o OVERLAY -u UNDERLAY [--bridge NAME] [--host-reserve N] [--dhcp] [--workers N] [--ttl N] [--no-nat]
-             [--metrics [HOST:]PORT]
+             [--metrics [HOST:]PORT] [--offload auto|on|off]
   userfan up -a [--config FILE]            every enabled fan of FILE (default /etc/network/fan)
   userfan down -o OVERLAY -u UNDERLAY | -a [--config FILE] | -e
   userfan show [--json]                    fans that are up: Bridge, Underlay, Overlay, Flags, workers, counters
@@ -97,7 +98,9 @@ const commands: Record<string, Handler> = {
       ...fanOptions,
       bridge: { type: 'string' }, 'host-reserve': { type: 'string' }, dhcp: { type: 'boolean' }, workers: { type: 'string' },
       ttl: { type: 'string' }, 'no-nat': { type: 'boolean' }, tun: { type: 'string' }, metrics: { type: 'string' },
+      offload: { type: 'string' },
     });
+    if (values.offload !== undefined && !(OFFLOAD_MODES as readonly string[]).includes(values.offload)) throw new ConfigError('--offload', values.offload, 'must be auto, on or off');
     if (positionals.length) throw new UsageError(`unexpected ${positionals.join(' ')}; see userfan --help`);
     const flags = {
       ...(values.bridge !== undefined ? { bridge: values.bridge } : {}),
@@ -115,6 +118,7 @@ const commands: Record<string, Handler> = {
       dhcp: !!values.dhcp,
       tun: values.tun,
       metrics: values.metrics === undefined ? undefined : listenOption(values.metrics),
+      offload: values.offload as OffloadMode | undefined,
     });
   },
 

@@ -20,6 +20,7 @@ import { bringUpFan, createTun, emptyState, teardown, tunNameFor, underlayInterf
 import { hasNetAdmin } from './privileges.js';
 import { type DaemonState, pidAlive, readStates, removeState, RUN_DIR, socketPath, writeState } from './state.js';
 import { fanRecord, statusOf } from './status.js';
+import { decideOffload, type OffloadMode } from '../offload/probe.js';
 
 export interface UpOptions {
   fans: Fan[];
@@ -32,6 +33,8 @@ export interface UpOptions {
   tun?: string;
   /** Serve Prometheus metrics here. */
   metrics?: { host: string; port: number };
+  /** TUN offloads: auto (default: on unless the kernel refuses), on (fail if refused), off. */
+  offload?: OffloadMode;
 }
 
 export function log(event: string, fields: Record<string, unknown> = {}): void {
@@ -72,6 +75,7 @@ export async function up(o: UpOptions): Promise<number> {
   };
   const save = () => writeState(state);
   let plane: DataPlane | undefined;
+  let offload = { on: false, text: 'off' };
   let server: Server | undefined;
   let metricsServer: HttpServer | undefined;
   let finishing: Promise<void> | undefined;
@@ -100,8 +104,10 @@ export async function up(o: UpOptions): Promise<number> {
       await bringUpFan(state.host, fan, id, underlays[i].mtu, { nat: o.nat, dhcp: o.dhcp || fan.flags.dhcp, runDir: RUN_DIR }, save);
       log('fan-up', { ...fanRecord(fan), tun: id, underlayInterface: underlays[i].iface, mtu: underlays[i].mtu - 20 });
     }
+    offload = decideOffload(id, o.offload ?? 'auto');
+    log('offload', { offload: offload.text });
     plane = new DataPlane({
-      tun: id, fans: o.fans, workers: o.workers, ttl: o.ttl, policy: DEFAULT_POLICY, log,
+      tun: id, fans: o.fans, workers: o.workers, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, log,
       onFatal: (why) => {
         log('fatal', { error: why });
         void finish(1, why);
@@ -148,7 +154,7 @@ export async function up(o: UpOptions): Promise<number> {
         conn.end('{"error":"bad request"}');
         return;
       }
-      if (req.cmd === 'status') conn.end(JSON.stringify(statusOf(state, p)));
+      if (req.cmd === 'status') conn.end(JSON.stringify(statusOf(state, p, offload.text)));
       else if (req.cmd === 'crash-worker' && typeof req.worker === 'number' && req.worker >= 0 && req.worker < o.workers) {
         p.crash(req.worker);
         conn.end('{"ok":true}');
@@ -159,7 +165,7 @@ export async function up(o: UpOptions): Promise<number> {
   server.listen(socketPath(id));
   if (o.metrics) {
     try {
-      metricsServer = await serveMetrics(o.metrics, metricsRegistry(() => statusOf(state, p)));
+      metricsServer = await serveMetrics(o.metrics, metricsRegistry(() => statusOf(state, p, offload.text)));
       log('metrics', { url: `http://${o.metrics.host.includes(':') ? `[${o.metrics.host}]` : o.metrics.host}:${o.metrics.port}/metrics` });
     } catch (e) {
       log('metrics-failed', { error: (e as Error).message });

@@ -17,6 +17,8 @@ export interface ShowRow {
   rxPackets: number | null;
   drops: number | null;
   dropsByReason?: Record<string, number>;
+  /** TUN offloads: "on" or "off (why)"; null when the daemon did not answer. */
+  offload: string | null;
 }
 
 export async function showRows(): Promise<ShowRow[]> {
@@ -31,6 +33,7 @@ export async function showRows(): Promise<ShowRow[]> {
         daemon: s.id, pid: s.pid, state: live ? 'up' : 'stale', workers: s.workers,
         txPackets: st?.total.txPackets ?? null, rxPackets: st?.total.rxPackets ?? null, drops: st?.total.dropsTotal ?? null,
         dropsByReason: st?.total.drops as Record<string, number> | undefined,
+        offload: st?.offload ?? null,
       });
     }
   }

@@ -29,9 +29,9 @@ export interface DaemonStatus {
   offload?: string;
 }
 
-export function statusOf(state: DaemonState, plane: DataPlane): DaemonStatus {
+export function statusOf(state: DaemonState, plane: DataPlane, offload?: string): DaemonStatus {
   const perWorker = [...Array(state.workers).keys()].map((i) => plane.counters.snapshot(i));
-  return { id: state.id, pid: state.pid, startedAt: state.startedAt, workers: state.workers, tun: state.host.tun ?? state.id, fans: state.fans, total: plane.counters.total(), perWorker };
+  return { id: state.id, pid: state.pid, startedAt: state.startedAt, workers: state.workers, tun: state.host.tun ?? state.id, fans: state.fans, total: plane.counters.total(), perWorker, offload };
 }
 
 /** fanctl's Flags column: the flags that are set. */

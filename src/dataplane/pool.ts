@@ -20,6 +20,8 @@ export interface DataPlaneOptions {
   workers: number;
   ttl: number;
   policy: number;
+  /** TUN offloads in every worker (decided by src/offload/probe.ts). */
+  offload?: boolean;
   log: LogFn;
   /** Called once when the data plane cannot go on (the TUN device vanished). */
   onFatal: (why: string) => void;
@@ -56,7 +58,7 @@ export class DataPlane {
   private task(index: number): WorkerTask {
     const o = this.opts;
     return {
-      index, count: o.workers, tun: o.tun, ttl: o.ttl, policy: o.policy,
+      index, count: o.workers, tun: o.tun, ttl: o.ttl, policy: o.policy, offload: o.offload,
       fans: o.fans.map((f) => ({ overlayNet: f.overlay.net, overlayLen: f.overlay.len, underlayNet: f.underlay.net, underlayLen: f.underlay.len, localHost: f.localHost })),
       control: this.control.buffer as SharedArrayBuffer, counters: this.counters.buffer, fds: this.fds.buffer as SharedArrayBuffer,
     };

@@ -17,6 +17,12 @@ export interface WorkerTask {
   ttl: number;
   /** Decapsulation policy bits (wire/ipip.ts). */
   policy: number;
+  /**
+   * TUN offloads: open the queue with IFF_VNET_HDR and TUNSETOFFLOAD(CSUM | TSO4 | TSO_ECN), cut
+   * super-packets and coalesce received segments (src/offload/). Decided once by the daemon
+   * (src/offload/probe.ts), the same for every worker: the virtio-net header is a device-wide setting.
+   */
+  offload?: boolean;
   /** Int32Array: [0] = stop all workers; [1 + index] = crash this worker (fault injection for tests). */
   control: SharedArrayBuffer;
   /** CounterTable buffer. */

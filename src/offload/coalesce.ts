@@ -50,6 +50,21 @@ export function partialChecksum(b: Uint8Array, o: number, L: number, mtu: number
   return tcpChecksumVerifies(b, o, L) ? 2 : 1;
 }
 
+/**
+ * partialChecksum() for any packet: 0 unless b[o, o+L) is a whole, unfragmented TCP/IPv4 segment whose
+ * checksum field holds the partial sum (then 1, or 2 when it also verifies as a full checksum). For the
+ * receive path without offloads, which must finish such checksums (or cut such packets) itself.
+ */
+export function partialTcp(b: Uint8Array, o: number, L: number, mtu: number): number {
+  if (L < IPV4_MIN_HEADER + TCP_MIN_HEADER || b[o] >>> 4 !== 4 || b[o + OFF_PROTO] !== PROTO_TCP) return 0;
+  const ihl = (b[o] & 0x0f) << 2;
+  if (ihl < IPV4_MIN_HEADER || ihl + TCP_MIN_HEADER > L || u16(b, o + OFF_TOTAL_LEN) !== L) return 0;
+  if ((u16(b, o + OFF_FLAGS_FRAG) & (FLAG_MF | FRAG_OFFSET_MASK)) !== 0) return 0;
+  const thl = (b[o + ihl + OFF_DATA_OFFSET] >>> 4) << 2;
+  if (thl < TCP_MIN_HEADER || ihl + thl > L) return 0;
+  return partialChecksum(b, o, L, mtu);
+}
+
 /** What an item is. */
 const PLAIN = 0; //   written as it came (not TCP, not joinable, or a segment nothing joined)
 const TCP_OPEN = 1; // a TCP segment others may still join

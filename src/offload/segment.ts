@@ -9,7 +9,7 @@
  *    segment, CWR only on the first, a full TCP checksum;
  *  - a packet with NEEDS_CSUM gets its checksum finished in place.
  *
- * Segments are written into an Arena, a region of the same SharedArrayBuffer the packets were read into,
+ * Segments are written into an Arena, a region of the same buffer the packets were read into,
  * with `headroom` bytes free in front of each (for the outer IP-in-IP header), copied with copyWithin:
  * nothing is allocated per packet. Each result is pushed to a PacketList as (offset of its IPv4 header,
  * length); the caller encapsulates them there.
