@@ -28,7 +28,7 @@ import type { PacketList } from '../io/batch.js';
 import { checksum } from '../wire/checksum.js';
 import {
   FLAG_MF, FRAG_OFFSET_MASK, IPV4_MIN_HEADER, OFF_CHECKSUM, OFF_DST, OFF_FLAGS_FRAG, OFF_ID, OFF_PROTO, OFF_SRC, OFF_TOS, OFF_TOTAL_LEN,
-  OFF_TTL, PROTO_TCP, putU16, u16, u32,
+  OFF_TTL, PROTO_TCP, putU16, u16,
 } from '../wire/ipv4.js';
 import {
   OFF_ACK, OFF_DATA_OFFSET, OFF_FLAGS, OFF_SEQ, OFF_SPORT, OFF_TCP_CHECKSUM, OFF_WINDOW, pseudoHeaderSum, tcpChecksumVerifies,
@@ -71,6 +71,9 @@ const TCP_OPEN = 1; // a TCP segment others may still join
 const TCP_DONE = 2; // a TCP item nothing more may join (PSH, short segment, full, failed check)
 const PARTIAL = 3; // a segment with a partial checksum (the kernel's GRO built it): NEEDS_CSUM
 
+/** A big-endian 32-bit field as a signed int32 (see Coalescer's fields). */
+const i32 = (b: Uint8Array, o: number): number => (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
+
 const NEVER = TCP_SYN | TCP_FIN | TCP_RST | TCP_URG;
 const MAX_IP_LEN = 0xffff;
 /** How far back to look for a flow's latest item. */
@@ -82,10 +85,12 @@ export class Coalescer {
   private readonly limit: Uint32Array; // the item may grow up to here (end of its slot)
   private readonly segs: Uint32Array; // segments joined
   private readonly gso: Uint32Array; //  payload size of the first segment
-  private readonly next: Uint32Array; // sequence number the next segment must have
-  private readonly src: Uint32Array;
-  private readonly dst: Uint32Array;
-  private readonly ports: Uint32Array;
+  // 32-bit fields are kept as signed int32 (small integers to V8): a uint32 above 2^31 becomes a heap
+  // number whenever it crosses a call that was not inlined, and the per-packet path must not allocate.
+  private readonly next: Int32Array; // sequence number the next segment must have
+  private readonly src: Int32Array;
+  private readonly dst: Int32Array;
+  private readonly ports: Int32Array;
   private readonly kind: Uint8Array;
   private readonly verified: Uint8Array; // the first segment's checksum was checked
   private readonly psh: Uint8Array; //      a PSH segment joined last
@@ -102,10 +107,10 @@ export class Coalescer {
     this.limit = new Uint32Array(capacity);
     this.segs = new Uint32Array(capacity);
     this.gso = new Uint32Array(capacity);
-    this.next = new Uint32Array(capacity);
-    this.src = new Uint32Array(capacity);
-    this.dst = new Uint32Array(capacity);
-    this.ports = new Uint32Array(capacity);
+    this.next = new Int32Array(capacity);
+    this.src = new Int32Array(capacity);
+    this.dst = new Int32Array(capacity);
+    this.ports = new Int32Array(capacity);
     this.kind = new Uint8Array(capacity);
     this.verified = new Uint8Array(capacity);
     this.psh = new Uint8Array(capacity);
@@ -164,9 +169,9 @@ export class Coalescer {
     }
     const payload = L - ihl - thl;
     const flags = b[t + OFF_FLAGS];
-    const src = u32(b, o + OFF_SRC);
-    const dst = u32(b, o + OFF_DST);
-    const ports = u32(b, t + OFF_SPORT);
+    const src = i32(b, o + OFF_SRC);
+    const dst = i32(b, o + OFF_DST);
+    const ports = i32(b, t + OFF_SPORT);
     // A segment the kernel's GRO joined on the underlay carries a partial checksum.
     const partial = partialChecksum(b, o, L, mtu);
 
@@ -185,7 +190,7 @@ export class Coalescer {
     if (partial === 2) this.verified[j] = 1;
     this.limit[j] = Math.min(o - (o % slotSize) + slotSize, o + MAX_IP_LEN);
     this.gso[j] = payload;
-    this.next[j] = (u32(b, t + OFF_SEQ) + payload) >>> 0;
+    this.next[j] = (i32(b, t + OFF_SEQ) + payload) | 0;
     this.src[j] = src;
     this.dst[j] = dst;
     this.ports[j] = ports;
@@ -202,8 +207,8 @@ export class Coalescer {
     if (u16(b, o + OFF_ID) !== ((u16(b, h + OFF_ID) + this.segs[j]) & 0xffff)) return false;
     for (let i = IPV4_MIN_HEADER; i < ihl; i++) if (b[o + i] !== b[h + i]) return false;
     // TCP: in order, same ACK, window, flags, options; a payload no larger than the first's.
-    if (u32(b, t + OFF_SEQ) !== this.next[j] || payload === 0 || payload > this.gso[j]) return false;
-    if (u32(b, t + OFF_ACK) !== u32(b, ht + OFF_ACK) || u16(b, t + OFF_WINDOW) !== u16(b, ht + OFF_WINDOW)) return false;
+    if (i32(b, t + OFF_SEQ) !== this.next[j] || payload === 0 || payload > this.gso[j]) return false;
+    if (i32(b, t + OFF_ACK) !== i32(b, ht + OFF_ACK) || u16(b, t + OFF_WINDOW) !== u16(b, ht + OFF_WINDOW)) return false;
     if ((flags & (NEVER | TCP_CWR)) !== 0 || (flags & ~TCP_PSH) !== (b[ht + OFF_FLAGS] & ~TCP_CWR)) return false;
     if (b[t + OFF_DATA_OFFSET] !== b[ht + OFF_DATA_OFFSET]) return false;
     for (let i = TCP_MIN_HEADER; i < thl; i++) if (b[t + i] !== b[ht + i]) return false;
@@ -225,7 +230,7 @@ export class Coalescer {
     b.copyWithin(h + len, t + thl, o + L);
     this.len[j] = len + payload;
     this.segs[j]++;
-    this.next[j] = (this.next[j] + payload) >>> 0;
+    this.next[j] = (this.next[j] + payload) | 0;
     this.joined++;
     if ((flags & TCP_PSH) !== 0) {
       this.psh[j] = 1;

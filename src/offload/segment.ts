@@ -18,7 +18,7 @@ import type { PacketList } from '../io/batch.js';
 import { checksum } from '../wire/checksum.js';
 import {
   FLAG_MF, FRAG_OFFSET_MASK, IPV4_MIN_HEADER, OFF_CHECKSUM, OFF_FLAGS_FRAG, OFF_ID, OFF_PROTO, OFF_TOTAL_LEN, PROTO_TCP,
-  PROTO_UDP, putU16, putU32, u16, u32,
+  PROTO_UDP, putU16, putU32, u16,
 } from '../wire/ipv4.js';
 import { sum16 } from '../wire/sum.js';
 import {
@@ -124,7 +124,7 @@ export function splitTcp(b: Uint8Array, ip: number, ipLen: number, gso: number, 
   if (arena.cursor + n * (headroom + hl + 3) + payload > arena.end) return NO_ROOM;
 
   const id0 = u16(b, ip + OFF_ID);
-  const seq0 = u32(b, t + OFF_SEQ);
+  const seq0 = (b[t + OFF_SEQ] << 24) | (b[t + OFF_SEQ + 1] << 16) | (b[t + OFF_SEQ + 2] << 8) | b[t + OFF_SEQ + 3]; // int32: no heap number
   const flags0 = b[t + OFF_FLAGS];
   let pos = arena.cursor;
   let from = ip + hl; // the next payload byte of the super-packet
@@ -141,7 +141,7 @@ export function splitTcp(b: Uint8Array, ip: number, ipLen: number, gso: number, 
     putU16(b, pos + OFF_CHECKSUM, 0);
     putU16(b, pos + OFF_CHECKSUM, checksum(b, pos, ihl));
     // TCP: sequence number, flags, checksum.
-    putU32(b, st + OFF_SEQ, (seq0 + i * gso) >>> 0);
+    putU32(b, st + OFF_SEQ, (seq0 + i * gso) | 0);
     let f = flags0;
     if (i > 0) f &= ~TCP_CWR;
     if (i < n - 1) f &= ~(TCP_FIN | TCP_PSH);
