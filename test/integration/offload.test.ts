@@ -67,6 +67,38 @@ describe.each(['on', 'off'] as const)('--offload %s', (mode) => {
   });
 });
 
+describe('--offload on with two workers per host', () => {
+  it('carries ICMP, UDP (checksums the kernel left to us) and TCP both ways', async () => {
+    const lab = await createUserfanLab({ workers: 2, upArgs: ['--offload', 'on'] });
+    try {
+      const [A, B] = lab.hosts;
+      const [[a], [b]] = lab.containers;
+      expect((await lab.topo.ping(a, b.address, { count: 3 })).received).toBe(3);
+      expect((await lab.topo.ping(b, a.address, { count: 3, size: 1400 })).received).toBe(3);
+      for (const [from, to] of [[a, b], [b, a]]) {
+        // A receiving socket only sees datagrams whose UDP checksum verified (the sender's kernel left it
+        // unfinished: NEEDS_CSUM on the TUN, finished by segment()).
+        const srv = lab.topo.spawn(to, ['node', '-e', `const s=require('dgram').createSocket('udp4');let n=0;s.on('message',(m,r)=>{n++;s.send(m,r.port,r.address)});s.bind(9999,()=>console.log('bound'));setTimeout(()=>process.exit(0),8000)`]);
+        await srv.waitForLine(/bound/, 5000);
+        const cl = await lab.topo.exec(from, ['node', '-e', `const s=require('dgram').createSocket('udp4');let k=0;s.on('message',()=>{if(++k===40){console.log('echoed '+k);process.exit(0)}});for(let i=0;i<40;i++)s.send(Buffer.alloc(100+i*30,i),9999,'${to.address}');setTimeout(()=>{console.log('echoed '+k);process.exit(1)},5000)`], { allowFail: true });
+        expect(cl.stdout.trim()).toBe('echoed 40');
+        await srv.stop();
+      }
+      const ab = await lab.transfer(a, b, 16 << 20);
+      expect(ab.match, JSON.stringify(ab)).toBe(true);
+      const ba = await lab.transfer(b, a, 16 << 20);
+      expect(ba.match, JSON.stringify(ba)).toBe(true);
+      for (const h of [A, B]) {
+        const s = (await lab.show(h))[0];
+        expect(s.offload).toBe('on');
+        expect(s.drops, JSON.stringify(s.dropsByReason)).toBe(0);
+      }
+    } finally {
+      await lab.destroy();
+    }
+  });
+});
+
 describe('--offload', () => {
   it('refuses a value other than auto, on or off before it creates anything', () => {
     const r = spawnSync('node', [CLI, 'up', '-o', '250.0.0.0/8', '-u', '198.18.0.28/16', '--offload', 'maybe'], { encoding: 'utf8', timeout: 20_000 });
