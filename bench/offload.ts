@@ -1,12 +1,12 @@
 /**
  * userfan with TUN offloads on and off, side by side in one run, interleaved (on, off, on, off, …):
- * two hosts in namespaces, `userfan up --workers 1 --offload MODE` on each, a container on each, one
+ * two hosts in namespaces, `userfan up --workers 1 --offload MODE` on each (--workers to change that), a container on each, one
  * iperf3 TCP stream container → container. Per run: Gbit/s, retransmits, the machine's CPU split over the
  * run (user / system / softirq / idle from /proc/stat deltas), the two daemons' own CPU (user = JS,
  * system = their syscalls), and how busy processes outside the lab were (a shared machine).
  *
  *   npm run build && node dist/bench/offload.js [--rounds 3] [--seconds 5] [--modes on,off] [--gro]
- *       [--wait-quiet 60] [--json FILE]
+ *       [--workers 1] [--wait-quiet 60] [--json FILE]
  *
  * --gro adds modes on+gro / off+gro: the underlay veth does GRO as a NIC would (NAPI polled by a thread,
  * the sender's TSO off), so the receiving raw socket gets IP-in-IP packets the kernel joined.
@@ -22,6 +22,7 @@ interface Options {
   seconds: number;
   modes: string[];
   waitQuiet: number;
+  workers: number;
   json?: string;
 }
 
@@ -41,7 +42,7 @@ interface Run {
 }
 
 function parse(argv: string[]): Options {
-  const o: Options = { rounds: 3, seconds: 5, modes: ['on', 'off'], waitQuiet: 0 };
+  const o: Options = { rounds: 3, seconds: 5, modes: ['on', 'off'], waitQuiet: 0, workers: 1 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = () => {
@@ -55,6 +56,7 @@ function parse(argv: string[]): Options {
     else if (a === '--gro') o.modes = o.modes.flatMap((m) => [m, `${m}+gro`]);
     else if (a === '--wait-quiet') o.waitQuiet = Number(v());
     else if (a === '--json') o.json = v();
+    else if (a === '--workers') o.workers = Number(v());
     else throw new Error(`unknown option ${a}`);
   }
   if (!(o.rounds >= 1 && o.seconds >= 1)) throw new Error('--rounds and --seconds must be ≥ 1');
@@ -112,7 +114,7 @@ async function oneRun(o: Options, mode: string, round: number): Promise<Run> {
   const lab = new UserfanLab(topo, daemons, []);
   try {
     for (const h of topo.hosts) {
-      const p = topo.spawn(h, ['node', '--trace-gc', CLI, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', '1', '--offload', offload], {
+      const p = topo.spawn(h, ['node', '--trace-gc', CLI, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', String(o.workers), '--offload', offload], {
         onLine: (line: string) => {
           if (/Scavenge|Mark-Compact|Mark-sweep|Minor Mark/.test(line)) gcs++;
         },
