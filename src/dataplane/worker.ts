@@ -53,8 +53,11 @@ const TSO_READS = 16;
  * (4-byte aligned, for the checksum's 32-bit reads), room for the outer header in front of it.
  */
 const TSO_HEADROOM = 38;
-/** Segments one TUN batch can produce before the list or the arena asks for a send in between. */
-const SEGMENTS = 1024;
+/**
+ * Segments one TUN batch can produce before the list or the arena asks for a send in between; at least
+ * what one 64 KiB super-packet makes at Linux's smallest MSS (48 bytes: 1366), so none is ever too big.
+ */
+const SEGMENTS = 2048;
 const TX_ARENA = 2 << 20;
 const RX_ARENA = 1 << 20;
 
@@ -124,7 +127,7 @@ function loop(
 
   // Underlay → TUN: 64 KiB slots (kernel-GRO packets), an arena for cutting them when offloads are off.
   const inRegion = BATCH * BIG_SLOT;
-  const inBuf = new ArrayBuffer(inRegion + RX_ARENA);
+  const inBuf = new ArrayBuffer(inRegion + (offload ? 0 : RX_ARENA));
   const inb = new PacketBatch({ slots: BATCH, slotSize: BIG_SLOT, buffer: unshared(inBuf) });
   const inBytes = new Uint8Array(inBuf);
   const wl = new PacketList(inBytes, SEGMENTS);
@@ -161,7 +164,10 @@ function loop(
     tx.count = 0;
   };
 
-  /** Writes what `wl` holds to the TUN (waiting briefly if it pushes back); empties it. False if the device is gone. */
+  /**
+   * Writes what `wl` holds to the TUN (waiting briefly if it pushes back); empties it. False if the device
+   * is gone. RX packets count segments as they arrived; a refused super-packet takes one off that count.
+   */
   let deviceError = '';
   const flushWrite = (): boolean => {
     let from = 0;
