@@ -175,8 +175,9 @@ export class Coalescer {
     // A segment the kernel's GRO joined on the underlay carries a partial checksum.
     const partial = partialChecksum(b, o, L, mtu);
 
-    // The flow's latest item, if any.
-    if (partial === 0) {
+    // The flow's latest item, if any. A segment whose complete checksum happens to equal the partial
+    // value (partial === 2) is an ordinary segment and joins like one.
+    if (partial !== 1) {
       const stop = this.count > SCAN ? this.count - SCAN : 0;
       for (let j = this.count - 1; j >= stop; j--) {
         const kind = this.kind[j];
