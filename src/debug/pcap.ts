@@ -22,15 +22,15 @@ export function pcapFileHeader(): Uint8Array {
   return h;
 }
 
-/** A 16-byte record header for a packet of `len` bytes captured at `timeMs` (epoch milliseconds, fractional ok). */
-export function pcapRecordHeader(len: number, timeMs: number): Uint8Array {
+/** A 16-byte record header for `len` captured bytes (of `origLen` on the wire) at `timeMs` (epoch ms, fractional ok). */
+export function pcapRecordHeader(len: number, timeMs: number, origLen = len): Uint8Array {
   const h = new Uint8Array(16);
   const v = new DataView(h.buffer);
   const sec = Math.floor(timeMs / 1000);
   v.setUint32(0, sec, true);
   v.setUint32(4, Math.floor((timeMs - sec * 1000) * 1000), true);
   v.setUint32(8, Math.min(len, SNAPLEN), true);
-  v.setUint32(12, len, true);
+  v.setUint32(12, Math.max(origLen, len), true);
   return h;
 }
 

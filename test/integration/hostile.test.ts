@@ -98,14 +98,22 @@ describe('faults', () => {
   it('replaces a worker killed mid-transfer within 1 s; the transfer completes byte-exact', async () => {
     const [A, B] = lab.hosts;
     const [[a], [b]] = lab.containers;
-    const transfer = lab.transfer(a, b, 64 << 20, { deadlineMs: 120_000 });
+    // Large enough to still be flowing when both crash commands have run (offloads move ~2 Gbit/s).
+    let done = false;
+    const transfer = lab.transfer(a, b, 512 << 20, { deadlineMs: 120_000 }).finally(() => (done = true));
     // Kill worker 0 on both hosts once the transfer is flowing.
     const deadline = Date.now() + 10_000;
     while (((await lab.show(A))[0].txPackets ?? 0) < 2000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    for (const h of [A, B]) expect((await lab.cli(h, ['debug', 'crash-worker', '0'])).code).toBe(0);
+    const codes = await Promise.all([A, B].map(async (h) => (await lab.cli(h, ['debug', 'crash-worker', '0'])).code));
+    expect(codes).toEqual([0, 0]);
+    expect(done, 'the transfer was still running when the workers were killed').toBe(false);
     const t = await transfer;
     expect(t.match, JSON.stringify(t)).toBe(true);
-    const replaced = logs.filter((l) => l.includes('"event":"worker-replaced"')).map((l) => JSON.parse(l.slice(2)));
+    // Each daemon logs the replacement once its new worker runs; the log line may trail the transfer.
+    const replacedLogs = () => logs.filter((l) => l.includes('"event":"worker-replaced"'));
+    const until = Date.now() + 5_000;
+    while (replacedLogs().length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    const replaced = replacedLogs().map((l) => JSON.parse(l.slice(l.indexOf('{'))));
     expect(replaced.map((r) => r.worker)).toEqual([0, 0]);
     for (const r of replaced) expect(r.ms).toBeLessThan(1000);
     console.log(`worker replacement: ${replaced.map((r) => `${r.ms} ms`).join(', ')}`);
