@@ -144,7 +144,7 @@ const commands: Record<string, Handler> = {
 
   async demo(args) {
     const { values } = opts(args, { keep: { type: 'boolean' }, json: { type: 'boolean' }, bytes: { type: 'string' } });
-    if (!hasNetAdmin()) throw new ConfigError('demo', 'userfan demo', 'builds network namespaces: run as root (sudo npm start)');
+    if (!hasNetAdmin()) throw new ConfigError('demo', 'userfan demo', 'builds network namespaces: run as root (npm start as root)');
     return demo({ keep: !!values.keep, json: !!values.json, bytes: intOption('--bytes', values.bytes, 100_000_000, 1, 2 ** 40) });
   },
 

@@ -1,5 +1,5 @@
 /**
- * `userfan demo` (`sudo npm start`): the Fan's seed demo on one machine. Two hosts and a container on each
+ * `userfan demo` (`npm start`, as root): the Fan's seed demo on one machine. Two hosts and a container on each
  * in network namespaces (addresses from LAB.md), userfan up on both, then proof that container 250.0.28.3
  * reaches 250.0.27.3: an ICMP echo, the outer packet as tshark sees it on the underlay, and a 100 MB TCP
  * transfer whose SHA-256 matches at both ends. Everything is torn down afterwards (--keep: after Ctrl-C).

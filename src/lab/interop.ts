@@ -24,7 +24,7 @@ import { pathToFileURL } from 'node:url';
 import { Lab } from './netns.js';
 import { FanTopology, type Container, type Host } from './topology.js';
 import type { ProcessHandle } from './exec.js';
-import { fanSliceOf, kernelFanScript, packageRoot, parseLinkStats, startUml, umlMissing, UML_INSTALL_HINT, type UmlGuest } from './uml.js';
+import { fanSliceOf, kernelFanScript, packageRoot, parseLinkStats, startUml, umlMissing, UML_BIN, UML_INSTALL_HINT, type UmlGuest } from './uml.js';
 
 export interface InteropCheck {
   name: string;
@@ -465,8 +465,9 @@ async function main(): Promise<number> {
   const missing = umlMissing();
   if (missing) {
     console.error(`interop needs user-mode Linux (a real kernel with ipip; this kernel has none): ${missing}`);
-    console.error(`install it with: ${UML_INSTALL_HINT}`);
-    console.log('interop: NOT RUN — user-mode-linux is missing');
+    const cannotBoot = existsSync(UML_BIN) && missing.includes('cannot run a program');
+    if (!cannotBoot) console.error(`install it with: ${UML_INSTALL_HINT}`);
+    console.log(`interop: NOT RUN — ${cannotBoot ? 'user-mode Linux cannot run on this CPU' : 'user-mode-linux is missing'}`);
     return 2;
   }
   const args = process.argv.slice(2);

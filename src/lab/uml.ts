@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { run, spawnProcess, type ProcessHandle } from './exec.js';
 import type { Lab } from './netns.js';
 
@@ -59,7 +60,50 @@ export function umlMissing(): string | undefined {
     return `no ipip.ko under ${UML_MODULES_DIR}: ${UML_INSTALL_HINT}`;
   if (!existsSync('/sbin/modprobe') && !existsSync('/usr/sbin/modprobe')) return `modprobe is missing: ${UML_INSTALL_HINT}`;
   if (!existsSync(umlInitPath())) return `${umlInitPath()} is missing`;
-  return undefined;
+  return umlBootProblem();
+}
+
+let bootProblem: string | null | undefined;
+
+/**
+ * Boots the guest kernel once per process with /bin/true as init: why it cannot run a program, or undefined.
+ * Debian's user-mode Linux 6.1 cannot on some CPUs: its guest processes die with SIGSEGV at their first
+ * context switch ("ptrace set fp regs failed, errno = 14"): its buffer for the FPU state is smaller than
+ * what the host kernel hands over for a CPU with large XSAVE state (AMX tiles, for one).
+ */
+export function umlBootProblem(): string | undefined {
+  if (bootProblem !== undefined) return bootProblem ?? undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'umprobe-'));
+  try {
+    const r = spawnSync(
+      'timeout',
+      ['-k', '5', '60', UML_BIN, 'mem=64M', 'rootfstype=hostfs', 'rootflags=/', 'ro', `uml_dir=${dir}`, `umid=probe-${process.pid}`, 'init=/bin/true', 'con=null', 'con0=null,fd:1'],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 16 << 20 },
+    );
+    const out = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+    if (/exitcode=0x00000000/.test(out)) bootProblem = null;
+    else {
+      const amx = /\bamx_tile\b/.test(readFileSync('/proc/cpuinfo', 'utf8')) ? ' (this CPU has AMX tiles)' : '';
+      const fp = out.match(/ptrace set fp regs failed[^\n]*/)?.[0];
+      const exit = out.match(/exitcode=0x[0-9a-f]+/)?.[0];
+      bootProblem =
+        `${UML_BIN} boots but cannot run a program on this machine: ${fp ?? exit ?? `no init exit seen (status ${r.status})`}` +
+        (fp || exit === 'exitcode=0x0000000b'
+          ? `: user-mode Linux ${umlVersion()} cannot hand this CPU's FPU state to its processes${amx}; the kernel-ipip lab needs a machine where it can`
+          : '');
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return bootProblem ?? undefined;
+}
+
+function umlVersion(): string {
+  try {
+    return readdirSync(UML_MODULES_DIR).join(', ') || '?';
+  } catch {
+    return '?';
+  }
 }
 
 /**
