@@ -24,17 +24,22 @@ import { demo } from '../lab/demo.js';
 import { parseListen } from '../debug/metrics.js';
 import { collectStats, formatStats } from '../debug/stats.js';
 import { DEFAULT_TTL } from '../wire/ipip.js';
+import { trace } from '../debug/trace.js';
+import { MAX_COUNT, MAX_SECONDS } from '../debug/trace-server.js';
 
 
 const HELP = `userfan — Ubuntu's Fan networking in user space (IP-in-IP over TUN and raw sockets)
 
 usage:
   userfan up -o OVERLAY -u UNDERLAY [--bridge NAME] [--host-reserve N] [--dhcp] [--workers N] [--ttl N] [--no-nat]
-             [--metrics [HOST:]PORT] [--offload auto|on|off]
+             [--metrics [HOST:]PORT] [--offload auto|on|off] [--no-trace]
   userfan up -a [--config FILE]            every enabled fan of FILE (default /etc/network/fan)
   userfan down -o OVERLAY -u UNDERLAY | -a [--config FILE] | -e
   userfan show [--json]                    fans that are up: Bridge, Underlay, Overlay, Flags, workers, counters
   userfan stats [--watch] [--json] [--interval MS]   packets, bytes, rates, drops by reason, per worker
+  userfan trace [-w FILE] [--count N] [--seconds S] [--filter ADDRESS]
+                                           live capture, inner packet inside its outer one (pcap with -w),
+                                           with the drop reason of each dropped one; at most N (100), S s (10)
   userfan explain ADDRESS -o OVERLAY -u UNDERLAY [--json]
   userfan explain ADDRESS [--from SOURCE] [--json]   against the fans that are up: where, and each step
   userfan demo [--keep] [--json]           two hosts in network namespaces, container to container (root)
@@ -98,7 +103,7 @@ const commands: Record<string, Handler> = {
       ...fanOptions,
       bridge: { type: 'string' }, 'host-reserve': { type: 'string' }, dhcp: { type: 'boolean' }, workers: { type: 'string' },
       ttl: { type: 'string' }, 'no-nat': { type: 'boolean' }, tun: { type: 'string' }, metrics: { type: 'string' },
-      offload: { type: 'string' },
+      offload: { type: 'string' }, 'no-trace': { type: 'boolean' },
     });
     if (values.offload !== undefined && !(OFFLOAD_MODES as readonly string[]).includes(values.offload)) throw new ConfigError('--offload', values.offload, 'must be auto, on or off');
     if (positionals.length) throw new UsageError(`unexpected ${positionals.join(' ')}; see userfan --help`);
@@ -119,7 +124,39 @@ const commands: Record<string, Handler> = {
       tun: values.tun,
       metrics: values.metrics === undefined ? undefined : listenOption(values.metrics),
       offload: values.offload as OffloadMode | undefined,
+      trace: !values['no-trace'],
     });
+  },
+
+  /** A live capture from the daemons here: pcap with -w, else one line per packet. */
+  async trace(args) {
+    const { values, positionals } = opts(args, {
+      write: { type: 'string', short: 'w' }, count: { type: 'string', short: 'c' }, seconds: { type: 'string' }, filter: { type: 'string' },
+    });
+    if (positionals.length) throw new UsageError(`unexpected ${positionals.join(' ')}; see userfan --help`);
+    let filter = 0;
+    if (values.filter !== undefined) {
+      try {
+        filter = parseIPv4(values.filter);
+      } catch {
+        throw new ConfigError('--filter', values.filter, 'is not an IPv4 address (four decimal octets 0-255)');
+      }
+      if (filter === 0) throw new ConfigError('--filter', values.filter, 'must be a host address (0.0.0.0 means no filter: leave it out)');
+    }
+    const count = intOption('--count', values.count, 100, 1, MAX_COUNT);
+    const seconds = intOption('--seconds', values.seconds, 10, 1, MAX_SECONDS);
+    const live = readStates().filter((s) => pidAlive(s.pid));
+    if (live.length === 0) throw new ConfigError('trace', 'userfan trace', 'no fan is up in this network namespace');
+    let r;
+    try {
+      r = await trace(live.map((s) => s.id), { cmd: 'trace', count, seconds, filter }, values.write, (line) => console.log(line));
+    } catch (e) {
+      console.error(`userfan trace: ${(e as Error).message}`);
+      return 1;
+    }
+    for (const e of r.errors) console.error(`userfan trace: ${e}`);
+    console.error(`${r.packets} packet${r.packets === 1 ? '' : 's'}${values.write ? ` written to ${values.write}` : ''}${r.dropped ? `; ${r.dropped} not captured (trace buffer full)` : ''}`);
+    return 0;
   },
 
   async down(args) {

@@ -18,6 +18,7 @@ import { DataPlane } from '../dataplane/pool.js';
 import { DEFAULT_POLICY } from '../wire/ipip.js';
 import { bringUpFan, createTun, emptyState, teardown, tunNameFor, underlayInterface } from './hostnet.js';
 import { hasNetAdmin } from './privileges.js';
+import { serveTrace, type TraceRequest } from '../debug/trace-server.js';
 import { type DaemonState, pidAlive, readStates, removeState, RUN_DIR, socketPath, writeState } from './state.js';
 import { fanRecord, statusOf } from './status.js';
 import { decideOffload, type OffloadMode } from '../offload/probe.js';
@@ -35,6 +36,8 @@ export interface UpOptions {
   metrics?: { host: string; port: number };
   /** TUN offloads: auto (default: on unless the kernel refuses), on (fail if refused), off. */
   offload?: OffloadMode;
+  /** false: refuse `userfan trace`; the workers then skip even the per-batch check for one. */
+  trace?: boolean;
 }
 
 export function log(event: string, fields: Record<string, unknown> = {}): void {
@@ -107,7 +110,7 @@ export async function up(o: UpOptions): Promise<number> {
     offload = decideOffload(id, o.offload ?? 'auto');
     log('offload', { offload: offload.text });
     plane = new DataPlane({
-      tun: id, fans: o.fans, workers: o.workers, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, log,
+      tun: id, fans: o.fans, workers: o.workers, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, trace: o.trace !== false, log,
       onFatal: (why) => {
         log('fatal', { error: why });
         void finish(1, why);
@@ -154,7 +157,9 @@ export async function up(o: UpOptions): Promise<number> {
         conn.end('{"error":"bad request"}');
         return;
       }
-      if (req.cmd === 'status') conn.end(JSON.stringify(statusOf(state, p, offload.text)));
+      conn.removeAllListeners('data');
+      if (req.cmd === 'trace') serveTrace(conn, p, req as TraceRequest, log, id);
+      else if (req.cmd === 'status') conn.end(JSON.stringify(statusOf(state, p, offload.text)));
       else if (req.cmd === 'crash-worker' && typeof req.worker === 'number' && req.worker >= 0 && req.worker < o.workers) {
         p.crash(req.worker);
         conn.end('{"ok":true}');

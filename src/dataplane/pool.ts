@@ -10,7 +10,8 @@ import { Piscina } from 'piscina';
 import type { Fan } from '../fan/fan.js';
 import { native } from '../io/native.js';
 import { CounterTable, C_RESTARTS } from './counters.js';
-import { CONTROL_STOP, controlCrashSlot, type WorkerResult, type WorkerTask } from './task.js';
+import { TraceRing, type TraceRecord } from '../debug/trace-ring.js';
+import { CONTROL_STOP, CONTROL_TRACE, CONTROL_TRACE_FILTER, controlCrashSlot, controlSlots, type WorkerResult, type WorkerTask } from './task.js';
 
 export type LogFn = (event: string, fields?: Record<string, unknown>) => void;
 
@@ -22,6 +23,8 @@ export interface DataPlaneOptions {
   policy: number;
   /** TUN offloads in every worker (decided by src/offload/probe.ts). */
   offload?: boolean;
+  /** false: no trace can attach, and the workers skip even the per-batch check for one (up --no-trace). */
+  trace?: boolean;
   log: LogFn;
   /** Called once when the data plane cannot go on (the TUN device vanished). */
   onFatal: (why: string) => void;
@@ -33,6 +36,8 @@ export class DataPlane {
   readonly counters: CounterTable;
   private readonly control: Int32Array;
   private readonly fds: Int32Array;
+  /** One trace ring per worker slot; a replaced worker takes over its slot's ring. */
+  private readonly rings: TraceRing[];
   private readonly pool: Piscina;
   private stopping = false;
   private running: Promise<unknown>[] = [];
@@ -42,7 +47,8 @@ export class DataPlane {
   constructor(private readonly opts: DataPlaneOptions) {
     const n = opts.workers;
     this.counters = new CounterTable(n);
-    this.control = new Int32Array(new SharedArrayBuffer(4 * (1 + n)));
+    this.control = new Int32Array(new SharedArrayBuffer(4 * controlSlots(n)));
+    this.rings = opts.trace === false ? [] : [...Array(n)].map(() => new TraceRing(TraceRing.buffer()));
     this.fds = new Int32Array(new SharedArrayBuffer(8 * n)).fill(FD_STARTING);
     this.pool = new Piscina({
       filename: new URL('./worker.js', import.meta.url).href,
@@ -61,6 +67,7 @@ export class DataPlane {
       index, count: o.workers, tun: o.tun, ttl: o.ttl, policy: o.policy, offload: o.offload,
       fans: o.fans.map((f) => ({ overlayNet: f.overlay.net, overlayLen: f.overlay.len, underlayNet: f.underlay.net, underlayLen: f.underlay.len, localHost: f.localHost })),
       control: this.control.buffer as SharedArrayBuffer, counters: this.counters.buffer, fds: this.fds.buffer as SharedArrayBuffer,
+      trace: this.rings[index]?.buffer,
     };
   }
 
@@ -130,6 +137,44 @@ export class DataPlane {
   /** Fault injection for tests: make worker i throw, as a crash would. */
   crash(index: number): void {
     Atomics.store(this.control, controlCrashSlot(index), 1);
+  }
+
+  /** Whether a trace can attach (false with up --no-trace). */
+  get traceable(): boolean {
+    return this.rings.length > 0;
+  }
+
+  /** Whether a trace is attached now. */
+  get tracing(): boolean {
+    return Atomics.load(this.control, CONTROL_TRACE) !== 0;
+  }
+
+  /**
+   * Ask every worker to copy packets (all, or those with `filter`, a uint32 address, as outer or inner
+   * source or destination) into its ring; false if a trace is already attached or tracing is disabled.
+   */
+  startTrace(filter: number): boolean {
+    if (!this.traceable || this.tracing) return false;
+    for (const r of this.rings) r.skip();
+    Atomics.store(this.control, CONTROL_TRACE_FILTER, filter | 0);
+    Atomics.store(this.control, CONTROL_TRACE, 1);
+    return true;
+  }
+
+  stopTrace(): void {
+    Atomics.store(this.control, CONTROL_TRACE, 0);
+  }
+
+  /** Hand over what the workers copied since the last call. */
+  drainTrace(onRecord: (r: TraceRecord) => void): void {
+    for (const r of this.rings) r.drain(onRecord);
+  }
+
+  /** Copies lost because a ring was full, since the daemon started. */
+  get traceDropped(): number {
+    let n = 0;
+    for (const r of this.rings) n += r.dropped;
+    return n;
   }
 
   /** Stop every worker (each sees the flag within one wait, 20 ms) and the pool. */

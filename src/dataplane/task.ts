@@ -23,8 +23,13 @@ export interface WorkerTask {
    * (src/offload/probe.ts), the same for every worker: the virtio-net header is a device-wide setting.
    */
   offload?: boolean;
-  /** Int32Array: [0] = stop all workers; [1 + index] = crash this worker (fault injection for tests). */
+  /**
+   * Int32Array: [0] = stop all workers; [1] = a trace is attached; [2] = its address filter (int32, 0 =
+   * every packet); [3 + index] = crash this worker (fault injection for tests).
+   */
   control: SharedArrayBuffer;
+  /** This worker's TraceRing buffer (src/debug/trace-ring.ts); absent when tracing is disabled (up --no-trace). */
+  trace?: SharedArrayBuffer;
   /** CounterTable buffer. */
   counters: SharedArrayBuffer;
   /** Int32Array of 2 fds per worker (TUN queue, raw socket), so the main thread can close them if the worker dies. */
@@ -38,4 +43,7 @@ export interface WorkerResult {
 }
 
 export const CONTROL_STOP = 0;
-export const controlCrashSlot = (index: number) => 1 + index;
+export const CONTROL_TRACE = 1;
+export const CONTROL_TRACE_FILTER = 2;
+export const controlCrashSlot = (index: number) => 3 + index;
+export const controlSlots = (workers: number) => 3 + workers;

@@ -19,6 +19,10 @@
  * partial inner TCP checksum; so does one whose kernel peer sends CHECKSUM_PARTIAL packets over veth.
  * Those are passed on with NEEDS_CSUM (offloads on) or finished and cut here (offloads off).
  *
+ * While `userfan trace` is attached, packets (or those to or from one address) are copied into this
+ * worker's trace ring with their verdict: as sent, as received (before the checks), and those the mapping
+ * drops. With no trace attached that costs one Atomics load per round.
+ *
  * It never waits for a batch to fill: whatever one read returns goes out at once. Nothing is allocated
  * per packet: batches, lists, arenas and counters are made once, before the loop.
  */
@@ -38,7 +42,8 @@ import { OFF_DST, u32 } from '../wire/ipv4.js';
 import { OFF_DATA_OFFSET, OFF_TCP_CHECKSUM } from '../wire/tcp.js';
 import { VNET_HDR_LEN } from '../wire/virtio.js';
 import { C_DROPS, C_RX_BATCHES, C_RX_BYTES, C_RX_PACKETS, C_TX_BATCHES, C_TX_BYTES, C_TX_PACKETS, CounterTable } from './counters.js';
-import { CONTROL_STOP, controlCrashSlot, type WorkerResult, type WorkerTask } from './task.js';
+import { TRACE_IN, TRACE_OUT, TraceRing } from '../debug/trace-ring.js';
+import { CONTROL_STOP, CONTROL_TRACE, CONTROL_TRACE_FILTER, controlCrashSlot, type WorkerResult, type WorkerTask } from './task.js';
 
 const BATCH = 64;
 const WAIT_MS = 20;
@@ -78,6 +83,22 @@ function tunMtu(name: string): number {
  * PacketBatch's option is typed SharedArrayBuffer but only needs bytes the addon can address.
  */
 const unshared = (b: ArrayBuffer) => b as unknown as SharedArrayBuffer;
+
+const i32 = (b: Uint8Array, o: number): number => (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
+
+/**
+ * Whether the IPv4 packet at b[o, o+len) goes to the trace: `filter` (int32; 0 = every packet) is its
+ * source or destination, or, for IP-in-IP, its inner packet's.
+ */
+function traceMatches(b: Uint8Array, o: number, len: number, filter: number): boolean {
+  if (filter === 0) return true;
+  if (len < 20) return false;
+  if (i32(b, o + 12) === filter || i32(b, o + 16) === filter) return true;
+  if (b[o + 9] !== 4) return false;
+  const i = o + ((b[o] & 0x0f) << 2);
+  if (i + 20 > o + len) return false;
+  return i32(b, i + 12) === filter || i32(b, i + 16) === filter;
+}
 
 export default function runWorker(task: WorkerTask): WorkerResult {
   const fans = new FanTable(task.fans.map((f) => new Fan({ net: f.overlayNet, len: f.overlayLen }, { net: f.underlayNet, len: f.underlayLen }, f.localHost)));
@@ -143,9 +164,17 @@ function loop(
   let sendErrors = 0;
   let writeErrors = 0;
   let idle = true;
+  const ring = task.trace ? new TraceRing(task.trace) : undefined;
+  let tracing = false;
+  let filter = 0;
 
   /** sendmmsg what `tx` holds (waiting briefly while the socket buffer is full); empties it. */
   const flushTx = () => {
+    if (tracing) {
+      for (let k = 0; k < tx.count; k++) {
+        if (traceMatches(outBytes, tx.offsets[k], tx.lengths[k], filter)) ring!.append(outBytes, tx.offsets[k], tx.lengths[k], TRACE_OUT, 0);
+      }
+    }
     let from = 0;
     for (let tries = 0; from < tx.count && tries < 50; tries++) {
       from = sock.send(tx, from);
@@ -223,6 +252,10 @@ function loop(
       sockReady = poller.readable(SOCK) || poller.failed(SOCK);
     }
     idle = true;
+    if (ring !== undefined) {
+      tracing = Atomics.load(control, CONTROL_TRACE) !== 0;
+      if (tracing) filter = Atomics.load(control, CONTROL_TRACE_FILTER);
+    }
 
     // Egress: container → TUN → IP-in-IP → underlay.
     if (tunReady) {
@@ -244,6 +277,7 @@ function loop(
           const len = rx.lengths[i];
           if (len > out.packetCapacity || (offload && len < VNET_HDR_LEN)) {
             c[C_DROPS + Drop['tx-malformed']]++;
+            if (tracing && traceMatches(bytes, off, len, filter)) ring!.append(bytes, off, len, TRACE_OUT, Drop['tx-malformed']);
             continue;
           }
           const ip = offload ? off + VNET_HDR_LEN : off;
@@ -251,6 +285,7 @@ function loop(
           const dst = egressRoute(bytes, ip, ipLen, fans);
           if (dst < 0) {
             c[C_DROPS - dst]++;
+            if (tracing && traceMatches(bytes, ip, ipLen, filter)) ring!.append(bytes, ip, ipLen, TRACE_OUT, -dst);
             continue;
           }
           const src = fans.localHostFor(u32(bytes, ip + OFF_DST));
@@ -269,6 +304,7 @@ function loop(
           }
           if (r < 0) {
             c[C_DROPS + Drop['tx-malformed']]++;
+            if (tracing && traceMatches(bytes, ip, ipLen, filter)) ring!.append(bytes, ip, ipLen, TRACE_OUT, Drop['tx-malformed']);
             continue;
           }
           encapsulateFrom(bytes, tx.count - r, src, dst);
@@ -292,9 +328,13 @@ function loop(
           const len = rx.lengths[i];
           if (len > inb.packetCapacity) {
             c[C_DROPS + Drop['rx-truncated-inner']]++;
+            if (tracing && traceMatches(bytes, off, inb.packetCapacity, filter)) ring!.append(bytes, off, inb.packetCapacity, TRACE_IN, Drop['rx-truncated-inner']);
             continue;
           }
+          // Copied as it arrived (decapsulate rewrites the inner ECN field), published with the verdict.
+          const traced = tracing && traceMatches(bytes, off, len, filter) && ring!.begin(bytes, off, len, TRACE_IN);
           const inner = decapsulate(bytes, off, len, fans, policy);
+          if (traced) ring!.commit(inner < 0 ? -inner : 0);
           if (inner < 0) {
             c[C_DROPS - inner]++;
             continue;
