@@ -10,6 +10,8 @@
  *
  * --gro adds modes on+gro / off+gro: the underlay veth does GRO as a NIC would (NAPI polled by a thread,
  * the sender's TSO off), so the receiving raw socket gets IP-in-IP packets the kernel joined.
+ * A mode with +notrace runs the daemons with --no-trace: the workers skip even the per-round check for
+ * an attached trace. `--modes on,on+notrace` measures what the idle trace code costs.
  */
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -60,7 +62,7 @@ function parse(argv: string[]): Options {
     else throw new Error(`unknown option ${a}`);
   }
   if (!(o.rounds >= 1 && o.seconds >= 1)) throw new Error('--rounds and --seconds must be ≥ 1');
-  for (const m of o.modes) if (!/^(on|off|auto)(\+gro)?$/.test(m)) throw new Error(`mode ${m}: on, off, auto, optionally +gro`);
+  for (const m of o.modes) if (!/^(on|off|auto)(\+gro)?(\+notrace)?$/.test(m)) throw new Error(`mode ${m}: on, off, auto, optionally +gro, then optionally +notrace`);
   return o;
 }
 
@@ -106,7 +108,9 @@ async function waitQuiet(lab: UserfanLab, maxMs: number): Promise<number> {
 }
 
 async function oneRun(o: Options, mode: string, round: number): Promise<Run> {
-  const [offload, gro] = mode.split('+');
+  const [offload, ...extras] = mode.split('+');
+  const gro = extras.includes('gro');
+  const noTrace = extras.includes('notrace');
   let gcs = 0;
   // The daemons run with --trace-gc: every collection in any of their isolates prints a line.
   const topo = await createFanTopology();
@@ -114,7 +118,7 @@ async function oneRun(o: Options, mode: string, round: number): Promise<Run> {
   const lab = new UserfanLab(topo, daemons, []);
   try {
     for (const h of topo.hosts) {
-      const p = topo.spawn(h, ['node', '--trace-gc', CLI, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', String(o.workers), '--offload', offload], {
+      const p = topo.spawn(h, ['node', '--trace-gc', CLI, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', String(o.workers), '--offload', offload, ...(noTrace ? ['--no-trace'] : [])], {
         onLine: (line: string) => {
           if (/Scavenge|Mark-Compact|Mark-sweep|Minor Mark/.test(line)) gcs++;
         },
@@ -191,17 +195,17 @@ export async function main(argv: string[]): Promise<number> {
       const r = await oneRun(o, mode, round);
       runs.push(r);
       console.log(
-        `round ${round} ${mode.padEnd(7)} ${f(r.gbps, 2)} Gbit/s  retr ${r.retransmits}  cpu user ${f(r.cpu.user)}% sys ${f(r.cpu.system)}% softirq ${f(r.cpu.softirq)}% idle ${f(r.cpu.idle)}%` +
+        `round ${round} ${mode.padEnd(14)} ${f(r.gbps, 2)} Gbit/s  retr ${r.retransmits}  cpu user ${f(r.cpu.user)}% sys ${f(r.cpu.system)}% softirq ${f(r.cpu.softirq)}% idle ${f(r.cpu.idle)}%` +
           `  daemons ${f(r.daemons.user, 2)}u+${f(r.daemons.system, 2)}s cores  others ${f(r.others)}%  gc ${r.gcs}`,
       );
     }
   }
-  console.log('\nmode     median Gbit/s  range         user  sys  softirq idle  daemons(u+s cores)  others');
+  console.log('\nmode           median Gbit/s  range         user  sys  softirq idle  daemons(u+s cores)  others');
   for (const mode of o.modes) {
     const rs = runs.filter((r) => r.mode === mode);
     const g = rs.map((r) => r.gbps);
     console.log(
-      `${mode.padEnd(8)} ${f(median(g), 2).padStart(13)}  ${f(Math.min(...g), 2)}–${f(Math.max(...g), 2)}`.padEnd(38) +
+      `${mode.padEnd(14)} ${f(median(g), 2).padStart(13)}  ${f(Math.min(...g), 2)}–${f(Math.max(...g), 2)}`.padEnd(44) +
         `${f(median(rs.map((r) => r.cpu.user))).padStart(4)}% ${f(median(rs.map((r) => r.cpu.system))).padStart(3)}% ${f(median(rs.map((r) => r.cpu.softirq))).padStart(6)}% ${f(median(rs.map((r) => r.cpu.idle))).padStart(4)}%` +
         `  ${f(median(rs.map((r) => r.daemons.user)), 2)}+${f(median(rs.map((r) => r.daemons.system)), 2)}`.padEnd(20) +
         `  ${f(median(rs.map((r) => r.others)))}%`,
