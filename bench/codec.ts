@@ -12,7 +12,7 @@ import { parseFan } from '../src/fan/parse.js';
 import { FanTable } from '../src/fan/table.js';
 import { parseIPv4 as ip } from '../src/fan/addr.js';
 import { checksum } from '../src/wire/checksum.js';
-import { decapsulate, egressRoute, encapsulate } from '../src/wire/ipip.js';
+import { decapsulate, egressRoute, encapsulate, ROUTE_DST, ROUTE_SRC } from '../src/wire/ipip.js';
 import { putU16, putU32 } from '../src/wire/ipv4.js';
 
 interface Result {
@@ -47,13 +47,13 @@ function runInWorker(packets: number, rounds: number): Result {
   }
   let id = 0;
   let sink = 0;
+  const route = new Int32Array(2);
   const loop = (n: number) => {
     for (let p = 0; p < n; ) {
       for (let k = 0; k < BATCH && p < n; k++, p++) {
         const off = k * SLOT + HEADROOM;
-        const dst = egressRoute(buf, off, PKT, fansA);
-        if (dst <= 0) throw new Error('bench packet dropped on egress');
-        const o = encapsulate(buf, off, PKT, A, dst, 64, id++);
+        if (egressRoute(buf, off, PKT, fansA, route) !== 0) throw new Error('bench packet dropped on egress');
+        const o = encapsulate(buf, off, PKT, route[ROUTE_SRC], route[ROUTE_DST], 64, id++);
         const inner = decapsulate(buf, o, PKT + 20, fansB);
         if (inner !== off) throw new Error(`bench packet dropped on ingress: ${inner}`);
         sink ^= buf[o + 10];

@@ -21,8 +21,7 @@ import { PacketBatch } from '../src/io/batch.js';
 import { Poller } from '../src/io/poll.js';
 import { RawIpipSocket } from '../src/io/rawsocket.js';
 import { TunQueue } from '../src/io/tun.js';
-import { decapsulate, egressRoute, encapsulate, OUTER_HEADER_LEN } from '../src/wire/ipip.js';
-import { OFF_DST, u32 } from '../src/wire/ipv4.js';
+import { decapsulate, egressRoute, encapsulate, OUTER_HEADER_LEN, ROUTE_DST, ROUTE_SRC } from '../src/wire/ipip.js';
 
 const LOCAL = 0xc612001c; // 198.18.0.28
 /** 198.18.0.99: a stranger with a static neighbour entry, so sent packets die cheaply at B's veth. */
@@ -93,6 +92,7 @@ function encapLoop(tunName: string, seconds: number, batchSize: number): Result 
   const rx = batch.received;
   const tx = batch.outgoing;
   let packets = 0, drops = 0, unsent = 0, id = 0, batches = 0, polls = 0;
+  const route = new Int32Array(2);
   const clock = new Clock(seconds);
   const reset = (): void => {
     packets = drops = unsent = batches = polls = 0;
@@ -108,10 +108,9 @@ function encapLoop(tunName: string, seconds: number, batchSize: number): Result 
       const off = rx.offsets[i];
       const len = rx.lengths[i];
       if (len > batch.packetCapacity) { drops++; continue; }
-      const dst = egressRoute(bytes, off, len, fans);
-      if (dst < 0) { drops++; continue; }
-      const src = fans.localHostFor(u32(bytes, off + OFF_DST));
-      const o = encapsulate(bytes, off, len, src, dst, 64, id);
+      if (egressRoute(bytes, off, len, fans, route) !== 0) { drops++; continue; }
+      const dst = route[ROUTE_DST];
+      const o = encapsulate(bytes, off, len, route[ROUTE_SRC], dst, 64, id);
       id = (id + 1) & 0xffff;
       tx.push(o, len + OUTER_HEADER_LEN, dst);
     }

@@ -37,8 +37,7 @@ import { Coalescer, partialTcp } from '../offload/coalesce.js';
 import { offloadFlags } from '../offload/probe.js';
 import { Arena, finishChecksum, NO_ROOM, segment, splitTcp } from '../offload/segment.js';
 import { Drop } from '../wire/drops.js';
-import { decapsulate, egressRoute, encapsulate, OUTER_HEADER_LEN } from '../wire/ipip.js';
-import { OFF_DST, u32 } from '../wire/ipv4.js';
+import { decapsulate, egressRoute, encapsulate, OUTER_HEADER_LEN, ROUTE_DST, ROUTE_SRC } from '../wire/ipip.js';
 import { OFF_DATA_OFFSET, OFF_TCP_CHECKSUM } from '../wire/tcp.js';
 import { VNET_HDR_LEN } from '../wire/virtio.js';
 import { C_DROPS, C_RX_BATCHES, C_RX_BYTES, C_RX_PACKETS, C_TX_BATCHES, C_TX_BYTES, C_TX_PACKETS, CounterTable } from './counters.js';
@@ -164,6 +163,7 @@ function loop(
   let sendErrors = 0;
   let writeErrors = 0;
   let idle = true;
+  const route = new Int32Array(2);
   const ring = task.trace ? new TraceRing(task.trace) : undefined;
   let tracing = false;
   let filter = 0;
@@ -282,13 +282,14 @@ function loop(
           }
           const ip = offload ? off + VNET_HDR_LEN : off;
           const ipLen = offload ? len - VNET_HDR_LEN : len;
-          const dst = egressRoute(bytes, ip, ipLen, fans);
-          if (dst < 0) {
-            c[C_DROPS - dst]++;
-            if (tracing && traceMatches(bytes, ip, ipLen, filter)) ring!.append(bytes, ip, ipLen, TRACE_OUT, -dst);
+          const drop = egressRoute(bytes, ip, ipLen, fans, route);
+          if (drop !== 0) {
+            c[C_DROPS + drop]++;
+            if (tracing && traceMatches(bytes, ip, ipLen, filter)) ring!.append(bytes, ip, ipLen, TRACE_OUT, drop);
             continue;
           }
-          const src = fans.localHostFor(u32(bytes, ip + OFF_DST));
+          const src = route[ROUTE_SRC];
+          const dst = route[ROUTE_DST];
           if (!offload) {
             if (tx.count >= tx.capacity) flushTx();
             tx.push(ip, ipLen);

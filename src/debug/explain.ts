@@ -24,7 +24,7 @@ export interface Explanation {
 
 export function explainAddress(fan: Fan, address: number, text: string, hostKnown = true): Explanation {
   const table = new FanTable([fan]);
-  const host = table.underlayHostOf(address);
+  const host = table.underlayHostOf(address) >>> 0; // the table answers in int32
   const fanText = fan.toString();
   if (host === NO_FAN) throw new ConfigError('address', text, `is not in the overlay ${formatCidr(fan.overlay.net, fan.overlay.len)} of fan ${fanText}`);
   if (host === NO_HOST) {

@@ -1,10 +1,14 @@
 /**
- * The fans of one host in the form the per-packet path reads: parallel Uint32Arrays, plain uint32
+ * The fans of one host in the form the per-packet path reads: parallel Int32Arrays, 32-bit integer
  * arithmetic, no allocation, no Map. A host carries at most 256 fans (the kernel reserves room for 256
  * maps on one device) and in practice one or two, so a linear scan is the fastest lookup.
  *
- * Every method answering per packet returns a number: an underlay address, or NO_FAN (0). 0.0.0.0 is
- * never an underlay host: underlays in 0.0.0.0/8 are refused at parse time.
+ * Addresses go in as any 32-bit pattern (uint32 or int32) and come out as int32: `>>> 0` gives the
+ * usual uint32. Int32 because V8 keeps those as small integers: a uint32 above 2^31 (every address from
+ * 128.0.0.0 on) is a heap number, allocated whenever it crosses a call V8 did not inline, and the
+ * per-packet path must not allocate. Every method answering per packet returns a number: an underlay
+ * address, or NO_FAN (0). 0.0.0.0 is never an underlay host: underlays in 0.0.0.0/8 are refused at
+ * parse time.
  */
 import { formatCidr, prefixMask } from './addr.js';
 import { ConfigError } from './errors.js';
@@ -27,16 +31,16 @@ export function prefixesOverlap(a: Prefix, b: Prefix): boolean {
 
 export class FanTable {
   private n = 0;
-  private readonly oNet = new Uint32Array(MAX_FANS);
-  private readonly oMask = new Uint32Array(MAX_FANS);
-  private readonly uNet = new Uint32Array(MAX_FANS);
-  private readonly uMask = new Uint32Array(MAX_FANS);
+  private readonly oNet = new Int32Array(MAX_FANS);
+  private readonly oMask = new Int32Array(MAX_FANS);
+  private readonly uNet = new Int32Array(MAX_FANS);
+  private readonly uMask = new Int32Array(MAX_FANS);
   private readonly shift = new Uint8Array(MAX_FANS);
   /** All-ones host bits of the underlay (its broadcast's host part); 0 for /31 and /32 underlays. */
-  private readonly uHostMax = new Uint32Array(MAX_FANS);
-  private readonly local = new Uint32Array(MAX_FANS);
-  private readonly slice = new Uint32Array(MAX_FANS);
-  private readonly sliceMask = new Uint32Array(MAX_FANS);
+  private readonly uHostMax = new Int32Array(MAX_FANS);
+  private readonly local = new Int32Array(MAX_FANS);
+  private readonly slice = new Int32Array(MAX_FANS);
+  private readonly sliceMask = new Int32Array(MAX_FANS);
   readonly fans: Fan[] = [];
 
   constructor(fans: Iterable<Fan> = []) {
@@ -78,7 +82,7 @@ export class FanTable {
   /** Index of the fan whose overlay holds address d, or -1. */
   fanIndexOf(d: number): number {
     for (let i = 0; i < this.n; i++) {
-      if (((d & this.oMask[i]) >>> 0) === this.oNet[i]) return i;
+      if ((d & this.oMask[i]) === this.oNet[i]) return i;
     }
     return -1;
   }
@@ -90,11 +94,11 @@ export class FanTable {
   underlayHostOf(d: number): number {
     for (let i = 0; i < this.n; i++) {
       const m = this.oMask[i];
-      if (((d & m) >>> 0) !== this.oNet[i]) continue;
+      if ((d & m) !== this.oNet[i]) continue;
       const hostBits = (d & ~m) >>> this.shift[i];
       const max = this.uHostMax[i];
       if (max !== 0 && (hostBits === 0 || hostBits === max)) return NO_HOST;
-      return (this.uNet[i] | hostBits) >>> 0;
+      return this.uNet[i] | hostBits;
     }
     return NO_FAN;
   }
@@ -108,21 +112,22 @@ export class FanTable {
   /** Whether d lies in one of this host's own slices. */
   isLocal(d: number): boolean {
     for (let i = 0; i < this.n; i++) {
-      if (((d & this.sliceMask[i]) >>> 0) === this.slice[i]) return true;
+      if ((d & this.sliceMask[i]) === this.slice[i]) return true;
     }
     return false;
   }
 
   /** Whether a is one of this host's underlay (outer) addresses. */
   isLocalUnderlay(a: number): boolean {
-    for (let i = 0; i < this.n; i++) if (this.local[i] === a) return true;
+    const v = a | 0;
+    for (let i = 0; i < this.n; i++) if (this.local[i] === v) return true;
     return false;
   }
 
   /** Whether a lies inside the underlay prefix of any fan. */
   inUnderlay(a: number): boolean {
     for (let i = 0; i < this.n; i++) {
-      if (((a & this.uMask[i]) >>> 0) === this.uNet[i]) return true;
+      if ((a & this.uMask[i]) === this.uNet[i]) return true;
     }
     return false;
   }
@@ -132,11 +137,12 @@ export class FanTable {
    * sent the outer packet? The Fan's mapping is a function, so this costs one lookup.
    */
   senderOwns(s: number, outerSrc: number): boolean {
-    return outerSrc > NO_HOST && this.underlayHostOf(s) === outerSrc;
+    const o = outerSrc | 0;
+    return o !== NO_FAN && o !== NO_HOST && this.underlayHostOf(s) === o;
   }
 
   /** The slice (network number) an underlay host owns in fan i. */
   sliceOfHost(i: number, underlayHost: number): number {
-    return (this.oNet[i] | (((underlayHost & ~this.uMask[i]) >>> 0) << this.shift[i])) >>> 0;
+    return this.oNet[i] | ((underlayHost & ~this.uMask[i]) << this.shift[i]);
   }
 }

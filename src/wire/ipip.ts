@@ -11,7 +11,7 @@ import { decapEcn, ECN_DROP, encapEcn } from './ecn.js';
 import { Drop } from './drops.js';
 import {
   ECN_MASK, FLAG_DF, FLAG_MF, FRAG_OFFSET_MASK, IPV4_MIN_HEADER, OFF_CHECKSUM, OFF_DST, OFF_FLAGS_FRAG, OFF_PROTO, OFF_SRC,
-  OFF_TOS, OFF_TOTAL_LEN, OFF_TTL, PROTO_IPIP, putU16, putU32, u16, u32,
+  OFF_TOS, OFF_TOTAL_LEN, OFF_TTL, PROTO_IPIP, i32, putU16, putU32, u16,
 } from './ipv4.js';
 
 /** Bytes of outer header IP-in-IP adds (IHL 5, no options). */
@@ -52,21 +52,29 @@ export function encapsulate(b: Uint8Array, innerOff: number, innerLen: number, s
   return o;
 }
 
+/** Where egressRoute puts a route: route[ROUTE_DST] the remote underlay host, route[ROUTE_SRC] this host's. */
+export const ROUTE_DST = 0;
+export const ROUTE_SRC = 1;
+
 /**
- * Decide where a packet read from the TUN goes: the underlay address of the host that owns its
- * destination (> 1), or a negative drop code. `fans` is this host's table.
+ * Decide where a packet read from the TUN goes: 0, with the outer destination (the underlay host that
+ * owns the inner destination) and source (this host's address in that fan) in `route`, as int32; or a
+ * drop code (> 0). `fans` is this host's table.
  */
-export function egressRoute(b: Uint8Array, off: number, len: number, fans: FanTable): number {
-  if (len < IPV4_MIN_HEADER) return -Drop['tx-malformed'];
-  if (b[off] >>> 4 !== 4) return -Drop['tx-not-ipv4'];
+export function egressRoute(b: Uint8Array, off: number, len: number, fans: FanTable, route: Int32Array): number {
+  if (len < IPV4_MIN_HEADER) return Drop['tx-malformed'];
+  if (b[off] >>> 4 !== 4) return Drop['tx-not-ipv4'];
   const hl = (b[off] & 0x0f) << 2;
-  if (hl < IPV4_MIN_HEADER || hl > len || u16(b, off + OFF_TOTAL_LEN) !== len) return -Drop['tx-malformed'];
-  const host = fans.underlayHostOf(u32(b, off + OFF_DST));
-  if (host === NO_FAN) return -Drop['tx-no-fan'];
-  if (host === NO_HOST) return -Drop['tx-no-underlay-host'];
-  if (fans.isLocalUnderlay(host)) return -Drop['tx-local-destination'];
-  if (fans.isLocalUnderlay(u32(b, off + OFF_SRC))) return -Drop['tx-loop'];
-  return host;
+  if (hl < IPV4_MIN_HEADER || hl > len || u16(b, off + OFF_TOTAL_LEN) !== len) return Drop['tx-malformed'];
+  const dst = i32(b, off + OFF_DST);
+  const host = fans.underlayHostOf(dst);
+  if (host === NO_FAN) return Drop['tx-no-fan'];
+  if (host === NO_HOST) return Drop['tx-no-underlay-host'];
+  if (fans.isLocalUnderlay(host)) return Drop['tx-local-destination'];
+  if (fans.isLocalUnderlay(i32(b, off + OFF_SRC))) return Drop['tx-loop'];
+  route[ROUTE_DST] = host;
+  route[ROUTE_SRC] = fans.localHostFor(dst);
+  return 0;
 }
 
 /** Decapsulation policy bits. */
@@ -106,16 +114,18 @@ export function decapsulate(b: Uint8Array, off: number, len: number, fans: FanTa
   if ((policy & ACCEPT_INNER_OPTIONS) === 0 && ihl !== IPV4_MIN_HEADER) return -Drop['rx-inner-options'];
 
   // Who may send what: the Fan's mapping is a function, so anti-spoofing is one lookup.
-  const innerSrc = u32(b, i + OFF_SRC);
-  const innerDst = u32(b, i + OFF_DST);
+  // int32, as FanTable answers (see there): no heap numbers per packet.
+  const innerSrc = i32(b, i + OFF_SRC);
+  const innerDst = i32(b, i + OFF_DST);
   // Every protocol-4 socket on the host sees every IP-in-IP packet: another daemon's fan is not ours.
   if (fans.fanIndexOf(innerDst) < 0) return -Drop['rx-foreign-overlay'];
-  const outerSrc = u32(b, off + OFF_SRC);
+  const outerSrc = i32(b, off + OFF_SRC);
+  const outerDst = i32(b, off + OFF_DST);
   if (fans.isLocalUnderlay(outerSrc)) return -Drop['rx-from-self'];
   if (!fans.inUnderlay(outerSrc)) return -Drop['rx-outer-source-not-underlay'];
-  if (innerSrc === outerSrc || innerSrc === u32(b, off + OFF_DST) || fans.isLocalUnderlay(innerSrc)) return -Drop['rx-loop'];
+  if (innerSrc === outerSrc || innerSrc === outerDst || fans.isLocalUnderlay(innerSrc)) return -Drop['rx-loop'];
   if (!fans.senderOwns(innerSrc, outerSrc)) return -Drop['rx-spoofed-source'];
-  if (fans.localHostFor(innerSrc) !== u32(b, off + OFF_DST)) return -Drop['rx-wrong-outer-destination'];
+  if (fans.localHostFor(innerSrc) !== outerDst) return -Drop['rx-wrong-outer-destination'];
   if (!fans.isLocal(innerDst)) return -Drop['rx-not-local'];
 
   // ECN, RFC 6040.

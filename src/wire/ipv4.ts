@@ -50,6 +50,13 @@ export function u16(b: Uint8Array, o: number): number {
 export function u32(b: Uint8Array, o: number): number {
   return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
 }
+/**
+ * The same 32 bits as an int32: what the per-packet path passes around (V8 keeps int32 values as small
+ * integers; a uint32 above 2^31 is a heap number once it crosses a call that was not inlined).
+ */
+export function i32(b: Uint8Array, o: number): number {
+  return (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
+}
 export function putU16(b: Uint8Array, o: number, v: number): void {
   b[o] = v >>> 8;
   b[o + 1] = v;

@@ -58,8 +58,12 @@ describe('mapping properties', () => {
         const size = 2 ** fan.shift;
         const addr = (fan.localSlice + (k % size)) >>> 0;
         const t = new FanTable([fan]);
-        expect(t.underlayHostOf(addr)).toBe(fan.localHost);
+        // The table answers in int32 (see src/fan/table.ts): >>> 0 for the uint32.
+        expect(t.underlayHostOf(addr) >>> 0).toBe(fan.localHost);
+        expect(t.localHostFor(addr) >>> 0).toBe(fan.localHost);
         expect(t.isLocal(addr)).toBe(true);
+        expect(t.isLocal(addr | 0)).toBe(true);
+        expect(t.senderOwns(addr | 0, fan.localHost | 0)).toBe(true);
         expect(t.senderOwns(addr, fan.localHost)).toBe(true);
         expect(fan.sliceOf(fan.localHost)).toBe(fan.localSlice);
       }),
@@ -74,8 +78,8 @@ describe('mapping properties', () => {
         const slice = fan.sliceOf(host);
         const addr = (slice + (k % 2 ** fan.shift)) >>> 0;
         const t = new FanTable([fan]);
-        expect(t.underlayHostOf(addr)).toBe(host);
-        expect(t.sliceOfHost(0, host)).toBe(slice);
+        expect(t.underlayHostOf(addr)).toBe(host | 0);
+        expect(t.sliceOfHost(0, host) >>> 0).toBe(slice);
         expect(t.senderOwns(addr, host)).toBe(true);
         expect(t.senderOwns(addr, (host ^ 1) >>> 0)).toBe(false);
       }),
