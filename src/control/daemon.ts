@@ -144,6 +144,7 @@ export async function up(o: UpOptions): Promise<number> {
   process.on('SIGINT', () => void finish(0, 'SIGINT'));
 
   rmSync(socketPath(id), { force: true });
+  writeState(state); // (again: the directory may have gone with another daemon of this namespace)
   const p = plane;
   server = createServer((conn) => {
     let buf = '';

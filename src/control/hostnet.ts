@@ -9,13 +9,14 @@
  * exactly what exists, after a failure half-way, a SIGTERM, or a SIGKILL (from the state file).
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { formatCidr, formatIPv4 } from '../fan/addr.js';
 import { ConfigError } from '../fan/errors.js';
 import type { Fan } from '../fan/fan.js';
 import { localAddresses } from '../fan/parse.js';
 import { run } from '../lab/exec.js';
 import { OUTER_HEADER_LEN } from '../wire/ipip.js';
+import { pidAlive } from './pid.js';
 
 /** What exists on the host because of one daemon. Serialised as the state file. */
 export interface HostState {
@@ -24,6 +25,8 @@ export interface HostState {
   routes: { dst: string; dev: string }[];
   nftTables: string[];
   dnsmasqPids: number[];
+  /** Files made for them (dnsmasq's pid and lease files), removed with them. */
+  files?: string[];
 }
 
 export const emptyState = (): HostState => ({ bridges: [], routes: [], nftTables: [], dnsmasqPids: [] });
@@ -114,16 +117,8 @@ export async function bringUpFan(state: HostState, fan: Fan, tun: string, underl
     );
     child.unref();
     if (child.pid) state.dnsmasqPids.push(child.pid);
+    (state.files ??= []).push(pidFile, `${opts.runDir}/${br}.leases`);
     onChange();
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -141,13 +136,22 @@ export async function teardown(state: HostState): Promise<string[]> {
     }
   };
   for (const pid of state.dnsmasqPids) {
-    if (alive(pid)) {
+    if (pidAlive(pid)) {
       try {
         process.kill(pid, 'SIGTERM');
       } catch {}
     }
   }
+  // Its files go once it has exited (it may still write its lease file on the way out).
+  const until = Date.now() + 2000;
+  while (state.dnsmasqPids.some(pidAlive) && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  for (const pid of state.dnsmasqPids.filter(pidAlive)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {}
+  }
   state.dnsmasqPids = [];
+  for (const f of (state.files ?? []).splice(0)) rmSync(f, { force: true });
   for (const t of state.nftTables.splice(0)) {
     await attempt(`nft table ${t}`, async () => {
       const r = await run(['nft', 'delete', 'table', 'ip', t], { allowFail: true });

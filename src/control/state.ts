@@ -3,7 +3,7 @@
  * `down` can clean up after a crash or SIGKILL: /run/userfan/<tun>.json (what exists on the host) and
  * /run/userfan/<tun>.sock (the daemon's control socket, for live counters).
  */
-import { mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import type { FanFlags } from '../fan/fan.js';
 import type { HostState } from './hostnet.js';
@@ -45,15 +45,29 @@ export const statePath = (id: string) => `${RUN_DIR}/${id}.json`;
 export const socketPath = (id: string) => `${RUN_DIR}/${id}.sock`;
 
 export function writeState(s: DaemonState): void {
-  mkdirSync(RUN_DIR, { recursive: true });
   const tmp = `${statePath(s.id)}.tmp`;
-  writeFileSync(tmp, JSON.stringify(s, null, 2));
-  renameSync(tmp, statePath(s.id));
+  // Another daemon of this namespace may remove the directory as it exits (removeState): make it again.
+  for (let attempt = 0; ; attempt++) {
+    mkdirSync(RUN_DIR, { recursive: true });
+    try {
+      writeFileSync(tmp, JSON.stringify(s, null, 2));
+      renameSync(tmp, statePath(s.id));
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 2) throw e;
+    }
+  }
 }
 
 export function removeState(id: string): void {
   rmSync(statePath(id), { force: true });
   rmSync(socketPath(id), { force: true });
+  // The namespace's directory goes with its last daemon (lab namespaces come and go by the hundred).
+  try {
+    rmdirSync(RUN_DIR);
+  } catch {
+    /* another daemon's state is still there, or it is gone already */
+  }
 }
 
 export function readStates(): DaemonState[] {
@@ -75,14 +89,7 @@ export function readStates(): DaemonState[] {
   return out;
 }
 
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+export { pidAlive } from './pid.js';
 
 /** Ask a running daemon over its control socket; resolves with its JSON answer, rejects on timeout. */
 export function ask<T = unknown>(id: string, request: Record<string, unknown>, timeoutMs = 2000): Promise<T> {

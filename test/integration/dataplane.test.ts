@@ -14,12 +14,15 @@ async function leftovers(topo: FanTopology, h: Host) {
   const tables = (await topo.exec(h, ['nft', 'list', 'tables'])).stdout;
   const show = JSON.parse((await topo.exec(h, ['node', CLI, 'show', '--json'])).stdout);
   const procs = (await topo.exec(h, ['sh', '-c', 'ip netns pids "$(ip netns identify $$)" | xargs -r ps -o comm= -p || true'])).stdout;
+  // The namespace's state directory and what is in it (it goes with the last daemon).
+  const runDir = (await topo.exec(h, ['sh', '-c', 'd=/run/userfan/net-$(readlink /proc/self/ns/net | tr -dc 0-9); if [ -d "$d" ]; then echo "$d:"; ls -A "$d"; fi'])).stdout.trim();
   return {
     devices: links.split('\n').filter((l) => / (uf-|fan-)/.test(l)).map((l) => l.split(':')[1].trim()),
     routes: routes.split('\n').filter((l) => l.startsWith('250.')),
     nft: tables.split('\n').filter((l) => l.includes('userfan')),
     show,
     userfan: procs.split('\n').filter((l) => /node|dnsmasq/.test(l)),
+    runDir,
   };
 }
 
@@ -191,6 +194,7 @@ describe('teardown', () => {
     expect(up.routes).toHaveLength(2);
     expect(up.nft).toHaveLength(1);
     expect(up.userfan.some((p) => p.includes('dnsmasq'))).toBe(true);
+    expect(up.runDir).toMatch(/fan-250-0-28\.dnsmasq\.pid/);
     await d.process.stop(5000);
     expect(d.process.running).toBe(false);
     expect(await leftovers(topo, A)).toEqual(clean);
