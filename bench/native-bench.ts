@@ -34,6 +34,7 @@ import { fileURLToPath } from 'node:url';
 import { link } from '../src/io/link.js';
 import { inNetns } from '../src/io/netns.js';
 import { TunQueue } from '../src/io/tun.js';
+import { pidAlive } from '../src/control/pid.js';
 
 const ROOT = (() => {
   let d = dirname(fileURLToPath(import.meta.url));
@@ -104,20 +105,11 @@ const NS_A = `${prefix}a`;
 const NS_B = `${prefix}b`;
 const made: string[] = [];
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 function removeStale(): void {
   for (const line of run('ip', ['netns', 'list']).split('\n')) {
     const name = line.split(' ')[0];
     const m = /^nb(\d+)[ab]$/.exec(name);
-    if (m && !alive(Number(m[1]))) run('ip', ['netns', 'del', name]);
+    if (m && !pidAlive(Number(m[1]))) run('ip', ['netns', 'del', name]);
   }
 }
 

@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { run, spawnProcess, type ProcessHandle, type RunOptions, type RunResult, type SpawnOptions } from './exec.js';
+import { pidAlive } from '../control/pid.js';
 
 export { run, spawnProcess, CommandError, ProcessHandle, type RunOptions, type RunResult, type SpawnOptions } from './exec.js';
 
@@ -59,15 +60,6 @@ async function nsPids(ns: string): Promise<number[]> {
     .filter((p) => Number.isInteger(p) && p > 1 && p !== process.pid);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Kill every process in `ns` (SIGTERM, then SIGKILL after graceMs) and delete the namespace. */
@@ -82,7 +74,7 @@ async function removeNamespace(ns: string, graceMs: number): Promise<void> {
       }
     }
     const until = Date.now() + graceMs;
-    while (Date.now() < until && (pids = pids.filter(alive)).length) await sleep(50);
+    while (Date.now() < until && (pids = pids.filter(pidAlive)).length) await sleep(50);
     for (const p of pids) {
       try {
         process.kill(p, 'SIGKILL');
@@ -146,7 +138,7 @@ export async function cleanupOrphans(): Promise<string[]> {
     } catch {
       /* unreadable: treat as orphan */
     }
-    if (owner && alive(owner.pid) && procStart(owner.pid) === owner.start) continue;
+    if (owner && pidAlive(owner.pid) && procStart(owner.pid) === owner.start) continue;
     if (!/^[a-z0-9]{3,10}$/.test(prefix)) continue;
     await cleanupStale(prefix);
     cleaned.push(prefix);

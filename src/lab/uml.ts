@@ -18,6 +18,8 @@ import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { run, spawnProcess, type ProcessHandle } from './exec.js';
 import type { Lab } from './netns.js';
+import { pidAlive } from '../control/pid.js';
+import { fanBridgeName, fanSlice, intToIp, ipToInt } from './topology.js';
 
 export const UML_BIN = '/usr/bin/linux.uml';
 export const UML_MODULES_DIR = '/usr/lib/uml/modules';
@@ -386,15 +388,6 @@ function installExitHook(): void {
   });
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Remove run directories of guests that died without cleaning up (a SIGKILLed run): directories in `parent` laid
  * out by startUml (init.sh, rx.bpf, script.sh) whose linux.uml pid file names a dead process, or that have no pid
@@ -508,33 +501,12 @@ export async function bootUmlHost(opts: UmlOptions): Promise<UmlResult> {
 
 // ---- kernel ipip configured the way the Fan configures a kernel without fan-map ----
 
-function ipToInt(ip: string): number {
-  const p = ip.split('.').map(Number);
-  if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) throw new Error(`bad IPv4 address ${ip}`);
-  return ((p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]) >>> 0;
-}
-function intToIp(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-}
-function maskOf(len: number): number {
-  return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-}
-
 /** The Fan slice of an underlay host: 250.0.0.0/8 over 198.18.0.0/16, 198.18.0.27 -> 250.0.27.0/24. */
 export function fanSliceOf(overlay: string, underlayHost: string, underlayLen: number): { network: string; prefixLen: number; gateway: string; bridge: string } {
   const [oNet, oLenS] = overlay.split('/');
-  const oLen = Number(oLenS);
-  const prefixLen = oLen + (32 - underlayLen);
+  const { network, prefixLen } = fanSlice(oNet, Number(oLenS), underlayHost, underlayLen);
   if (prefixLen > 30) throw new Error(`fan slice /${prefixLen} too small`);
-  const host = ipToInt(underlayHost) & ~maskOf(underlayLen);
-  const net = ((ipToInt(oNet) & maskOf(oLen)) | ((host << (32 - prefixLen)) >>> 0)) >>> 0;
-  const network = intToIp(net);
-  return {
-    network,
-    prefixLen,
-    gateway: intToIp(net + 1),
-    bridge: 'fan-' + network.split('.').slice(0, Math.ceil(prefixLen / 8)).join('-'),
-  };
+  return { network, prefixLen, gateway: intToIp(ipToInt(network) + 1), bridge: fanBridgeName(network, prefixLen) };
 }
 
 export interface KernelFanHost {

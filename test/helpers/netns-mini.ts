@@ -3,18 +3,10 @@
  * Names: `<tag><pid><suffix>`; leftovers of a tag whose pid is gone are removed at start.
  */
 import { execFileSync } from 'node:child_process';
+import { pidAlive } from '../../src/control/pid.js';
 
 export function ip(...args: string[]): string {
   return execFileSync('ip', args, { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Deletes namespaces `<tag><pid>...` whose pid no longer runs. */
@@ -23,7 +15,7 @@ export function removeStale(tag: string): void {
   for (const line of ip('netns', 'list').split('\n')) {
     const name = line.split(' ')[0];
     const m = re.exec(name);
-    if (m && !alive(Number(m[1]))) {
+    if (m && !pidAlive(Number(m[1]))) {
       try {
         ip('netns', 'del', name);
       } catch {
