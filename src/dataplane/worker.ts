@@ -30,6 +30,7 @@ import { readFileSync } from 'node:fs';
 import { Fan } from '../fan/fan.js';
 import { FanTable } from '../fan/table.js';
 import { PacketBatch, PacketList } from '../io/batch.js';
+import { native } from '../io/native.js';
 import { Poller } from '../io/poll.js';
 import { RawIpipSocket } from '../io/rawsocket.js';
 import { TunQueue } from '../io/tun.js';
@@ -157,6 +158,11 @@ function loop(
   const poller = new Poller(2);
   const TUN = poller.add(tun.fd);
   const SOCK = poller.add(sock.fd);
+  // Waiting for room: the socket's send buffer, the TUN queue (each its own poll set, POLLOUT).
+  const sockRoom = new Poller(1);
+  sockRoom.add(sock.fd, native().POLLOUT);
+  const tunRoom = new Poller(1);
+  tunRoom.add(tun.fd, native().POLLOUT);
   const ttl = task.ttl;
   const policy = task.policy;
   let id = (task.index * 0x10000) / task.count;
@@ -178,7 +184,7 @@ function loop(
     let from = 0;
     for (let tries = 0; from < tx.count && tries < 50; tries++) {
       from = sock.send(tx, from);
-      if (from < tx.count) poller.wait(1); // socket buffer full: give the kernel a moment
+      if (from < tx.count) sockRoom.wait(2); // send buffer full: wait until it has room (≤ 2 ms a try)
     }
     if (from < tx.count) {
       c[C_DROPS + Drop['tx-send-error']] += tx.count - from;
@@ -207,7 +213,7 @@ function loop(
         deviceError = (e as Error).message;
         return false;
       }
-      if (from < wl.count) poller.wait(1);
+      if (from < wl.count) tunRoom.wait(2);
     }
     if (from < wl.count) {
       c[C_DROPS + Drop['rx-write-error']] += wl.count - from;
@@ -275,7 +281,7 @@ function loop(
         for (let i = 0; i < n; i++) {
           const off = rx.offsets[i];
           const len = rx.lengths[i];
-          if (len > out.packetCapacity || (offload && len < VNET_HDR_LEN)) {
+          if (out.truncated(i) || (offload && len < VNET_HDR_LEN)) {
             c[C_DROPS + Drop['tx-malformed']]++;
             if (tracing && traceMatches(bytes, off, len, filter)) ring!.append(bytes, off, len, TRACE_OUT, Drop['tx-malformed']);
             continue;
