@@ -7,7 +7,7 @@ import { PathUnavailable, type DataPath, type PathEnv } from './types.js';
 
 const CLI = 'dist/src/control/cli.js';
 
-function userfanPath(name: string, workers: (env: PathEnv) => number): DataPath {
+function userfanPath(name: string, workers: (env: PathEnv) => number, extra: string[] = []): DataPath {
   return {
     name,
     async probe(env) {
@@ -19,7 +19,7 @@ function userfanPath(name: string, workers: (env: PathEnv) => number): DataPath 
       if (!existsSync(cli)) throw new PathUnavailable('userfan CLI not built');
       const n = workers(env);
       const procs = [a, b].map((h) =>
-        topo.spawn(h, ['node', cli, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', String(n)], {
+        topo.spawn(h, ['node', cli, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', String(n), ...extra], {
           env: { NODE_ENV: 'production' },
         }),
       );
@@ -39,7 +39,7 @@ function userfanPath(name: string, workers: (env: PathEnv) => number): DataPath 
       return {
         client,
         server,
-        info: `userfan up --workers ${n}; containers on ${a.slice.bridge} / ${b.slice.bridge}, MTU ${client.mtu}`,
+        info: `userfan up --workers ${n}${extra.length ? ` ${extra.join(' ')}` : ''}; containers on ${a.slice.bridge} / ${b.slice.bridge}, MTU ${client.mtu}`,
         teardown: async () => {
           // SIGTERM: the daemon removes what it created; then the lab deletes the namespaces
           await Promise.all(procs.map((p) => p.stop(8000)));
@@ -51,3 +51,5 @@ function userfanPath(name: string, workers: (env: PathEnv) => number): DataPath 
 
 export const userfan = userfanPath('userfan', (env) => env.workers);
 export const userfan1w = userfanPath('userfan-1w', () => 1);
+/** One worker per host without TUN offloads: one packet per 1480 bytes all the way. */
+export const userfan1wNoOffload = userfanPath('userfan-1w-nooffload', () => 1, ['--offload', 'off']);
