@@ -10,7 +10,7 @@
 //   bootUmlHost(opts)         boot, run one script to the end, power off: { status, output }.
 //   startUml(opts) -> guest   a long-running guest whose script ends in `uf_serve`: the host then runs
 //                             commands in it with guest.exec(cmd) and stops it with guest.shutdown().
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -66,38 +66,77 @@ export function umlMissing(): string | undefined {
 }
 
 let bootProblem: string | null | undefined;
+/** LD_PRELOAD for the guest kernel's process, when this CPU needs the xstate shim; decided by umlBootProblem(). */
+let preload: string | undefined;
 
-/**
- * Boots the guest kernel once per process with /bin/true as init: why it cannot run a program, or undefined.
- * Debian's user-mode Linux 6.1 cannot on some CPUs: its guest processes die with SIGSEGV at their first
- * context switch ("ptrace set fp regs failed, errno = 14"): its buffer for the FPU state is smaller than
- * what the host kernel hands over for a CPU with large XSAVE state (AMX tiles, for one).
- */
-export function umlBootProblem(): string | undefined {
-  if (bootProblem !== undefined) return bootProblem ?? undefined;
+/** Boots the guest kernel with /bin/true as init (optionally under a preload): its console output. */
+function bootTrue(withPreload?: string): { out: string; status: number | null } {
   const dir = mkdtempSync(join(tmpdir(), 'umprobe-'));
   try {
     const r = spawnSync(
       'timeout',
-      ['-k', '5', '60', UML_BIN, 'mem=64M', 'rootfstype=hostfs', 'rootflags=/', 'ro', `uml_dir=${dir}`, `umid=probe-${process.pid}`, 'init=/bin/true', 'con=null', 'con0=null,fd:1'],
+      ['-k', '5', '60', ...(withPreload ? ['env', `LD_PRELOAD=${withPreload}`] : []), UML_BIN, 'mem=64M', 'rootfstype=hostfs', 'rootflags=/', 'ro', `uml_dir=${dir}`, `umid=probe-${process.pid}`, 'init=/bin/true', 'con=null', 'con0=null,fd:1'],
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 16 << 20 },
     );
-    const out = `${r.stdout ?? ''}${r.stderr ?? ''}`;
-    if (/exitcode=0x00000000/.test(out)) bootProblem = null;
-    else {
-      const amx = /\bamx_tile\b/.test(readFileSync('/proc/cpuinfo', 'utf8')) ? ' (this CPU has AMX tiles)' : '';
-      const fp = out.match(/ptrace set fp regs failed[^\n]*/)?.[0];
-      const exit = out.match(/exitcode=0x[0-9a-f]+/)?.[0];
-      bootProblem =
-        `${UML_BIN} boots but cannot run a program on this machine: ${fp ?? exit ?? `no init exit seen (status ${r.status})`}` +
-        (fp || exit === 'exitcode=0x0000000b'
-          ? `: user-mode Linux ${umlVersion()} cannot hand this CPU's FPU state to its processes${amx}; the kernel-ipip lab needs a machine where it can`
-          : '');
-    }
+    return { out: `${r.stdout ?? ''}${r.stderr ?? ''}`, status: r.status };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  return bootProblem ?? undefined;
+}
+
+/**
+ * The xstate shim (src/lab/uml-xstate.c, see there), compiled once into build/ next to the addon: what
+ * lets Debian's user-mode Linux 6.1 run programs on CPUs with a large XSAVE area. Its path, or why not.
+ */
+function xstateShim(): { path?: string; error?: string } {
+  const src = join(packageRoot(), 'src', 'lab', 'uml-xstate.c');
+  const out = join(packageRoot(), 'build', 'uml-xstate.so');
+  try {
+    if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) return { path: out };
+    mkdirSync(dirname(out), { recursive: true });
+    const r = spawnSync('cc', ['-shared', '-fPIC', '-O2', '-o', out, src, '-ldl'], { encoding: 'utf8' });
+    if (r.status !== 0) return { error: `cc failed: ${(r.stderr || r.error?.message || '').trim().split('\n')[0]}` };
+    return { path: out };
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
+}
+
+/**
+ * Boots the guest kernel once per process with /bin/true as init: why it cannot run a program, or
+ * undefined. Debian's user-mode Linux 6.1 cannot on CPUs with a large XSAVE area (AMX tiles): its guest
+ * processes die at their first context switch ("ptrace set fp regs failed, errno = 14", see
+ * src/lab/uml-xstate.c). Then the guest runs under the xstate shim, if that makes it work.
+ */
+export function umlBootProblem(): string | undefined {
+  if (bootProblem !== undefined) return bootProblem ?? undefined;
+  const ok = (out: string) => /exitcode=0x00000000/.test(out);
+  const first = bootTrue();
+  if (ok(first.out)) {
+    bootProblem = null;
+    return undefined;
+  }
+  const fp = first.out.match(/ptrace set fp regs failed[^\n]*/)?.[0];
+  if (fp) {
+    const shim = xstateShim();
+    if (shim.path && ok(bootTrue(shim.path).out)) {
+      preload = shim.path;
+      bootProblem = null;
+      return undefined;
+    }
+    const amx = /\bamx_tile\b/.test(readFileSync('/proc/cpuinfo', 'utf8')) ? ' (this CPU has AMX tiles)' : '';
+    bootProblem = `${UML_BIN} cannot run a program on this machine: ${fp}: user-mode Linux ${umlVersion()} cannot hand this CPU's FPU state to its processes${amx}, and the xstate shim did not help (${shim.error ?? 'it booted no better'})`;
+    return bootProblem;
+  }
+  const exit = first.out.match(/exitcode=0x[0-9a-f]+/)?.[0];
+  bootProblem = `${UML_BIN} cannot run a program on this machine: ${exit ?? `no init exit seen (status ${first.status})`}`;
+  return bootProblem;
+}
+
+/** What to put before UML_BIN on a command line: `env LD_PRELOAD=…` when this CPU needs the shim. */
+export function umlLauncher(): string[] {
+  umlBootProblem();
+  return preload ? ['env', `LD_PRELOAD=${preload}`] : [];
 }
 
 function umlVersion(): string {
@@ -469,6 +508,7 @@ export async function startUml(opts: UmlOptions): Promise<UmlGuest> {
       // timeout(1) makes itself a process-group leader and signals the whole group: every host process of the guest
       'timeout', '-k', '5', String(timeoutS),
       ...(opts.cpu !== undefined ? ['taskset', '-c', String(opts.cpu)] : []),
+      ...umlLauncher(),
       UML_BIN,
       `mem=${opts.memMb ?? 512}M`,
       'rootfstype=hostfs', 'rootflags=/', 'ro', 'loglevel=2',
