@@ -61,13 +61,13 @@ export class TraceRing {
     }
     const at = (w % SLOTS) * SLOT;
     const cap = len < TRACE_SNAPLEN ? len : TRACE_SNAPLEN;
-    const now = Date.now();
+    const now = performance.timeOrigin + performance.now(); // ms, to the microsecond
     const sec = Math.floor(now / 1000);
     const v = this.view;
     v.setUint32(at, len);
     v.setUint32(at + 4, cap);
     v.setUint32(at + 8, sec);
-    v.setUint32(at + 12, (now - sec * 1000) * 1000);
+    v.setUint32(at + 12, Math.min(999_999, Math.floor((now - sec * 1000) * 1000)));
     v.setUint32(at + 16, direction);
     const d = this.data;
     const to = at + META;
