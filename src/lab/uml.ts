@@ -94,8 +94,14 @@ function xstateShim(): { path?: string; error?: string } {
   try {
     if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) return { path: out };
     mkdirSync(dirname(out), { recursive: true });
-    const r = spawnSync('cc', ['-shared', '-fPIC', '-O2', '-o', out, src, '-ldl'], { encoding: 'utf8' });
-    if (r.status !== 0) return { error: `cc failed: ${(r.stderr || r.error?.message || '').trim().split('\n')[0]}` };
+    // Built under a name of its own, then renamed: test files run in parallel and may build it at once.
+    const tmp = `${out}.${process.pid}.tmp`;
+    const r = spawnSync('cc', ['-shared', '-fPIC', '-O2', '-o', tmp, src, '-ldl'], { encoding: 'utf8' });
+    if (r.status !== 0) {
+      rmSync(tmp, { force: true });
+      return { error: `cc failed: ${(r.stderr || r.error?.message || '').trim().split('\n')[0]}` };
+    }
+    renameSync(tmp, out);
     return { path: out };
   } catch (e) {
     return { error: (e as Error).message };
