@@ -39,6 +39,7 @@ import { offloadFlags } from '../offload/probe.js';
 import { Arena, finishChecksum, NO_ROOM, segment, splitTcp } from '../offload/segment.js';
 import { Drop } from '../wire/drops.js';
 import { decapsulate, egressRoute, encapsulate, OUTER_HEADER_LEN, ROUTE_DST, ROUTE_SRC } from '../wire/ipip.js';
+import { i32 } from '../wire/ipv4.js';
 import { OFF_DATA_OFFSET, OFF_TCP_CHECKSUM } from '../wire/tcp.js';
 import { VNET_HDR_LEN } from '../wire/virtio.js';
 import { C_DROPS, C_RX_BATCHES, C_RX_BYTES, C_RX_PACKETS, C_TX_BATCHES, C_TX_BYTES, C_TX_PACKETS, CounterTable } from './counters.js';
@@ -83,8 +84,6 @@ function tunMtu(name: string): number {
  * PacketBatch's option is typed SharedArrayBuffer but only needs bytes the addon can address.
  */
 const unshared = (b: ArrayBuffer) => b as unknown as SharedArrayBuffer;
-
-const i32 = (b: Uint8Array, o: number): number => (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
 
 /**
  * Whether the IPv4 packet at b[o, o+len) goes to the trace: `filter` (int32; 0 = every packet) is its
@@ -283,7 +282,8 @@ function loop(
           const len = rx.lengths[i];
           if (out.truncated(i) || (offload && len < VNET_HDR_LEN)) {
             c[C_DROPS + Drop['tx-malformed']]++;
-            if (tracing && traceMatches(bytes, off, len, filter)) ring!.append(bytes, off, len, TRACE_OUT, Drop['tx-malformed']);
+            const at = offload && len >= VNET_HDR_LEN ? VNET_HDR_LEN : 0; // the packet, not its virtio-net header
+            if (tracing && traceMatches(bytes, off + at, len - at, filter)) ring!.append(bytes, off + at, len - at, TRACE_OUT, Drop['tx-malformed']);
             continue;
           }
           const ip = offload ? off + VNET_HDR_LEN : off;

@@ -28,7 +28,7 @@ import type { PacketList } from '../io/batch.js';
 import { checksum } from '../wire/checksum.js';
 import {
   FLAG_MF, FRAG_OFFSET_MASK, IPV4_MIN_HEADER, OFF_CHECKSUM, OFF_DST, OFF_FLAGS_FRAG, OFF_ID, OFF_PROTO, OFF_SRC, OFF_TOS, OFF_TOTAL_LEN,
-  OFF_TTL, PROTO_TCP, putU16, u16,
+  i32, OFF_TTL, PROTO_TCP, putU16, u16,
 } from '../wire/ipv4.js';
 import {
   OFF_ACK, OFF_DATA_OFFSET, OFF_FLAGS, OFF_SEQ, OFF_SPORT, OFF_TCP_CHECKSUM, OFF_WINDOW, pseudoHeaderSum, tcpChecksumVerifies,
@@ -70,9 +70,6 @@ const PLAIN = 0; //   written as it came (not TCP, not joinable, or a segment no
 const TCP_OPEN = 1; // a TCP segment others may still join
 const TCP_DONE = 2; // a TCP item nothing more may join (PSH, short segment, full, failed check)
 const PARTIAL = 3; // a segment with a partial checksum (the kernel's GRO built it): NEEDS_CSUM
-
-/** A big-endian 32-bit field as a signed int32 (see Coalescer's fields). */
-const i32 = (b: Uint8Array, o: number): number => (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
 
 const NEVER = TCP_SYN | TCP_FIN | TCP_RST | TCP_URG;
 const MAX_IP_LEN = 0xffff;
