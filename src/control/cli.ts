@@ -146,7 +146,7 @@ const commands: Record<string, Handler> = {
     const count = intOption('--count', values.count, 100, 1, MAX_COUNT);
     const seconds = intOption('--seconds', values.seconds, 10, 1, MAX_SECONDS);
     const live = readStates().filter((s) => pidAlive(s.pid));
-    if (live.length === 0) throw new ConfigError('trace', 'userfan trace', 'no fan is up in this network namespace');
+    if (live.length === 0) throw new UsageError('no fan is up in this network namespace: nothing to trace');
     let r;
     try {
       r = await trace(live.map((s) => s.id), { cmd: 'trace', count, seconds, filter }, values.write, (line) => console.log(line));
@@ -206,7 +206,7 @@ const commands: Record<string, Handler> = {
     const [what, n] = args;
     if (what !== 'crash-worker' || n === undefined || !/^\d+$/.test(n)) throw new UsageError('usage: userfan debug crash-worker N   (makes worker N of every daemon here throw, to see it replaced)');
     const live = readStates().filter((s) => pidAlive(s.pid));
-    if (live.length === 0) throw new ConfigError('debug', 'crash-worker', 'no fan is up in this network namespace');
+    if (live.length === 0) throw new UsageError('no fan is up in this network namespace');
     for (const s of live) console.log(`${s.id}: ${JSON.stringify(await ask(s.id, { cmd: 'crash-worker', worker: Number(n) }))}`);
     return 0;
   },
