@@ -1,5 +1,5 @@
 /**
- * Seeing inside (root, namespace lab): `userfan trace` gives a pcap tshark reads, with the inner packet
+ * Seeing inside (root, namespace lab): `userfan explain` against the fans that are up, with --from; `userfan trace` gives a pcap tshark reads, with the inner packet
  * inside its outer one and the mapped outer addresses; `userfan stats` counts a bounded UDP burst
  * exactly; a spoofed packet shows under its drop reason, in stats and in the trace; the Prometheus
  * endpoint serves the same counters.
@@ -48,6 +48,23 @@ describe('trace, stats and metrics', () => {
   }
 
   const stats = async (host: Host) => JSON.parse((await lab.cli(host, ['stats', '--json', '--interval', '100'])).stdout)[0];
+
+  it('explain works against the fans that are up, and --from walks one packet step by step with the real devices', async () => {
+    const [A, B] = lab.hosts;
+    const [[a], [b]] = lab.containers;
+    const r = await lab.cli(A, ['explain', b.address, '--from', a.address, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const e = JSON.parse(r.stdout);
+    expect([e.underlayHost, e.slice, e.bridge, e.local, e.tun, e.tunMtu]).toEqual([B.underlay, '250.0.27.0/24', 'fan-250-0-27', false, 'uf-250-0-28', 1480]);
+    expect(e.outer).toEqual({ source: A.underlay, destination: B.underlay, protocol: 4 });
+    expect(e.route).toContain('dev uf-250-0-28');
+    // bridge → TUN → worker → outer header → underlay → remote worker → remote TUN and bridge → container
+    const order = ['fan-250-0-28', 'uf-250-0-28', 'worker', 'outer header', 'raw socket', `on ${B.underlay}`, 'fan-250-0-27', `${b.address} receives`];
+    expect(e.steps).toHaveLength(order.length);
+    order.forEach((word, k) => expect(e.steps[k]).toContain(word));
+    const own = JSON.parse((await lab.cli(A, ['explain', a.address, '--json'])).stdout);
+    expect([own.local, own.underlayHost]).toEqual([true, A.underlay]);
+  });
 
   it('a trace of an ICMP echo is a pcap in which tshark shows the echo inside IP-in-IP between the mapped hosts', async () => {
     const [A, B] = lab.hosts;
