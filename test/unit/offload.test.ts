@@ -192,6 +192,20 @@ describe('sum16 (32-bit words)', () => {
   });
 });
 
+describe('sum16 over super-packet lengths (its accumulators fold every 8192 words)', () => {
+  it('equals the byte-pair sum for ranges up to 70,000 bytes, and for all-ones data (a non-zero sum folds to 0xffff)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 16, max: 70_000 }), fc.nat(7), fc.integer({ min: 1, max: 0x7fffffff }), fc.boolean(), (len, off, seed, ones) => {
+        const b = new Uint8Array(len + off + 8);
+        if (ones) b.fill(0xff);
+        else b.set(bytesFrom(seed, b.length));
+        expect(sum16(b, off, len)).toBe(fold(onesSum(b, off, len)));
+      }),
+      { numRuns: 100, examples: [[65536, 0, 1, true], [32768 + 4, 0, 1, true], [65535, 1, 7, false]] },
+    );
+  });
+});
+
 // ---------- TCP and virtio-net accessors ----------
 
 describe('TCP header', () => {
