@@ -7,7 +7,8 @@
  * value stays a small integer, so nothing is allocated even in unoptimized code (whole uint32 words
  * summed as float64 were ~10% faster when optimized, but after a deoptimization made a heap number per
  * addition: 180 per 1428-byte segment, seen as thousands of scavenges a second in a worker). V8 runs it
- * at ~7–9 GB/s on this VM, so no native helper is needed: one pass over a 64 KiB super-packet is ~8 µs.
+ * at 5.6 GB/s (1428 bytes) to 6.6 GB/s (64 KiB) on this VM, so no native helper is needed: one pass over
+ * a 64 KiB super-packet is ~10 µs, and checksums do not show apart in a profile of the data path.
  *
  * Why little-endian words give the same answer (RFC 1071 §2): the one's-complement sum is independent of
  * byte order up to a final byte swap, and of the word width, since 2^16 ≡ 1 (mod 2^16 − 1): a 32-bit word
