@@ -92,6 +92,10 @@ export async function up(o: UpOptions): Promise<number> {
       const problems = await teardown(state.host);
       removeState(id);
       if (problems.length) log('teardown-problems', { problems });
+      for (const fan of o.fans) {
+        const r = fanRecord(fan);
+        log('fan-down', { overlay: r.overlay, underlay: r.underlay, slice: r.slice, bridge: r.bridge });
+      }
       log('down', { daemon: id });
       process.exitCode = code;
       // Nothing else should keep the loop alive; exit explicitly in case a handle lingers.

@@ -198,6 +198,9 @@ describe('teardown', () => {
     await d.process.stop(5000);
     expect(d.process.running).toBe(false);
     expect(await leftovers(topo, A)).toEqual(clean);
+    // One log line per event: the fan went down, then the daemon.
+    const events = d.process.lines.map((l) => /"event":"([a-z-]+)"/.exec(l.line)?.[1]).filter(Boolean);
+    expect(events.slice(-3)).toEqual(['stopping', 'fan-down', 'down']);
   });
 
   it('userfan down from another shell does the same', async () => {
