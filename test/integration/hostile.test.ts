@@ -98,9 +98,9 @@ describe('faults', () => {
   it('replaces a worker killed mid-transfer within 1 s; the transfer completes byte-exact', async () => {
     const [A, B] = lab.hosts;
     const [[a], [b]] = lab.containers;
-    // Large enough to still be flowing when both crash commands have run (offloads move ~2 Gbit/s).
+    // Large enough to still be flowing when both crash commands have run (offloads move ~4 Gbit/s here).
     let done = false;
-    const transfer = lab.transfer(a, b, 512 << 20, { deadlineMs: 120_000 }).finally(() => (done = true));
+    const transfer = lab.transfer(a, b, 1024 << 20, { deadlineMs: 120_000 }).finally(() => (done = true));
     // Kill worker 0 on both hosts once the transfer is flowing.
     const deadline = Date.now() + 10_000;
     while (((await lab.show(A))[0].txPackets ?? 0) < 2000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
