@@ -60,8 +60,11 @@ describe.each(['on', 'off'] as const)('--offload %s', (mode) => {
       const after = [(await lab.show(A))[0], (await lab.show(B))[0]];
       const sent = after[0].txPackets - before[0].txPackets;
       const received = after[1].rxPackets - before[1].rxPackets;
-      // GRO really joined them: B's raw socket got fewer, bigger packets than A sent.
-      expect(received, `A sent ${sent}, B received ${received}`).toBeLessThan(sent * 0.8);
+      // GRO really joined them: B's raw socket got fewer, bigger packets than A sent. How many it joins
+      // depends on how NAPI's polls fall (seen: 23-85% of the count arrive); 95% leaves room for that and still
+      // fails when nothing is joined.
+      console.log(`underlay GRO (--offload ${mode}): A sent ${sent} packets, B's raw socket received ${received} (${((100 * received) / sent).toFixed(0)}%)`);
+      expect(received, `A sent ${sent}, B received ${received}`).toBeLessThan(sent * 0.95);
       expect(after[1].drops, JSON.stringify(after[1].dropsByReason)).toBe(0);
     });
   });
