@@ -5,6 +5,8 @@
  * sending, and the cost of spreading receives over N shared sockets.
  *
  *   npm run build && node dist/bench/native-bench.js [--rounds 5] [--seconds 3] [--only encap,decap,proto,share]
+ *   (proto also sends the same packets from C through a raw socket and through AF_PACKET with
+ *   PACKET_QDISC_BYPASS: what a packet-socket TX path would save)
  *     [--share-rate 100000] [--decap-rate 0]
  *
  * decap cannot saturate the loop here: one generator core also carries the kernel's receive work
@@ -257,6 +259,26 @@ async function protoCompare(o: Options): Promise<void> {
   console.log(`send only: sendmmsg of ready 1420-byte IP-in-IP packets, batch 64, ${o.rounds}×${o.seconds}s each, interleaved`);
   summarize('IPPROTO_IPIP (4)', runs[4]);
   summarize('IPPROTO_RAW (255)', runs[255]);
+
+  // What an AF_PACKET TX path would save: the same packets as Ethernet frames through a packet socket
+  // with PACKET_QDISC_BYPASS (no route, netfilter, neighbour or qdisc per packet), from C, beside C's raw socket.
+  const blast = (packet: boolean) =>
+    inA(1, 'env', ...(packet ? ['BLAST_PACKET=u0,02:00:00:00:00:99'] : []), BLAST, 'ipip', '198.18.0.28', '198.18.0.99', '250.0.28.3', '250.0.99.3', '1420', String(o.seconds));
+  const tx: Record<string, Record<string, any>[]> = { raw: [], packet: [] };
+  for (let i = 0; i < o.rounds; i++) {
+    for (const k of ['raw', 'packet'] as const) {
+      const [cmd, args] = blast(k === 'packet');
+      const r = await measured(cmd, args, (o.seconds + 15) * 1000);
+      r.packets = r.sent;
+      r.drops = 0;
+      r.sendErrors = r.errors;
+      tx[k].push(r);
+    }
+  }
+  console.log(`send only, C (bench/native-blast.c): the same packets through a raw socket and through AF_PACKET, ${o.rounds}×${o.seconds}s each, interleaved`);
+  const raw = summarize('raw socket (IPPROTO_RAW)', tx.raw);
+  const pkt = summarize('AF_PACKET + QDISC_BYPASS', tx.packet);
+  console.log(`  AF_PACKET/raw: ${(pkt.kpps / raw.kpps).toFixed(2)} of the packet rate, ${(median(tx.packet.map(kppsPerCpu)) / median(tx.raw.map(kppsPerCpu))).toFixed(2)} per CPU-second`);
 }
 
 /**

@@ -8,6 +8,9 @@
  *   native-blast ipip OUTER_SRC OUTER_DST INNER_SRC INNER_DST SIZE SECONDS [FLOWS] [RATE]
  *       IP-in-IP packets of SIZE bytes (outer header included) carrying UDP, through an
  *       IPPROTO_RAW socket with the header written here; FLOWS inner source ports.
+ *       With BLAST_PACKET=IFNAME,DSTMAC in the environment, the same packets go out as Ethernet frames
+ *       to DSTMAC through an AF_PACKET socket bound to IFNAME with PACKET_QDISC_BYPASS: no route
+ *       lookup, netfilter, neighbour or qdisc per packet (what an AF_PACKET TX path would save).
  *
  * Build: gcc -O2 -o bench/out/native-blast bench/native-blast.c
  */
@@ -19,6 +22,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -68,7 +75,7 @@ static void ip_header(uint8_t *b, int len, uint16_t id, int proto, uint32_t src,
   put16(b + 10, csum(b, 20));
 }
 
-static uint8_t pkts[MAXFLOWS][MAXSIZE];
+static uint8_t pkts[MAXFLOWS][MAXSIZE + 14];
 
 int main(int argc, char **argv) {
   if (argc < 2) goto usage;
@@ -84,16 +91,47 @@ int main(int argc, char **argv) {
   int socks[MAXFLOWS], nsocks = ipip ? 1 : flows;
   struct sockaddr_in to = { .sin_family = AF_INET };
   int plen;
+  const char *packet = getenv("BLAST_PACKET");
+  int eth = ipip && packet && *packet ? 14 : 0;
+  uint8_t mac[12];
   if (ipip) {
     uint32_t osrc = addr(argv[2]), odst = addr(argv[3]), isrc = addr(argv[4]), idst = addr(argv[5]);
-    socks[0] = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
-    if (socks[0] < 0) die("socket(IPPROTO_RAW)");
     int buf = 8 << 20;
+    if (eth) {
+      char ifname[IFNAMSIZ] = {0};
+      const char *comma = strchr(packet, ',');
+      unsigned m[6];
+      if (!comma || comma - packet >= IFNAMSIZ ||
+          sscanf(comma + 1, "%x:%x:%x:%x:%x:%x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) != 6) {
+        fprintf(stderr, "native-blast: BLAST_PACKET=IFNAME,DSTMAC\n");
+        return 2;
+      }
+      memcpy(ifname, packet, comma - packet);
+      for (int i = 0; i < 6; i++) mac[i] = (uint8_t)m[i];
+      socks[0] = socket(AF_PACKET, SOCK_RAW, 0);
+      if (socks[0] < 0) die("socket(AF_PACKET)");
+      struct ifreq ifr = {0};
+      memcpy(ifr.ifr_name, ifname, IFNAMSIZ);
+      if (ioctl(socks[0], SIOCGIFHWADDR, &ifr) < 0) die("SIOCGIFHWADDR");
+      memcpy(mac + 6, ifr.ifr_hwaddr.sa_data, 6);
+      struct sockaddr_ll ll = { .sll_family = AF_PACKET, .sll_protocol = 0, .sll_ifindex = (int)if_nametoindex(ifname) };
+      if (!ll.sll_ifindex) die("if_nametoindex");
+      if (bind(socks[0], (struct sockaddr *)&ll, sizeof ll) < 0) die("bind(AF_PACKET)");
+      int one = 1;
+      if (setsockopt(socks[0], SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one) < 0) die("PACKET_QDISC_BYPASS");
+    } else {
+      socks[0] = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
+      if (socks[0] < 0) die("socket(IPPROTO_RAW)");
+    }
     setsockopt(socks[0], SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof buf);
     to.sin_addr.s_addr = htonl(odst);
-    plen = size;
+    plen = size + eth;
     for (int f = 0; f < flows; f++) {
-      uint8_t *p = pkts[f];
+      uint8_t *p = pkts[f] + eth;
+      if (eth) {
+        memcpy(pkts[f], mac, 12);
+        put16(pkts[f] + 12, 0x0800);
+      }
       memset(p, 0xab, size);
       ip_header(p, size, (uint16_t)(f + 1), 4, osrc, odst);
       uint8_t *in = p + 20;
@@ -125,8 +163,8 @@ int main(int argc, char **argv) {
       /* ipip: one socket, the batch cycles through the flows; udp: one flow per socket */
       msgs[f][i].msg_hdr.msg_iov = &iov[ipip ? (i % flows) : f];
       msgs[f][i].msg_hdr.msg_iovlen = 1;
-      msgs[f][i].msg_hdr.msg_name = &to;
-      msgs[f][i].msg_hdr.msg_namelen = sizeof to;
+      msgs[f][i].msg_hdr.msg_name = eth ? NULL : &to; /* AF_PACKET: the bound interface */
+      msgs[f][i].msg_hdr.msg_namelen = eth ? 0 : sizeof to;
     }
   }
 
