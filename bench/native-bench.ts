@@ -5,9 +5,9 @@
  * sending, and the cost of spreading receives over N shared sockets.
  *
  *   npm run build && node dist/bench/native-bench.js [--rounds 5] [--seconds 3] [--only encap,decap,proto,share]
+ *     [--share-rate 100000] [--decap-rate 0]
  *   (proto also sends the same packets from C through a raw socket and through AF_PACKET with
  *   PACKET_QDISC_BYPASS: what a packet-socket TX path would save)
- *     [--share-rate 100000] [--decap-rate 0]
  *
  * decap cannot saturate the loop here: one generator core also carries the kernel's receive work
  * (~5 µs per packet, the loop needs ~3), so its loops run below capacity with partial batches and
