@@ -42,8 +42,9 @@ export class PcapWriter {
     this.fd = openSync(path, 'w');
     writeSync(this.fd, pcapFileHeader());
   }
-  write(bytes: Uint8Array, off: number, len: number, timeMs = Date.now()): void {
-    writeSync(this.fd, pcapRecordHeader(len, timeMs));
+  /** bytes[off, off+len) captured at timeMs, of a packet that was origLen long (longer when it was cut). */
+  write(bytes: Uint8Array, off: number, len: number, timeMs = Date.now(), origLen = len): void {
+    writeSync(this.fd, pcapRecordHeader(len, timeMs, origLen));
     writeSync(this.fd, bytes, off, Math.min(len, SNAPLEN));
     this.count++;
   }

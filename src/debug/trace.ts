@@ -7,12 +7,11 @@
  * reason. Always bounded: --count (default 100) and --seconds (default 10).
  */
 import { connect, type Socket } from 'node:net';
-import { closeSync, openSync, writeSync } from 'node:fs';
 import { formatIPv4 } from '../fan/addr.js';
 import { dropName } from '../wire/drops.js';
 import { u32 } from '../wire/ipv4.js';
 import { socketPath } from '../control/state.js';
-import { pcapFileHeader, pcapRecordHeader } from './pcap.js';
+import { PcapWriter } from './pcap.js';
 import { END, FRAME_HEADER, TRACE_MAGIC, type TraceRequest } from './trace-server.js';
 import { TRACE_IN } from './trace-ring.js';
 
@@ -48,11 +47,11 @@ function readStream(sock: Socket, onFrame: (f: Buffer) => boolean): Promise<Omit
     let started = false;
     let trailer: Buffer | undefined;
     sock.on('data', (d: Buffer) => {
-      buf = buf.length ? Buffer.concat([buf, d]) : d;
       if (trailer) {
         trailer = Buffer.concat([trailer, d]);
         return;
       }
+      buf = buf.length ? Buffer.concat([buf, d]) : d;
       if (!started) {
         if (buf[0] === 0x7b /* { */) return; // an error answer: read to the end
         if (buf.length < TRACE_MAGIC.length) return;
@@ -102,9 +101,8 @@ function readStream(sock: Socket, onFrame: (f: Buffer) => boolean): Promise<Omit
  * packets in all, for at most req.seconds. With `file`, write a pcap file; otherwise call onLine per packet.
  */
 export async function trace(ids: string[], req: TraceRequest, file: string | undefined, onLine: (line: string) => void): Promise<TraceResult> {
-  const fd = file ? openSync(file, 'w') : -1;
+  const pcap = file ? new PcapWriter(file) : undefined;
   try {
-    if (fd >= 0) writeSync(fd, pcapFileHeader());
     let packets = 0;
     const socks = ids.map((id) => connect(socketPath(id)));
     const onFrame = (f: Buffer): boolean => {
@@ -115,10 +113,8 @@ export async function trace(ids: string[], req: TraceRequest, file: string | und
       const usec = f.readUInt32LE(12);
       const what = f.readUInt32LE(16);
       const bytes = f.subarray(FRAME_HEADER, FRAME_HEADER + cap);
-      if (fd >= 0) {
-        writeSync(fd, pcapRecordHeader(cap, sec * 1000 + usec / 1000, orig));
-        writeSync(fd, bytes);
-      } else onLine(describePacket(bytes, sec, usec, what & 0xff, what >>> 8, orig));
+      if (pcap) pcap.write(bytes, 0, cap, sec * 1000 + usec / 1000, orig);
+      else onLine(describePacket(bytes, sec, usec, what & 0xff, what >>> 8, orig));
       packets++;
       if (packets >= req.count) {
         for (const s of socks) s.destroy();
@@ -143,6 +139,6 @@ export async function trace(ids: string[], req: TraceRequest, file: string | und
       clearTimeout(guard);
     }
   } finally {
-    if (fd >= 0) closeSync(fd);
+    pcap?.close();
   }
 }
