@@ -33,6 +33,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/filter.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include <linux/if_tun.h>
 
 /* Messages per recvmmsg/sendmmsg call; longer batches loop. 64 * ~100 B of headers on the stack. */
@@ -760,11 +762,74 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * The sendmmsg loop both send paths share: packets from..to-1 of s, packet i addressed to the IPv4
+ * address dsts[i] (host-order uint32) when lladdr is NULL, else to the link-layer neighbour
+ * (ifindex[i], MAC lladdr[2i] = its first four bytes, big-endian, lladdr[2i+1] = its last two).
+ * A packet the kernel refuses (EMSGSIZE, ENETUNREACH, EPERM from a firewall; on the link path also
+ * ENXIO or ENODEV: the neighbour's interface is gone) is skipped and counted in errs. Stops early only when the socket buffer is full
+ * (EAGAIN) and returns the index of the first packet not sent (== to when all were handled).
+ */
+static napi_value send_chunks(napi_env env, int fd, const slots_t *s, uint32_t from, uint32_t to, uint32_t *errs,
+                              const uint32_t *dsts, const int32_t *ifindex, const int32_t *lladdr) {
+  struct mmsghdr msgs[MMSG_CHUNK];
+  struct iovec iov[MMSG_CHUNK];
+  union {
+    struct sockaddr_in in;
+    struct sockaddr_ll ll;
+  } sa[MMSG_CHUNK];
+  uint32_t i = from;
+  while (i < to) {
+    /* Fill one chunk [i, i+k); partial sends resume inside it. */
+    unsigned k = to - i < MMSG_CHUNK ? to - i : MMSG_CHUNK;
+    for (unsigned j = 0; j < k; j++) {
+      memset(&sa[j], 0, sizeof sa[j]);
+      socklen_t namelen;
+      if (lladdr) {
+        uint32_t hi = (uint32_t)lladdr[2 * (i + j)], lo = (uint32_t)lladdr[2 * (i + j) + 1];
+        sa[j].ll.sll_family = AF_PACKET;
+        sa[j].ll.sll_protocol = htons(ETH_P_IP);
+        sa[j].ll.sll_ifindex = ifindex[i + j];
+        sa[j].ll.sll_halen = 6;
+        unsigned char mac[6] = {hi >> 24, hi >> 16, hi >> 8, hi, lo >> 8, lo};
+        memcpy(sa[j].ll.sll_addr, mac, 6);
+        namelen = sizeof sa[j].ll;
+      } else {
+        sa[j].in.sin_family = AF_INET;
+        sa[j].in.sin_addr.s_addr = htonl(dsts[i + j]);
+        namelen = sizeof sa[j].in;
+      }
+      iov[j].iov_base = s->buf + s->offs[i + j];
+      iov[j].iov_len = s->lens[i + j];
+      memset(&msgs[j].msg_hdr, 0, sizeof msgs[j].msg_hdr);
+      msgs[j].msg_hdr.msg_name = &sa[j];
+      msgs[j].msg_hdr.msg_namelen = namelen;
+      msgs[j].msg_hdr.msg_iov = &iov[j];
+      msgs[j].msg_hdr.msg_iovlen = 1;
+    }
+    unsigned done = 0;
+    while (done < k) {
+      int r = sendmmsg(fd, msgs + done, k - done, MSG_DONTWAIT);
+      if (r < 0) {
+        int e = errno;
+        if (e == EINTR) continue;
+        if (e == EAGAIN || e == EWOULDBLOCK) return ret_u32(env, i + done);
+        /* A neighbour's interface that went away (ENXIO, ENODEV) fails its packets, not the socket. */
+        if (is_fatal(e) && !(lladdr && (e == ENXIO || e == ENODEV))) return throw_errno_fd(env, "sendmmsg", fd, e);
+        count_error(errs, e); /* the first message of this call was refused: skip it */
+        done++;
+        continue;
+      }
+      done += (unsigned)r;
+    }
+    i += k;
+  }
+  return ret_u32(env, i);
+}
+
+/*
  * sendBatch(fd, buf, offs, lens, dsts, from, to, errs?) -> next
- * sendmmsg(MSG_DONTWAIT) of packets from..to-1, packet i to the IPv4 address dsts[i] (host-order
- * uint32). A packet the kernel refuses (EMSGSIZE, ENETUNREACH, EPERM from a firewall, ...) is
- * skipped and counted in errs. Stops early only when the socket buffer is full (EAGAIN) and
- * returns the index of the first packet not sent (== to when all were handled).
+ * sendmmsg(MSG_DONTWAIT) on a raw IP socket of packets from..to-1, packet i to the IPv4 address
+ * dsts[i] (host-order uint32); see send_chunks.
  */
 static napi_value send_batch(napi_env env, napi_callback_info info) {
   napi_value argv[8];
@@ -780,43 +845,58 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
       check_write_slots(env, &s, from, to))
     return NULL;
   if (to > ndsts) return throw_range(env, "end exceeds the addresses array");
+  return send_chunks(env, fd, &s, from, to, errs, dsts, NULL, NULL);
+}
 
-  struct mmsghdr msgs[MMSG_CHUNK];
-  struct iovec iov[MMSG_CHUNK];
-  struct sockaddr_in sa[MMSG_CHUNK];
-  uint32_t i = from;
-  while (i < to) {
-    /* Fill one chunk [i, i+k); partial sends resume inside it. */
-    unsigned k = to - i < MMSG_CHUNK ? to - i : MMSG_CHUNK;
-    for (unsigned j = 0; j < k; j++) {
-      memset(&sa[j], 0, sizeof sa[j]);
-      sa[j].sin_family = AF_INET;
-      sa[j].sin_addr.s_addr = htonl(dsts[i + j]);
-      iov[j].iov_base = s.buf + s.offs[i + j];
-      iov[j].iov_len = s.lens[i + j];
-      memset(&msgs[j].msg_hdr, 0, sizeof msgs[j].msg_hdr);
-      msgs[j].msg_hdr.msg_name = &sa[j];
-      msgs[j].msg_hdr.msg_namelen = sizeof sa[j];
-      msgs[j].msg_hdr.msg_iov = &iov[j];
-      msgs[j].msg_hdr.msg_iovlen = 1;
-    }
-    unsigned done = 0;
-    while (done < k) {
-      int r = sendmmsg(fd, msgs + done, k - done, MSG_DONTWAIT);
-      if (r < 0) {
-        int e = errno;
-        if (e == EINTR) continue;
-        if (e == EAGAIN || e == EWOULDBLOCK) return ret_u32(env, i + done);
-        if (is_fatal(e)) return throw_errno_fd(env, "sendmmsg", fd, e);
-        count_error(errs, e); /* the first message of this call was refused: skip it */
-        done++;
-        continue;
-      }
-      done += (unsigned)r;
-    }
-    i += k;
+/* ---------- link-layer (AF_PACKET) send sockets ---------- */
+
+/*
+ * linkOpen({sndbuf}) -> fd
+ *
+ * socket(AF_PACKET, SOCK_DGRAM, 0), non-blocking: sends complete IPv4 packets (JS writes every
+ * header field, checksum included; the kernel adds only the Ethernet header) straight to a
+ * neighbour's MAC on one interface, skipping the IP output path (route lookup, netfilter OUTPUT
+ * and POSTROUTING, neighbour lookup) that a raw IP socket takes per packet. Protocol 0: it receives
+ * nothing. It still goes through the interface's qdisc, so tcpdump on the interface sees what it
+ * sends. sndbuf is forced (SO_SNDBUFFORCE, root).
+ */
+static napi_value link_open(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  uint32_t sndbuf;
+  if (get_args(env, info, 1, argv) || opt_u32(env, argv[0], "sndbuf", 0, INT32_MAX / 2, 0, &sndbuf)) return NULL;
+  int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket(AF_PACKET)", "link send socket", errno);
+  int v = (int)sndbuf;
+  if (sndbuf && setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof v) < 0) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, "SO_SNDBUFFORCE", "link send socket", e);
   }
-  return ret_u32(env, i);
+  return ret_i32(env, fd);
+}
+
+/*
+ * sendLinkBatch(fd, buf, offs, lens, ifindex, lladdr, from, to, errs?) -> next
+ * sendmmsg(MSG_DONTWAIT) on a linkOpen socket of packets from..to-1, packet i to the neighbour
+ * with MAC (lladdr[2i], lladdr[2i+1]) on interface ifindex[i] (Int32Arrays); see send_chunks.
+ */
+static napi_value send_link_batch(napi_env env, napi_callback_info info) {
+  napi_value argv[9];
+  int fd;
+  uint32_t from, to, *errs;
+  int32_t *ifx, *ll;
+  size_t nifx, nll;
+  slots_t s;
+  if (get_args(env, info, 9, argv) || get_fd(env, argv[0], &fd) ||
+      get_slots(env, argv[1], argv[2], argv[3], &s) ||
+      get_typed(env, argv[4], napi_int32_array, "ifindex", (void **)&ifx, &nifx) ||
+      get_typed(env, argv[5], napi_int32_array, "lladdr", (void **)&ll, &nll) ||
+      get_u32_range(env, argv[6], "from", 0, UINT32_MAX, &from) ||
+      get_u32_range(env, argv[7], "to", from, UINT32_MAX, &to) || get_errs(env, argv[8], &errs) ||
+      check_write_slots(env, &s, from, to))
+    return NULL;
+  if (to > nifx || 2 * (size_t)to > nll) return throw_range(env, "end exceeds the ifindex or lladdr array");
+  return send_chunks(env, fd, &s, from, to, errs, NULL, ifx, ll);
 }
 
 /* ---------- waiting ---------- */
@@ -941,6 +1021,8 @@ NAPI_MODULE_INIT() {
     FN("writeBatch", write_batch),
     FN("recvBatch", recv_batch),
     FN("sendBatch", send_batch),
+    FN("linkOpen", link_open),
+    FN("sendLinkBatch", send_link_batch),
     FN("wait", wait_fds),
     FN("eventfdOpen", efd_open),
     FN("eventfdWrite", efd_signal),

@@ -71,6 +71,16 @@ export interface NativeAddon {
     fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, dsts: Uint32Array, from: number,
     to: number, errs?: Uint32Array | null,
   ): number;
+  /** AF_PACKET SOCK_DGRAM send-only socket (src/io/linksocket.ts). */
+  linkOpen(options?: { sndbuf?: number }): number;
+  /**
+   * sendmmsg packets from..to-1, packet i to MAC (lladdr[2i] = bytes 0–3 big-endian, lladdr[2i+1] =
+   * bytes 4–5) on interface ifindex[i]; refusals counted; returns the first index not handled.
+   */
+  sendLinkBatch(
+    fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, ifindex: Int32Array, lladdr: Int32Array,
+    from: number, to: number, errs?: Uint32Array | null,
+  ): number;
 
   /**
    * poll() the first n fds (events null: POLLIN) for at most timeoutMs, capped at WAIT_MAX_MS (also

@@ -124,15 +124,15 @@ export class RawIpipSocket {
   }
 
   /**
-   * Sends packets [from, list.count): each is a complete IPv4 packet (outer header first), routed
-   * to list.addresses[i]. Refused packets are skipped and counted in `errors`. Returns the index after
-   * the last packet handled: list.count, or less when the socket buffer is full (EAGAIN) — then
-   * wait for POLLOUT and call again from there, or drop the rest.
+   * Sends packets [from, to) (to: list.count by default): each is a complete IPv4 packet (outer header
+   * first), routed to list.addresses[i]. Refused packets are skipped and counted in `errors`. Returns
+   * the index after the last packet handled: `to`, or less when the socket buffer is full (EAGAIN) —
+   * then wait for POLLOUT and call again from there, or drop the rest.
    */
-  send(list: PacketList, from = 0): number {
+  send(list: PacketList, from = 0, to = list.count): number {
     try {
       return native().sendBatch(
-        this.#fd, list.bytes, list.offsets, list.lengths, list.addresses, from, list.count, this.errors.counters,
+        this.#fd, list.bytes, list.offsets, list.lengths, list.addresses, from, to, this.errors.counters,
       );
     } catch (e) {
       rethrowAs(e, this.#label);
