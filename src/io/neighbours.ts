@@ -1,0 +1,204 @@
+/**
+ * Underlay neighbours for the link-layer send path (`userfan up --send packet`): which MAC, on which
+ * interface, an underlay host's IP-in-IP packets can be sent to directly, without the kernel's IP
+ * output path (src/io/linksocket.ts).
+ *
+ * The kernel stays the one that resolves addresses. The main thread copies its ARP table
+ * (/proc/net/arp: complete Ethernet entries on a fan's underlay interface, inside that fan's
+ * underlay network) into a shared table once a second; workers look a destination up per packet
+ * read from the TUN. An address the table does not have goes through the raw IP socket, and so does
+ * one packet per neighbour per refresh (a "probe"): that traffic through the kernel is what makes
+ * it resolve a new host, and notice (by its own neighbour checks) a host whose MAC changed, which
+ * the next copy then picks up. A host reached through a gateway never has its own entry, so it is
+ * always sent through the kernel, which routes it.
+ *
+ * Layout (Int32Array over a SharedArrayBuffer): [0] version (odd while the main thread rewrites the
+ * table: a lookup that sees it odd, or changed, answers "unknown"), [1] entries, then SLOTS slots of
+ * [address (int32), ifindex (0 = empty), MAC bytes 0–3 (big-endian), MAC bytes 4–5, probe due]
+ * with linear probing. Lookups allocate nothing.
+ */
+import { readFileSync } from 'node:fs';
+import { formatIPv4, parseIPv4 } from '../fan/addr.js';
+
+const VERSION = 0;
+const COUNT = 1;
+const HEADER = 2;
+const W = 5;
+const ADDR = 0;
+const IFINDEX = 1;
+const MAC_HI = 2;
+const MAC_LO = 3;
+const PROBE = 4;
+/** Slots (a power of two); at most half are filled, so at most MAX_NEIGHBOURS entries. */
+const SLOTS = 2048;
+const MASK = SLOTS - 1;
+export const MAX_NEIGHBOURS = SLOTS / 2;
+
+export interface Neighbour {
+  /** IPv4 address, uint32. */
+  address: number;
+  ifindex: number;
+  /** "aa:bb:cc:dd:ee:ff". */
+  mac: string;
+}
+
+const slotOf = (address: number) => Math.imul(address | 0, 0x9e3779b1) >>> 21; // top 11 bits: 0..SLOTS-1
+
+export class NeighbourTable {
+  readonly words: Int32Array;
+
+  constructor(readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(4 * (HEADER + SLOTS * W))) {
+    this.words = new Int32Array(buffer);
+  }
+
+  /**
+   * The link-layer next hop for underlay address `address` (int32 or uint32): its interface index,
+   * with its MAC in ll[at] (bytes 0–3, big-endian) and ll[at + 1] (bytes 4–5). 0 when the packet is to
+   * go through the kernel instead: the address is unknown, the table is being rewritten, or this is
+   * the neighbour's probe packet for this refresh (the first lookup after it claims it).
+   */
+  lookup(address: number, ll: Int32Array, at: number): number {
+    const t = this.words;
+    const v = Atomics.load(t, VERSION);
+    if ((v & 1) !== 0) return 0;
+    const a = address | 0;
+    let i = slotOf(a);
+    for (let n = 0; n < SLOTS; n++) {
+      const b = HEADER + i * W;
+      const ifindex = Atomics.load(t, b + IFINDEX);
+      if (ifindex === 0) return 0;
+      if (Atomics.load(t, b + ADDR) === a) {
+        const hi = Atomics.load(t, b + MAC_HI);
+        const lo = Atomics.load(t, b + MAC_LO);
+        if (Atomics.load(t, VERSION) !== v) return 0;
+        if (Atomics.load(t, b + PROBE) !== 0 && Atomics.compareExchange(t, b + PROBE, 1, 0) === 1) return 0;
+        ll[at] = hi;
+        ll[at + 1] = lo;
+        return ifindex;
+      }
+      i = (i + 1) & MASK;
+    }
+    return 0;
+  }
+
+  /** How many neighbours the table holds. */
+  get size(): number {
+    return Atomics.load(this.words, COUNT);
+  }
+
+  /** What the table holds (for show and tests). */
+  entries(): Neighbour[] {
+    const t = this.words;
+    const out: Neighbour[] = [];
+    for (let i = 0; i < SLOTS; i++) {
+      const b = HEADER + i * W;
+      if (t[b + IFINDEX] === 0) continue;
+      out.push({ address: t[b + ADDR] >>> 0, ifindex: t[b + IFINDEX], mac: macText(t[b + MAC_HI], t[b + MAC_LO]) });
+    }
+    return out.sort((x, y) => x.address - y.address);
+  }
+
+  /**
+   * Makes the table hold exactly `list` (main thread only; the first MAX_NEIGHBOURS entries). Returns
+   * whether anything changed; an unchanged table is not rewritten, so lookups go on undisturbed.
+   */
+  replace(list: readonly Neighbour[]): boolean {
+    const want = list.slice(0, MAX_NEIGHBOURS);
+    const have = this.entries();
+    const key = (n: Neighbour) => `${n.address}/${n.ifindex}/${n.mac}`;
+    const sorted = [...want].sort((x, y) => x.address - y.address);
+    if (have.length === sorted.length && have.every((n, i) => key(n) === key(sorted[i]))) return false;
+    const t = this.words;
+    Atomics.add(t, VERSION, 1); // odd: lookups answer "unknown" until the second add
+    t.fill(0, HEADER);
+    let count = 0;
+    for (const n of want) {
+      const [hi, lo] = macWords(n.mac);
+      let i = slotOf(n.address);
+      while (t[HEADER + i * W + IFINDEX] !== 0 && t[HEADER + i * W + ADDR] !== (n.address | 0)) i = (i + 1) & MASK;
+      const b = HEADER + i * W;
+      if (t[b + IFINDEX] === 0) count++;
+      t[b + ADDR] = n.address | 0;
+      t[b + IFINDEX] = n.ifindex;
+      t[b + MAC_HI] = hi;
+      t[b + MAC_LO] = lo;
+      t[b + PROBE] = 0;
+    }
+    Atomics.store(t, COUNT, count);
+    Atomics.add(t, VERSION, 1);
+    return true;
+  }
+
+  /** Marks every neighbour's probe as due: the next packet to each goes through the kernel. */
+  markProbes(): void {
+    const t = this.words;
+    for (let i = 0; i < SLOTS; i++) {
+      const b = HEADER + i * W;
+      if (Atomics.load(t, b + IFINDEX) !== 0) Atomics.store(t, b + PROBE, 1);
+    }
+  }
+}
+
+/** "aa:bb:cc:dd:ee:ff" → [bytes 0–3 big-endian as int32, bytes 4–5]. */
+export function macWords(mac: string): [number, number] {
+  const m = /^([0-9a-f]{2}):([0-9a-f]{2}):([0-9a-f]{2}):([0-9a-f]{2}):([0-9a-f]{2}):([0-9a-f]{2})$/i.exec(mac);
+  if (!m) throw new RangeError(`${mac}: not a MAC address (aa:bb:cc:dd:ee:ff)`);
+  const b = m.slice(1).map((x) => parseInt(x, 16));
+  return [((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) | 0, (b[4] << 8) | b[5]];
+}
+
+export function macText(hi: number, lo: number): string {
+  const b = [hi >>> 24, (hi >>> 16) & 0xff, (hi >>> 8) & 0xff, hi & 0xff, (lo >>> 8) & 0xff, lo & 0xff];
+  return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+/** A fan's underlay as the neighbour copy needs it: its interface and its network. */
+export interface UnderlayLink {
+  iface: string;
+  ifindex: number;
+  /** Underlay network (uint32) and prefix length: only neighbours inside it are used. */
+  net: number;
+  len: number;
+  /** This host's own underlay address, never a neighbour. */
+  local: number;
+}
+
+const ATF_COM = 0x02;
+const ARPHRD_ETHER = 0x1;
+
+/**
+ * The usable neighbours in /proc/net/arp's text: complete (ATF_COM) Ethernet entries, with a MAC,
+ * on one of `links`' interfaces and inside that link's underlay network.
+ */
+export function parseArpTable(text: string, links: readonly UnderlayLink[]): Neighbour[] {
+  const out: Neighbour[] = [];
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 6) continue;
+    const [ip, hw, flags, mac, , dev] = f;
+    if (Number(hw) !== ARPHRD_ETHER || (Number(flags) & ATF_COM) === 0 || mac === '00:00:00:00:00:00') continue;
+    let address: number;
+    try {
+      address = parseIPv4(ip);
+      macWords(mac);
+    } catch {
+      continue;
+    }
+    const link = links.find((l) => l.iface === dev && inNet(address, l.net, l.len) && address !== l.local);
+    if (link) out.push({ address, ifindex: link.ifindex, mac: mac.toLowerCase() });
+  }
+  return out;
+}
+
+function inNet(a: number, net: number, len: number): boolean {
+  if (len === 0) return true;
+  const mask = (0xffffffff << (32 - len)) >>> 0;
+  return ((a & mask) >>> 0) === ((net & mask) >>> 0);
+}
+
+/** Reads /proc/net/arp of the calling thread's network namespace. */
+export function readArpTable(links: readonly UnderlayLink[], path = '/proc/net/arp'): Neighbour[] {
+  return parseArpTable(readFileSync(path, 'utf8'), links);
+}
+
+export const neighbourText = (n: Neighbour) => `${formatIPv4(n.address)} ${n.mac} (ifindex ${n.ifindex})`;
