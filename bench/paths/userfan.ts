@@ -53,3 +53,5 @@ export const userfan = userfanPath('userfan', (env) => env.workers);
 export const userfan1w = userfanPath('userfan-1w', () => 1);
 /** One worker per host without TUN offloads: one packet per 1480 bytes all the way. */
 export const userfan1wNoOffload = userfanPath('userfan-1w-nooffload', () => 1, ['--offload', 'off']);
+/** One worker per host, sending to the other host's MAC through AF_PACKET (up --send packet). */
+export const userfan1wPacket = userfanPath('userfan-1w-packet', () => 1, ['--send', 'packet']);

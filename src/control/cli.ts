@@ -13,7 +13,7 @@ import { explainAddress, formatExplanation } from '../debug/explain.js';
 import { prefixMask } from '../fan/addr.js';
 import { availableParallelism } from 'node:os';
 import { fansFromArgs, UsageError } from './fans-from-args.js';
-import { up } from './daemon.js';
+import { SEND_PATHS, up, type SendPath } from './daemon.js';
 import { OFFLOAD_MODES, type OffloadMode } from '../offload/probe.js';
 import { daemonsFor, downDaemon } from './down.js';
 import { formatShow, showRows } from './show.js';
@@ -32,7 +32,7 @@ const HELP = `userfan — Ubuntu's Fan networking in user space (IP-in-IP over T
 
 usage:
   userfan up -o OVERLAY -u UNDERLAY [--bridge NAME] [--host-reserve N] [--dhcp] [--workers N] [--ttl N] [--no-nat]
-             [--metrics [HOST:]PORT] [--offload auto|on|off] [--no-trace]
+             [--metrics [HOST:]PORT] [--offload auto|on|off] [--send raw|packet] [--no-trace]
   userfan up -a [--config FILE]            every enabled fan of FILE (default /etc/network/fan)
   userfan down -o OVERLAY -u UNDERLAY | -a [--config FILE] | -e
   userfan show [--json]                    fans that are up: Bridge, Underlay, Overlay, Flags, workers, counters
@@ -103,9 +103,12 @@ const commands: Record<string, Handler> = {
       ...fanOptions,
       bridge: { type: 'string' }, 'host-reserve': { type: 'string' }, dhcp: { type: 'boolean' }, workers: { type: 'string' },
       ttl: { type: 'string' }, 'no-nat': { type: 'boolean' }, tun: { type: 'string' }, metrics: { type: 'string' },
-      offload: { type: 'string' }, 'no-trace': { type: 'boolean' },
+      offload: { type: 'string' }, send: { type: 'string' }, 'no-trace': { type: 'boolean' },
     });
     if (values.offload !== undefined && !(OFFLOAD_MODES as readonly string[]).includes(values.offload)) throw new ConfigError('--offload', values.offload, 'must be auto, on or off');
+    if (values.send !== undefined && !(SEND_PATHS as readonly string[]).includes(values.send)) {
+      throw new ConfigError('--send', values.send, 'must be raw (every packet through the kernel\'s IP output) or packet (to known underlay neighbours through AF_PACKET)');
+    }
     if (positionals.length) throw new UsageError(`unexpected ${positionals.join(' ')}; see userfan --help`);
     const flags = {
       ...(values.bridge !== undefined ? { bridge: values.bridge } : {}),
@@ -124,6 +127,7 @@ const commands: Record<string, Handler> = {
       tun: values.tun,
       metrics: values.metrics === undefined ? undefined : listenOption(values.metrics),
       offload: values.offload as OffloadMode | undefined,
+      send: values.send as SendPath | undefined,
       trace: !values['no-trace'],
     });
   },

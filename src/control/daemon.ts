@@ -15,6 +15,7 @@ import type { Fan } from '../fan/fan.js';
 import { FanTable, prefixesOverlap } from '../fan/table.js';
 import { parseOverlay } from '../fan/parse.js';
 import { DataPlane } from '../dataplane/pool.js';
+import { native } from '../io/native.js';
 import { DEFAULT_POLICY } from '../wire/ipip.js';
 import { bringUpFan, createTun, emptyState, teardown, tunNameFor, underlayInterface } from './hostnet.js';
 import { hasNetAdmin } from './privileges.js';
@@ -36,9 +37,18 @@ export interface UpOptions {
   metrics?: { host: string; port: number };
   /** TUN offloads: auto (default: on unless the kernel refuses), on (fail if refused), off. */
   offload?: OffloadMode;
+  /**
+   * How packets leave: raw (default) through the raw IP socket, i.e. the kernel's IP output (routing,
+   * netfilter, neighbours) per packet; packet: to underlay neighbours the kernel has resolved, through a
+   * link-layer socket (src/io/linksocket.ts), the rest through the raw socket.
+   */
+  send?: SendPath;
   /** false: refuse `userfan trace`; the workers then skip even the per-batch check for one. */
   trace?: boolean;
 }
+
+export const SEND_PATHS = ['raw', 'packet'] as const;
+export type SendPath = (typeof SEND_PATHS)[number];
 
 export function log(event: string, fields: Record<string, unknown> = {}): void {
   process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), event, ...fields })}\n`);
@@ -113,8 +123,12 @@ export async function up(o: UpOptions): Promise<number> {
     }
     offload = decideOffload(id, o.offload ?? 'auto');
     log('offload', { offload: offload.text });
+    const links = o.send === 'packet'
+      ? o.fans.map((f, i) => ({ iface: underlays[i].iface, ifindex: native().ifIndex(underlays[i].iface), net: f.underlay.net, len: f.underlay.len, local: f.localHost }))
+      : undefined;
+    log('send', { send: o.send ?? 'raw', ...(links ? { interfaces: [...new Set(links.map((l) => l.iface))] } : {}) });
     plane = new DataPlane({
-      tun: id, fans: o.fans, workers: o.workers, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, trace: o.trace !== false, log,
+      tun: id, fans: o.fans, workers: o.workers, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, links, trace: o.trace !== false, log,
       onFatal: (why) => {
         log('fatal', { error: why });
         void finish(1, why);

@@ -14,11 +14,15 @@ export interface ShowRow {
   state: 'up' | 'stale';
   workers: number;
   txPackets: number | null;
+  /** Of txPackets, those sent straight to a neighbour's MAC (up --send packet). */
+  txLinkPackets: number | null;
   rxPackets: number | null;
   drops: number | null;
   dropsByReason?: Record<string, number>;
   /** TUN offloads: "on" or "off (why)"; null when the daemon did not answer. */
   offload: string | null;
+  /** How packets leave: "raw" or "packet (N neighbours)"; null when the daemon did not answer. */
+  send: string | null;
 }
 
 export async function showRows(): Promise<ShowRow[]> {
@@ -31,9 +35,10 @@ export async function showRows(): Promise<ShowRow[]> {
       rows.push({
         bridge: r.bridge, underlay: r.underlay, overlay: r.overlay, localHost: r.localHost, slice: r.slice, flags: flagsText(r, s.nat),
         daemon: s.id, pid: s.pid, state: live ? 'up' : 'stale', workers: s.workers,
-        txPackets: st?.total.txPackets ?? null, rxPackets: st?.total.rxPackets ?? null, drops: st?.total.dropsTotal ?? null,
+        txPackets: st?.total.txPackets ?? null, txLinkPackets: st?.total.txLinkPackets ?? null, rxPackets: st?.total.rxPackets ?? null, drops: st?.total.dropsTotal ?? null,
         dropsByReason: st?.total.drops as Record<string, number> | undefined,
         offload: st?.offload ?? null,
+        send: st?.send ?? null,
       });
     }
   }

@@ -27,11 +27,18 @@ export interface DaemonStatus {
   perWorker: CounterSnapshot[];
   /** TUN offload state, when the data plane reports one. */
   offload?: string;
+  /** How packets leave: "raw", or "packet (N neighbours)" (up --send packet). */
+  send?: string;
 }
 
 export function statusOf(state: DaemonState, plane: DataPlane, offload?: string): DaemonStatus {
   const perWorker = [...Array(state.workers).keys()].map((i) => plane.counters.snapshot(i));
-  return { id: state.id, pid: state.pid, startedAt: state.startedAt, workers: state.workers, tun: state.host.tun ?? state.id, fans: state.fans, total: plane.counters.total(), perWorker, offload };
+  return { id: state.id, pid: state.pid, startedAt: state.startedAt, workers: state.workers, tun: state.host.tun ?? state.id, fans: state.fans, total: plane.counters.total(), perWorker, offload, send: sendText(plane) };
+}
+
+export function sendText(plane: DataPlane): string {
+  const n = plane.neighbours?.size;
+  return n === undefined ? 'raw' : `packet (${n} neighbour${n === 1 ? '' : 's'})`;
 }
 
 /** fanctl's Flags column: the flags that are set. */

@@ -12,6 +12,7 @@ export const C_RX_BYTES = 3; //   inner bytes of those
 export const C_TX_BATCHES = 4; // TUN reads that returned packets
 export const C_RX_BATCHES = 5; // socket receives that returned packets
 export const C_RESTARTS = 6; //  times this worker slot was started again after a death
+export const C_TX_LINK = 7; //   of C_TX_PACKETS, those sent through the link-layer socket (up --send packet)
 export const C_DROPS = 8; //     drops by reason: C_DROPS + code (codes start at 1)
 export const ROW = C_DROPS + DROP_SLOTS;
 
@@ -21,6 +22,8 @@ export interface CounterSnapshot {
   rxPackets: number;
   rxBytes: number;
   txBatches: number;
+  /** Of txPackets, those sent straight to a neighbour's MAC (up --send packet). */
+  txLinkPackets: number;
   rxBatches: number;
   restarts: number;
   drops: Partial<Record<DropName, number>>;
@@ -66,6 +69,6 @@ function snapshotOf(r: Float64Array): CounterSnapshot {
   });
   return {
     txPackets: r[C_TX_PACKETS], txBytes: r[C_TX_BYTES], rxPackets: r[C_RX_PACKETS], rxBytes: r[C_RX_BYTES],
-    txBatches: r[C_TX_BATCHES], rxBatches: r[C_RX_BATCHES], restarts: r[C_RESTARTS], drops, dropsTotal,
+    txBatches: r[C_TX_BATCHES], txLinkPackets: r[C_TX_LINK], rxBatches: r[C_RX_BATCHES], restarts: r[C_RESTARTS], drops, dropsTotal,
   };
 }

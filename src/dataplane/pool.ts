@@ -5,13 +5,19 @@
  * A worker that dies is replaced at once (piscina keeps minThreads alive; the task is submitted again)
  * and the event logged; the descriptors it left open are closed here so its TUN queue does not swallow
  * the flows the kernel hashes to it.
+ *
+ * With a link-layer send path (up --send packet) it also keeps the workers' copy of the kernel's ARP
+ * table fresh: once a second (src/io/neighbours.ts).
  */
 import { Piscina } from 'piscina';
 import type { Fan } from '../fan/fan.js';
 import { native } from '../io/native.js';
+import { MAX_NEIGHBOURS, NeighbourTable, readArpTable, type UnderlayLink } from '../io/neighbours.js';
 import { CounterTable, C_RESTARTS } from './counters.js';
 import { TraceRing, type TraceRecord } from '../debug/trace-ring.js';
-import { CONTROL_STOP, CONTROL_TRACE, CONTROL_TRACE_FILTER, controlCrashSlot, controlSlots, type WorkerResult, type WorkerTask } from './task.js';
+import {
+  CONTROL_STOP, CONTROL_TRACE, CONTROL_TRACE_FILTER, controlCrashSlot, controlSlots, FD_RAW, FD_TUN, FDS_PER_WORKER, type WorkerResult, type WorkerTask,
+} from './task.js';
 
 export type LogFn = (event: string, fields?: Record<string, unknown>) => void;
 
@@ -23,6 +29,11 @@ export interface DataPlaneOptions {
   policy: number;
   /** TUN offloads in every worker (decided by src/offload/probe.ts). */
   offload?: boolean;
+  /**
+   * Send to known underlay neighbours through a link-layer socket (up --send packet): the fans'
+   * underlay interfaces and networks. Absent: every packet through the raw IP socket.
+   */
+  links?: UnderlayLink[];
   /** false: no trace can attach, and the workers skip even the per-batch check for one (up --no-trace). */
   trace?: boolean;
   log: LogFn;
@@ -31,6 +42,8 @@ export interface DataPlaneOptions {
 }
 
 const FD_STARTING = -2;
+/** How often the neighbour copy is refreshed and each neighbour gets a packet through the kernel. */
+export const NEIGHBOUR_REFRESH_MS = 1000;
 
 export class DataPlane {
   readonly counters: CounterTable;
@@ -43,13 +56,19 @@ export class DataPlane {
   private running: Promise<unknown>[] = [];
   private started = false;
   private startError?: Error;
+  /** The workers' copy of the kernel's neighbours (up --send packet). */
+  readonly neighbours?: NeighbourTable;
+  private neighbourTimer?: NodeJS.Timeout;
+  private neighbourError = '';
+  private truncationLogged = false;
 
   constructor(private readonly opts: DataPlaneOptions) {
     const n = opts.workers;
     this.counters = new CounterTable(n);
     this.control = new Int32Array(new SharedArrayBuffer(4 * controlSlots(n)));
     this.rings = opts.trace === false ? [] : [...Array(n)].map(() => new TraceRing(TraceRing.buffer()));
-    this.fds = new Int32Array(new SharedArrayBuffer(8 * n)).fill(FD_STARTING);
+    this.fds = new Int32Array(new SharedArrayBuffer(4 * FDS_PER_WORKER * n)).fill(FD_STARTING);
+    if (opts.links) this.neighbours = new NeighbourTable();
     this.pool = new Piscina({
       filename: new URL('./worker.js', import.meta.url).href,
       minThreads: n,
@@ -67,7 +86,7 @@ export class DataPlane {
       index, count: o.workers, tun: o.tun, ttl: o.ttl, policy: o.policy, offload: o.offload,
       fans: o.fans.map((f) => ({ overlayNet: f.overlay.net, overlayLen: f.overlay.len, underlayNet: f.underlay.net, underlayLen: f.underlay.len, localHost: f.localHost })),
       control: this.control.buffer as SharedArrayBuffer, counters: this.counters.buffer, fds: this.fds.buffer as SharedArrayBuffer,
-      trace: this.rings[index]?.buffer,
+      trace: this.rings[index]?.buffer, neighbours: this.neighbours?.buffer,
     };
   }
 
@@ -100,7 +119,7 @@ export class DataPlane {
 
   /** Close the descriptors a dead worker left open. */
   private reclaim(index: number): void {
-    for (const k of [2 * index, 2 * index + 1]) {
+    for (let k = FDS_PER_WORKER * index; k < FDS_PER_WORKER * (index + 1); k++) {
       const fd = this.fds[k];
       this.fds[k] = FD_STARTING;
       if (fd >= 0) {
@@ -111,10 +130,15 @@ export class DataPlane {
     }
   }
 
+  /** Whether worker i holds its TUN queue and raw socket (and link socket, if any: it opens it first). */
+  private holds(i: number): boolean {
+    return this.fds[FDS_PER_WORKER * i + FD_TUN] >= 0 && this.fds[FDS_PER_WORKER * i + FD_RAW] >= 0;
+  }
+
   private async awaitStarted(indexes: number[], ms: number): Promise<void> {
     const deadline = Date.now() + ms;
     for (;;) {
-      if (indexes.every((i) => this.fds[2 * i] >= 0 && this.fds[2 * i + 1] >= 0)) return;
+      if (indexes.every((i) => this.holds(i))) return;
       if (Date.now() > deadline) throw new Error(`workers ${indexes.join(',')} did not open their TUN queue and socket within ${ms} ms`);
       await new Promise((r) => setTimeout(r, 5));
     }
@@ -123,15 +147,43 @@ export class DataPlane {
   /** Start every worker; resolves when all hold their TUN queue and socket, rejects with the first failure. */
   async start(): Promise<void> {
     const all = [...Array(this.opts.workers).keys()];
+    if (this.neighbours) {
+      this.refreshNeighbours();
+      this.neighbourTimer = setInterval(() => this.refreshNeighbours(), NEIGHBOUR_REFRESH_MS);
+      this.neighbourTimer.unref();
+    }
     for (const i of all) this.launch(i);
     const deadline = Date.now() + 10_000;
-    while (!all.every((i) => this.fds[2 * i] >= 0 && this.fds[2 * i + 1] >= 0)) {
+    while (!all.every((i) => this.holds(i))) {
       if (this.startError) throw this.startError;
       if (Date.now() > deadline) throw new Error(`workers did not open their TUN queues and sockets within 10 s`);
       await new Promise((r) => setTimeout(r, 5));
     }
     this.started = true;
     for (const i of all) this.opts.log('worker-started', { worker: i });
+  }
+
+  /**
+   * Copies the kernel's ARP entries for the underlay into the workers' table and marks every neighbour
+   * for one packet through the kernel (what keeps the kernel resolving and re-checking it).
+   */
+  private refreshNeighbours(): void {
+    const t = this.neighbours!;
+    try {
+      const list = readArpTable(this.opts.links!);
+      this.neighbourError = '';
+      if (list.length > MAX_NEIGHBOURS && !this.truncationLogged) {
+        this.truncationLogged = true;
+        this.opts.log('neighbours-truncated', { neighbours: list.length, kept: MAX_NEIGHBOURS, rest: 'sent through the raw socket' });
+      }
+      if (t.replace(list)) this.opts.log('neighbours', { count: t.size });
+    } catch (e) {
+      const why = (e as Error).message;
+      if (why !== this.neighbourError) this.opts.log('neighbours-unreadable', { error: why, effect: 'every packet goes through the raw socket' });
+      this.neighbourError = why;
+      t.replace([]);
+    }
+    t.markProbes();
   }
 
   /** Fault injection for tests: make worker i throw, as a crash would. */
@@ -180,6 +232,7 @@ export class DataPlane {
   /** Stop every worker (each sees the flag within one wait, 20 ms) and the pool. */
   async stop(): Promise<void> {
     this.stopping = true;
+    clearInterval(this.neighbourTimer);
     Atomics.store(this.control, CONTROL_STOP, 1);
     await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, 3000))]);
     for (let i = 0; i < this.opts.workers; i++) this.reclaim(i);

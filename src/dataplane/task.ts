@@ -30,9 +30,17 @@ export interface WorkerTask {
   control: SharedArrayBuffer;
   /** This worker's TraceRing buffer (src/debug/trace-ring.ts); absent when tracing is disabled (up --no-trace). */
   trace?: SharedArrayBuffer;
+  /**
+   * The NeighbourTable buffer (src/io/neighbours.ts) when packets go out through a link-layer socket
+   * to known underlay neighbours (up --send packet); absent: everything through the raw IP socket.
+   */
+  neighbours?: SharedArrayBuffer;
   /** CounterTable buffer. */
   counters: SharedArrayBuffer;
-  /** Int32Array of 2 fds per worker (TUN queue, raw socket), so the main thread can close them if the worker dies. */
+  /**
+   * Int32Array of FDS_PER_WORKER fds per worker (TUN queue, raw socket, link socket or -1), so the main
+   * thread can close them if the worker dies.
+   */
   fds: SharedArrayBuffer;
 }
 
@@ -41,6 +49,12 @@ export interface WorkerResult {
   reason: 'stopped' | 'device-gone';
   detail?: string;
 }
+
+/** Descriptors a worker holds, in WorkerTask.fds: [TUN queue, raw socket, link socket (-1: none)]. */
+export const FDS_PER_WORKER = 3;
+export const FD_TUN = 0;
+export const FD_RAW = 1;
+export const FD_LINK = 2;
 
 export const CONTROL_STOP = 0;
 export const CONTROL_TRACE = 1;

@@ -23,6 +23,10 @@
  * worker's trace ring with their verdict: as sent, as received (before the checks), and those the mapping
  * drops. With no trace attached that costs one Atomics load per round.
  *
+ * With `up --send packet` (task.neighbours) a packet whose outer destination is a known underlay
+ * neighbour (src/io/neighbours.ts) goes out through a link-layer socket straight to its MAC
+ * (src/io/linksocket.ts); the others, and each neighbour's probe packet, through the raw socket.
+ *
  * It never waits for a batch to fill: whatever one read returns goes out at once. Nothing is allocated
  * per packet: batches, lists, arenas and counters are made once, before the loop.
  */
@@ -32,6 +36,8 @@ import { FanTable } from '../fan/table.js';
 import { PacketBatch, PacketList } from '../io/batch.js';
 import { native } from '../io/native.js';
 import { Poller } from '../io/poll.js';
+import { LinkSocket } from '../io/linksocket.js';
+import { NeighbourTable } from '../io/neighbours.js';
 import { RawIpipSocket } from '../io/rawsocket.js';
 import { TunQueue } from '../io/tun.js';
 import { Coalescer, partialTcp } from '../offload/coalesce.js';
@@ -42,9 +48,11 @@ import { decapsulate, egressRoute, encapsulate, OUTER_HEADER_LEN, ROUTE_DST, ROU
 import { i32 } from '../wire/ipv4.js';
 import { OFF_DATA_OFFSET, OFF_TCP_CHECKSUM } from '../wire/tcp.js';
 import { VNET_HDR_LEN } from '../wire/virtio.js';
-import { C_DROPS, C_RX_BATCHES, C_RX_BYTES, C_RX_PACKETS, C_TX_BATCHES, C_TX_BYTES, C_TX_PACKETS, CounterTable } from './counters.js';
+import { C_DROPS, C_RX_BATCHES, C_RX_BYTES, C_RX_PACKETS, C_TX_BATCHES, C_TX_BYTES, C_TX_LINK, C_TX_PACKETS, CounterTable } from './counters.js';
 import { TRACE_IN, TRACE_OUT, TraceRing } from '../debug/trace-ring.js';
-import { CONTROL_STOP, CONTROL_TRACE, CONTROL_TRACE_FILTER, controlCrashSlot, type WorkerResult, type WorkerTask } from './task.js';
+import {
+  CONTROL_STOP, CONTROL_TRACE, CONTROL_TRACE_FILTER, controlCrashSlot, FD_LINK, FD_RAW, FD_TUN, FDS_PER_WORKER, type WorkerResult, type WorkerTask,
+} from './task.js';
 
 const BATCH = 64;
 const WAIT_MS = 20;
@@ -107,33 +115,40 @@ export default function runWorker(task: WorkerTask): WorkerResult {
   const fds = new Int32Array(task.fds);
   const offload = task.offload === true;
 
+  const at = FDS_PER_WORKER * task.index;
   const tun = TunQueue.open(task.tun, { multiQueue: true, vnetHdr: offload });
-  fds[2 * task.index] = tun.fd;
-  let sock: RawIpipSocket;
+  fds[at + FD_TUN] = tun.fd;
+  let sock: RawIpipSocket | undefined;
+  let link: LinkSocket | undefined;
   try {
     // Device-wide, like IFF_VNET_HDR; every worker asks for the same.
     if (offload) tun.setOffload(offloadFlags());
     sock = RawIpipSocket.open({ rcvbuf: SOCKET_BUFFER, sndbuf: SOCKET_BUFFER });
-  } catch (e) {
-    fds[2 * task.index] = -1;
-    tun.close();
-    throw e;
-  }
-  fds[2 * task.index + 1] = sock.fd;
-  try {
+    if (task.neighbours) {
+      link = LinkSocket.open({ sndbuf: SOCKET_BUFFER });
+      fds[at + FD_LINK] = link.fd;
+    }
+    fds[at + FD_RAW] = sock.fd; // last: the pool takes TUN and raw socket both open as "started"
     if (task.count > 1) sock.share(task.index, task.count);
-    return loop(task, fans, control, crashSlot, c, tun, sock, offload, tunMtu(task.tun));
+    const links = link && task.neighbours ? { sock: link, table: new NeighbourTable(task.neighbours) } : undefined;
+    return loop(task, fans, control, crashSlot, c, tun, sock, links, offload, tunMtu(task.tun));
   } finally {
-    fds[2 * task.index] = -1;
-    fds[2 * task.index + 1] = -1;
+    for (let k = 0; k < FDS_PER_WORKER; k++) fds[at + k] = -1;
     tun.close();
-    sock.close();
+    sock?.close();
+    link?.close();
   }
+}
+
+/** The link-layer send path (up --send packet): its socket and the neighbours it may send to. */
+interface Links {
+  sock: LinkSocket;
+  table: NeighbourTable;
 }
 
 function loop(
   task: WorkerTask, fans: FanTable, control: Int32Array, crashSlot: number, c: Float64Array, tun: TunQueue, sock: RawIpipSocket,
-  offload: boolean, mtu: number,
+  links: Links | undefined, offload: boolean, mtu: number,
 ): WorkerResult {
   // TUN → underlay. With offloads: big read slots, then the arena segments are cut into, in one buffer.
   const outSlots = offload ? TSO_READS : BATCH;
@@ -144,6 +159,10 @@ function loop(
   const outBytes = new Uint8Array(outBuf);
   const tx = offload ? new PacketList(outBytes, SEGMENTS) : out.outgoing;
   const txArena = new Arena(outRegion, outBuf.byteLength);
+  // Per tx entry, with links: the neighbour's interface (0: through the raw socket) and MAC.
+  const txIf = new Int32Array(tx.capacity);
+  const txLl = new Int32Array(2 * tx.capacity);
+  const hop = new Int32Array(2);
 
   // Underlay → TUN: 64 KiB slots (kernel-GRO packets), an arena for cutting them when offloads are off.
   const inRegion = BATCH * BIG_SLOT;
@@ -162,10 +181,13 @@ function loop(
   sockRoom.add(sock.fd, native().POLLOUT);
   const tunRoom = new Poller(1);
   tunRoom.add(tun.fd, native().POLLOUT);
+  const linkRoom = new Poller(1);
+  if (links) linkRoom.add(links.sock.fd, native().POLLOUT);
   const ttl = task.ttl;
   const policy = task.policy;
   let id = (task.index * 0x10000) / task.count;
   let sendErrors = 0;
+  let linkErrors = 0;
   let writeErrors = 0;
   let idle = true;
   const route = new Int32Array(2);
@@ -173,21 +195,48 @@ function loop(
   let tracing = false;
   let filter = 0;
 
-  /** sendmmsg what `tx` holds (waiting briefly while the socket buffer is full); empties it. */
+  /**
+   * sendmmsg tx entries [from, to) through the link socket (viaLink) or the raw socket, waiting briefly
+   * while its send buffer is full; what still does not fit is dropped and counted.
+   */
+  const sendRun = (from: number, to: number, viaLink: boolean) => {
+    const first = from;
+    for (let tries = 0; from < to && tries < 50; tries++) {
+      from = viaLink ? links!.sock.send(tx, txIf, txLl, from, to) : sock.send(tx, from, to);
+      if (from < to) (viaLink ? linkRoom : sockRoom).wait(2); // send buffer full: wait until it has room (≤ 2 ms a try)
+    }
+    if (from < to) {
+      c[C_DROPS + Drop['tx-send-error']] += to - from;
+      c[C_TX_PACKETS] -= to - from;
+    }
+    if (viaLink) c[C_TX_LINK] += from - first;
+  };
+
+  /** Sends what `tx` holds (each entry through the socket it was routed to); empties it. */
   const flushTx = () => {
     if (tracing) {
       for (let k = 0; k < tx.count; k++) {
         if (traceMatches(outBytes, tx.offsets[k], tx.lengths[k], filter)) ring!.append(outBytes, tx.offsets[k], tx.lengths[k], TRACE_OUT, 0);
       }
     }
-    let from = 0;
-    for (let tries = 0; from < tx.count && tries < 50; tries++) {
-      from = sock.send(tx, from);
-      if (from < tx.count) sockRoom.wait(2); // send buffer full: wait until it has room (≤ 2 ms a try)
-    }
-    if (from < tx.count) {
-      c[C_DROPS + Drop['tx-send-error']] += tx.count - from;
-      c[C_TX_PACKETS] -= tx.count - from;
+    if (links === undefined) {
+      sendRun(0, tx.count, false);
+    } else {
+      // Runs of consecutive entries that take the same socket, in order.
+      for (let from = 0; from < tx.count; ) {
+        const viaLink = txIf[from] !== 0;
+        let to = from + 1;
+        while (to < tx.count && (txIf[to] !== 0) === viaLink) to++;
+        sendRun(from, to, viaLink);
+        from = to;
+      }
+      const lerrs = links.sock.errors.total;
+      if (lerrs !== linkErrors) {
+        c[C_DROPS + Drop['tx-send-error']] += lerrs - linkErrors;
+        c[C_TX_PACKETS] -= lerrs - linkErrors;
+        c[C_TX_LINK] -= lerrs - linkErrors;
+        linkErrors = lerrs;
+      }
     }
     const errs = sock.errors.total;
     if (errs !== sendErrors) {
@@ -228,13 +277,21 @@ function loop(
     return true;
   };
 
-  /** Encapsulates tx entries [first, tx.count) for dst, in place. */
-  const encapsulateFrom = (b: Uint8Array, first: number, src: number, dst: number) => {
+  /**
+   * Encapsulates tx entries [first, tx.count) for dst, in place, each to be sent through the link
+   * socket to interface ifindex and MAC hop[0..1], or through the raw socket when ifindex is 0.
+   */
+  const encapsulateFrom = (b: Uint8Array, first: number, src: number, dst: number, ifindex: number) => {
+    const hi = hop[0];
+    const lo = hop[1];
     for (let k = first; k < tx.count; k++) {
       const len = tx.lengths[k];
       tx.offsets[k] = encapsulate(b, tx.offsets[k], len, src, dst, ttl, id);
       tx.lengths[k] = len + OUTER_HEADER_LEN;
       tx.addresses[k] = dst;
+      txIf[k] = ifindex;
+      txLl[2 * k] = hi;
+      txLl[2 * k + 1] = lo;
       id = (id + 1) & 0xffff;
       c[C_TX_BYTES] += len;
     }
@@ -296,10 +353,11 @@ function loop(
           }
           const src = route[ROUTE_SRC];
           const dst = route[ROUTE_DST];
+          const ifindex = links === undefined ? 0 : links.table.lookup(dst, hop, 0);
           if (!offload) {
             if (tx.count >= tx.capacity) flushTx();
             tx.push(ip, ipLen);
-            encapsulateFrom(bytes, tx.count - 1, src, dst);
+            encapsulateFrom(bytes, tx.count - 1, src, dst, ifindex);
             continue;
           }
           let r = segment(bytes, off, len, tx, txArena, OUTER_HEADER_LEN);
@@ -314,7 +372,7 @@ function loop(
             if (tracing && traceMatches(bytes, ip, ipLen, filter)) ring!.append(bytes, ip, ipLen, TRACE_OUT, Drop['tx-malformed']);
             continue;
           }
-          encapsulateFrom(bytes, tx.count - r, src, dst);
+          encapsulateFrom(bytes, tx.count - r, src, dst, ifindex);
         }
         flushTx();
       }
