@@ -1,14 +1,25 @@
 /**
  * Round-trip latency container to container, per data path, interleaved: the same two-host topology as
- * bench/iperf.ts, each path built afresh per round (A B C … A B C …), then `ping -c N -i 0.01` from the
- * client container to the server container. Reports the median RTT over all echoes of a path, its spread
+ * bench/iperf.ts, each path built afresh per round (A B C … A B C …), warmed up with --warmup echoes
+ * (ping -f), then `ping -c N -i 0.01` from the client container to the server container. Reports the median RTT over all echoes of a path, its spread
  * (10th–90th percentile) and each path's median minus the reference path's (kernel VXLAN by default):
  * what userfan adds per round trip.
  *
+ * Then what a thread wake-up costs on this machine (bench/wake.c: two threads ping-ponging over pipes,
+ * on one CPU and on two, with the CPUs idle in between as they are between pings): VXLAN answers an
+ * echo without waking any thread (the whole round trip runs in ping's own send), while through userfan
+ * each echo wakes a worker three times and ping once, so on a machine where waking an idle CPU is
+ * slow (a VM whose host halts idle vCPUs) that, not the packet work, is most of the difference.
+ * --pin CPU runs everything (daemons, ping, the kernel work they cause) on that one CPU, where every
+ * wake-up is the cheap kind: what is left is the packet work.
+ *
  *   npm run build && node dist/bench/latency.js [--paths vxlan,userfan-1w,userfan-1w-nooffload,veth]
- *       [--count 200] [--rounds 3] [--reference vxlan] [--json FILE]
+ *       [--count 200] [--rounds 3] [--reference vxlan] [--warmup 3000] [--pin CPU] [--json FILE]
  */
-import { writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import { createFanTopology, type FanTopology } from '../src/lab/topology.js';
 import { pathByName, repoRoot, type PathInstance } from './paths/index.js';
 import { median } from './report.js';
@@ -18,11 +29,14 @@ interface Options {
   count: number;
   rounds: number;
   reference: string;
+  /** Echoes sent as fast as they come back (ping -f) before measuring. */
+  warmup: number;
+  pin?: number;
   json?: string;
 }
 
 function parse(argv: string[]): Options {
-  const o: Options = { paths: ['vxlan', 'userfan-1w', 'userfan-1w-nooffload', 'veth'], count: 200, rounds: 3, reference: 'vxlan' };
+  const o: Options = { paths: ['vxlan', 'userfan-1w', 'userfan-1w-nooffload', 'veth'], count: 200, rounds: 3, reference: 'vxlan', warmup: 3000 };
   for (let i = 0; i < argv.length; i++) {
     const v = () => {
       const x = argv[++i];
@@ -35,9 +49,13 @@ function parse(argv: string[]): Options {
     else if (a === '--rounds') o.rounds = Number(v());
     else if (a === '--reference') o.reference = v();
     else if (a === '--json') o.json = v();
+    else if (a === '--pin') o.pin = Number(v());
+    else if (a === '--warmup') o.warmup = Number(v());
     else throw new Error(`unknown option ${a}`);
   }
   if (!(o.count >= 100 && o.rounds >= 1)) throw new Error('--count must be ≥ 100 and --rounds ≥ 1');
+  if (!(Number.isInteger(o.warmup) && o.warmup >= 0)) throw new Error('--warmup must be a whole number of echoes');
+  if (o.pin !== undefined && !(Number.isInteger(o.pin) && o.pin >= 0 && o.pin < availableParallelism())) throw new Error(`--pin must be a CPU number, 0 to ${availableParallelism() - 1}`);
   return o;
 }
 
@@ -46,8 +64,44 @@ const percentile = (xs: number[], p: number) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
 
+interface WakeResult {
+  peerCpu: number;
+  rounds: number;
+  gapUs: number;
+  medianUs: number;
+  p10Us: number;
+  p90Us: number;
+}
+
+/**
+ * bench/wake.c, compiled here: the round trip of two threads waking each other (two wake-ups), the peer
+ * on CPU 0 (the same CPU) and, with two or more CPUs, on CPU 1. Undefined, with a reason, without gcc.
+ */
+function wakeCosts(): { sameCpu?: WakeResult; otherCpu?: WakeResult; skipped?: string } {
+  const out = join(repoRoot(), 'bench', 'out');
+  const bin = join(out, 'wake');
+  mkdirSync(out, { recursive: true });
+  const cc = spawnSync('gcc', ['-O2', '-Wall', '-pthread', '-o', bin, join(repoRoot(), 'bench', 'wake.c')], { encoding: 'utf8' });
+  if (cc.error || cc.status !== 0) return { skipped: `cannot compile bench/wake.c: ${cc.error?.message ?? cc.stderr.trim()}` };
+  const runOne = (cpu: number): WakeResult => {
+    const r = spawnSync(bin, [String(cpu), '2000', '1000'], { encoding: 'utf8', timeout: 60_000 });
+    if (r.status !== 0) throw new Error(`bench/wake ${cpu}: ${r.stderr || r.error?.message}`);
+    return JSON.parse(r.stdout) as WakeResult;
+  };
+  return { sameCpu: runOne(0), otherCpu: availableParallelism() > 1 ? runOne(1) : undefined };
+}
+
 export async function main(argv: string[]): Promise<number> {
   const o = parse(argv);
+  if (o.pin !== undefined && process.env.USERFAN_LATENCY_PINNED !== String(o.pin)) {
+    // Pin this process before it starts anything: every process of the lab inherits the affinity.
+    const r = spawnSync('taskset', ['-c', String(o.pin), process.execPath, ...process.argv.slice(1)], {
+      stdio: 'inherit', env: { ...process.env, USERFAN_LATENCY_PINNED: String(o.pin) },
+    });
+    if (r.error) throw new Error(`--pin needs taskset (util-linux): ${r.error.message}`);
+    return r.status ?? 1;
+  }
+  if (o.pin !== undefined) console.log(`everything pinned to CPU ${o.pin}`);
   const paths = o.paths.map((n) => {
     const p = pathByName(n);
     if (!p) throw new Error(`unknown path ${n}`);
@@ -62,8 +116,11 @@ export async function main(argv: string[]): Promise<number> {
         topo = await createFanTopology();
         const [a, b] = topo.hosts;
         inst = await path.setup({ topo, a, b, root: repoRoot(), workers: 1, log: () => {} });
-        // Warm up (ARP, neighbour entries, the JIT), then measure.
+        // Warm up (ARP, neighbour entries), then give V8 enough packets to optimize the workers' code (a
+        // daemon that has carried any traffic for a few seconds runs optimized code; a fresh one runs
+        // its first few thousand packets through the baseline compiler), then measure.
         await topo.exec(inst.client, ['ping', '-c', '20', '-i', '0.01', '-W', '1', inst.server.address], { allowFail: true });
+        if (o.warmup > 0) await topo.exec(inst.client, ['ping', '-f', '-q', '-c', String(o.warmup), '-W', '1', inst.server.address], { timeoutMs: 60_000, allowFail: true });
         const r = await topo.exec(inst.client, ['ping', '-c', String(o.count), '-i', '0.01', '-W', '1', inst.server.address], { timeoutMs: 60_000, allowFail: true });
         const times = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000);
         if (times.length < o.count * 0.95) throw new Error(`${path.name}: only ${times.length} of ${o.count} echoes answered`);
@@ -85,7 +142,18 @@ export async function main(argv: string[]): Promise<number> {
       `${name.padEnd(22)} ${m.toFixed(0).padStart(10)}  ${`${percentile(xs, 10).toFixed(0)}–${percentile(xs, 90).toFixed(0)}`.padStart(11)}  ${(m - ref).toFixed(0).padStart(12)}  ${String(xs.length).padStart(7)}`,
     );
   }
-  if (o.json) writeFileSync(o.json, JSON.stringify({ options: o, paths: out }, null, 2));
+  // The wake-up costs, unpinned (the helper pins its own two threads).
+  const wake = o.pin === undefined ? wakeCosts() : { skipped: 'not measured under --pin' };
+  if (wake.sameCpu) {
+    const per = (w: WakeResult) => `${w.medianUs.toFixed(1)} µs round trip (${w.p10Us.toFixed(1)}–${w.p90Us.toFixed(1)}), ~${(w.medianUs / 2).toFixed(1)} µs a wake-up`;
+    console.log(`\nthread wake-ups here (bench/wake.c, 2000 round trips, 1 ms idle before each):`);
+    console.log(`  same CPU:   ${per(wake.sameCpu)}`);
+    if (wake.otherCpu) console.log(`  other CPU:  ${per(wake.otherCpu)}`);
+    console.log('  an echo through userfan wakes a worker 3 times and ping once; through VXLAN it usually runs inside ping\'s own send');
+  } else if (wake.skipped && o.pin === undefined) {
+    console.log(`\nthread wake-up cost not measured: ${wake.skipped}`);
+  }
+  if (o.json) writeFileSync(o.json, JSON.stringify({ options: o, paths: out, wake }, null, 2));
   return 0;
 }
 
