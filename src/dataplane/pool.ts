@@ -170,7 +170,9 @@ export class DataPlane {
   private refreshNeighbours(): void {
     const t = this.neighbours!;
     try {
-      const list = readArpTable(this.opts.links!);
+      // Interface indexes looked up afresh: an underlay interface that was recreated has a new one.
+      const links = this.opts.links!.map((l) => ({ ...l, ifindex: native().ifIndex(l.iface) })).filter((l) => l.ifindex > 0);
+      const list = readArpTable(links);
       this.neighbourError = '';
       if (list.length > MAX_NEIGHBOURS && !this.truncationLogged) {
         this.truncationLogged = true;
