@@ -24,9 +24,9 @@ async function neighboursLearned(lab: UserfanLab, n: number): Promise<string[]> 
   return seen;
 }
 
-describe.each(['on', 'off'] as const)('--send packet, --offload %s', (offload) => {
+describe.each([['on', 1], ['off', 1], ['on', 2]] as const)('--send packet, --offload %s, %i worker(s) per host', (offload, workers) => {
   it('learns the other host from the kernel, sends to its MAC, and carries 32 MB byte-exact (and 8 MB back) as checksummed IP-in-IP', async () => {
-    const lab = await createUserfanLab({ workers: 1, upArgs: ['--send', 'packet', '--offload', offload] });
+    const lab = await createUserfanLab({ workers, upArgs: ['--send', 'packet', '--offload', offload] });
     try {
       const [A, B] = lab.hosts;
       const [[a], [b]] = lab.containers;
@@ -71,6 +71,38 @@ describe.each(['on', 'off'] as const)('--send packet, --offload %s', (offload) =
       const st = JSON.parse((await lab.cli(A, ['stats', '--json', '--interval', '100'])).stdout)[0];
       expect(st.send).toBe('packet (1 neighbour)');
       expect(st.total.txLinkPackets).toBe(sa.txLinkPackets);
+    } finally {
+      await lab.destroy();
+    }
+  });
+});
+
+describe('--send packet when a neighbour\'s MAC changes', () => {
+  it('follows the kernel: once A\'s kernel has B\'s new MAC, packets go to it within a refresh', async () => {
+    const lab = await createUserfanLab({ workers: 1, upArgs: ['--send', 'packet'] });
+    try {
+      const [A, B] = lab.hosts;
+      const [[a], [b]] = lab.containers;
+      expect((await lab.topo.ping(a, b.address, { count: 2 })).ok).toBe(true);
+      expect(await neighboursLearned(lab, 1)).toEqual(['packet (1 neighbour)', 'packet (1 neighbour)']);
+      const newMac = '02:75:66:00:00:27';
+      await lab.topo.exec(B, ['ip', 'link', 'set', 'dev', B.underlayIf, 'address', newMac]);
+      // B comes back as a replaced host does: it asks for A (an ARP request carries B's new MAC), and A's
+      // kernel takes the new MAC from it. userfan copies it at its next refresh (≤ 1 s).
+      await lab.topo.exec(B, ['ip', 'neigh', 'flush', 'dev', B.underlayIf]);
+      await lab.topo.exec(B, ['ping', '-c', '1', '-W', '2', A.underlay]);
+      const neigh = JSON.parse((await lab.topo.exec(A, ['ip', '-j', 'neigh', 'show', 'dev', A.underlayIf, 'to', B.underlay])).stdout);
+      expect(neigh[0]?.lladdr, 'A\'s kernel learned the new MAC').toBe(newMac);
+      const t0 = Date.now();
+      const r = await lab.topo.exec(a, ['ping', '-c', '1', '-w', '5', '-i', '0.05', b.address], { timeoutMs: 10_000, allowFail: true });
+      expect(r.code, r.stdout).toBe(0);
+      console.log(`echoes came back ${Date.now() - t0} ms after A's kernel had B's new MAC`);
+      await sleep(1100); // one more refresh: the copy has the new MAC for sure
+      const before = (await lab.show(A))[0];
+      const ab = await lab.transfer(a, b, 8 << 20, { deadlineMs: 60_000 });
+      expect(ab.match, JSON.stringify(ab)).toBe(true);
+      const after = (await lab.show(A))[0];
+      expect(after.txLinkPackets - before.txLinkPackets).toBeGreaterThan((after.txPackets - before.txPackets) * 0.8);
     } finally {
       await lab.destroy();
     }
