@@ -82,6 +82,9 @@ export interface NativeAddon {
     from: number, to: number, errs?: Uint32Array | null,
   ): number;
 
+  /** out[i] = folded one's-complement sum of buf[offs[i], offs[i] + lens[i]) for i < n (src/wire/sum.ts). */
+  sum16Batch(buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, n: number, out: Uint32Array): void;
+
   /**
    * poll() the first n fds (events null: POLLIN) for at most timeoutMs, capped at WAIT_MAX_MS (also
    * for negative values); revents[i] filled; returns how many are ready (0: timeout or signal).
