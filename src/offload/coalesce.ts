@@ -14,6 +14,7 @@
  *    segment shorter than the first; at most 65535 bytes in all;
  *  - both checksums verify (the first's is checked when the second arrives): the super-packet goes out
  *    with NEEDS_CSUM, so the kernel will not check it again, and a corrupt segment must not be laundered.
+ *    The sums behind those checks are computed for the whole batch at once, in the addon (SumBatch).
  *
  * Everything else is written as it came, behind a virtio-net header without flags. Packets the kernel's
  * own GRO already joined on the underlay (a protocol-4 raw socket receives those: their TCP checksum field
@@ -34,6 +35,7 @@ import {
   OFF_ACK, OFF_DATA_OFFSET, OFF_FLAGS, OFF_SEQ, OFF_SPORT, OFF_TCP_CHECKSUM, OFF_WINDOW, pseudoHeaderSum, tcpChecksumVerifies,
   TCP_CWR, TCP_FIN, TCP_MIN_HEADER, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG,
 } from '../wire/tcp.js';
+import { SumBatch } from '../wire/sum.js';
 import { putVnetHdr, putVnetNone, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN } from '../wire/virtio.js';
 
 /**
@@ -91,6 +93,10 @@ export class Coalescer {
   private readonly kind: Uint8Array;
   private readonly verified: Uint8Array; // the first segment's checksum was checked
   private readonly psh: Uint8Array; //      a PSH segment joined last
+  private readonly at: Uint32Array; //      the list index of the item's first segment
+  /** Per list index: the sum of its TCP part in `sums`, or -1 (not summed: not a TCP candidate). */
+  private readonly sumOf: Int32Array;
+  private readonly sums: SumBatch;
   private count = 0;
 
   /** Segments that joined a super-packet (not counting the first of each), since construction. */
@@ -111,6 +117,9 @@ export class Coalescer {
     this.kind = new Uint8Array(capacity);
     this.verified = new Uint8Array(capacity);
     this.psh = new Uint8Array(capacity);
+    this.at = new Uint32Array(capacity);
+    this.sumOf = new Int32Array(capacity);
+    this.sums = new SumBatch(capacity);
   }
 
   /**
@@ -124,7 +133,19 @@ export class Coalescer {
     if (list.count > this.capacity) throw new RangeError(`coalesce: ${list.count} packets, capacity ${this.capacity}`);
     this.count = 0;
     const n = list.count;
-    for (let k = 0; k < n; k++) this.add(b, list.offsets[k], list.lengths[k], slotSize, mtu);
+    // The one's-complement sums of every TCP segment's TCP part, in one native call; the checks use them.
+    const sums = this.sums;
+    sums.count = 0;
+    for (let k = 0; k < n; k++) {
+      const o = list.offsets[k];
+      const L = list.lengths[k];
+      this.sumOf[k] = -1;
+      if (L < IPV4_MIN_HEADER + TCP_MIN_HEADER || b[o] >>> 4 !== 4 || b[o + OFF_PROTO] !== PROTO_TCP) continue;
+      const ihl = (b[o] & 0x0f) << 2;
+      if (ihl >= IPV4_MIN_HEADER && ihl + TCP_MIN_HEADER <= L) this.sumOf[k] = sums.add(o + ihl, L - ihl);
+    }
+    sums.run(b);
+    for (let k = 0; k < n; k++) this.add(b, list.offsets[k], list.lengths[k], slotSize, mtu, k);
     for (let j = 0; j < this.count; j++) {
       const ip = this.ip[j];
       this.finish(b, j, mtu);
@@ -135,8 +156,22 @@ export class Coalescer {
     return this.count;
   }
 
-  private newItem(ip: number, len: number, kind: number): number {
+  /**
+   * tcpChecksumVerifies() for list entry k at b[o, o+L), from the batch's precomputed sum of its TCP part
+   * (computed before anything in the batch moved; joining only writes behind an item's first segment).
+   */
+  private verifies(b: Uint8Array, o: number, L: number, k: number): boolean {
+    const si = this.sumOf[k];
+    if (si < 0) return tcpChecksumVerifies(b, o, L);
+    const ihl = (b[o] & 0x0f) << 2;
+    let s = pseudoHeaderSum(b, o, PROTO_TCP, L - ihl) + this.sums.sums[si];
+    s = (s & 0xffff) + (s >>> 16);
+    return s === 0xffff;
+  }
+
+  private newItem(ip: number, len: number, kind: number, k: number): number {
     const j = this.count++;
+    this.at[j] = k;
     this.ip[j] = ip;
     this.len[j] = len;
     this.kind[j] = kind;
@@ -146,22 +181,22 @@ export class Coalescer {
     return j;
   }
 
-  private add(b: Uint8Array, o: number, L: number, slotSize: number, mtu: number): void {
+  private add(b: Uint8Array, o: number, L: number, slotSize: number, mtu: number, k: number): void {
     // Only whole, unfragmented TCP/IPv4 with room for its headers is a candidate; decapsulate() checked
     // version, IHL and total length already, but stay safe on our own.
     if (L < IPV4_MIN_HEADER + TCP_MIN_HEADER || b[o] >>> 4 !== 4 || b[o + OFF_PROTO] !== PROTO_TCP) {
-      this.newItem(o, L, PLAIN);
+      this.newItem(o, L, PLAIN, k);
       return;
     }
     const ihl = (b[o] & 0x0f) << 2;
     const t = o + ihl;
     if (ihl < IPV4_MIN_HEADER || ihl + TCP_MIN_HEADER > L || u16(b, o + OFF_TOTAL_LEN) !== L || (u16(b, o + OFF_FLAGS_FRAG) & (FLAG_MF | FRAG_OFFSET_MASK)) !== 0) {
-      this.newItem(o, L, PLAIN);
+      this.newItem(o, L, PLAIN, k);
       return;
     }
     const thl = (b[t + OFF_DATA_OFFSET] >>> 4) << 2;
     if (thl < TCP_MIN_HEADER || ihl + thl > L) {
-      this.newItem(o, L, PLAIN);
+      this.newItem(o, L, PLAIN, k);
       return;
     }
     const payload = L - ihl - thl;
@@ -169,8 +204,9 @@ export class Coalescer {
     const src = i32(b, o + OFF_SRC);
     const dst = i32(b, o + OFF_DST);
     const ports = i32(b, t + OFF_SPORT);
-    // A segment the kernel's GRO joined on the underlay carries a partial checksum.
-    const partial = partialChecksum(b, o, L, mtu);
+    // A segment the kernel's GRO joined on the underlay carries a partial checksum (partialChecksum(),
+    // with the batch's sum).
+    const partial = u16(b, t + OFF_TCP_CHECKSUM) !== pseudoHeaderSum(b, o, PROTO_TCP, L - ihl) ? 0 : L > mtu ? 1 : this.verifies(b, o, L, k) ? 2 : 1;
 
     // The flow's latest item, if any. A segment whose complete checksum happens to equal the partial
     // value (partial === 2) is an ordinary segment and joins like one.
@@ -179,12 +215,12 @@ export class Coalescer {
       for (let j = this.count - 1; j >= stop; j--) {
         const kind = this.kind[j];
         if (kind === PLAIN || this.ports[j] !== ports || this.src[j] !== src || this.dst[j] !== dst) continue;
-        if (kind === TCP_OPEN && this.joins(b, j, o, L, ihl, thl, payload, flags)) return;
+        if (kind === TCP_OPEN && this.joins(b, j, o, L, ihl, thl, payload, flags, k)) return;
         break;
       }
     }
 
-    const j = this.newItem(o, L, partial === 1 ? PARTIAL : payload > 0 && (flags & (NEVER | TCP_PSH)) === 0 ? TCP_OPEN : TCP_DONE);
+    const j = this.newItem(o, L, partial === 1 ? PARTIAL : payload > 0 && (flags & (NEVER | TCP_PSH)) === 0 ? TCP_OPEN : TCP_DONE, k);
     if (partial === 2) this.verified[j] = 1;
     this.limit[j] = Math.min(o - (o % slotSize) + slotSize, o + MAX_IP_LEN);
     this.gso[j] = payload;
@@ -195,7 +231,7 @@ export class Coalescer {
   }
 
   /** Joins the segment at o to item j if every rule allows it; true when it did. */
-  private joins(b: Uint8Array, j: number, o: number, L: number, ihl: number, thl: number, payload: number, flags: number): boolean {
+  private joins(b: Uint8Array, j: number, o: number, L: number, ihl: number, thl: number, payload: number, flags: number, k: number): boolean {
     const h = this.ip[j];
     const ht = h + ((b[h] & 0x0f) << 2);
     const t = o + ihl;
@@ -217,13 +253,13 @@ export class Coalescer {
     }
     // Checksums last: they cost a pass over the bytes.
     if (this.verified[j] === 0) {
-      if (!tcpChecksumVerifies(b, h, len)) {
+      if (!this.verifies(b, h, len, this.at[j])) {
         this.kind[j] = TCP_DONE;
         return false;
       }
       this.verified[j] = 1;
     }
-    if (!tcpChecksumVerifies(b, o, L)) return false;
+    if (!this.verifies(b, o, L, k)) return false;
 
     b.copyWithin(h + len, t + thl, o + L);
     this.len[j] = len + payload;

@@ -20,7 +20,7 @@ import {
   FLAG_MF, FRAG_OFFSET_MASK, IPV4_MIN_HEADER, OFF_CHECKSUM, OFF_FLAGS_FRAG, OFF_ID, OFF_PROTO, OFF_TOTAL_LEN, PROTO_TCP,
   PROTO_UDP, putU16, putU32, u16,
 } from '../wire/ipv4.js';
-import { sum16 } from '../wire/sum.js';
+import { sum16, SumBatch } from '../wire/sum.js';
 import {
   OFF_DATA_OFFSET, OFF_FLAGS, OFF_SEQ, OFF_TCP_CHECKSUM, pseudoHeaderSum, TCP_CWR, TCP_FIN, TCP_MIN_HEADER, TCP_PSH,
 } from '../wire/tcp.js';
@@ -123,6 +123,10 @@ export function splitTcp(b: Uint8Array, ip: number, ipLen: number, gso: number, 
   if (out.count + n > out.capacity) return NO_ROOM;
   if (arena.cursor + n * (headroom + hl + 3) + payload > arena.end) return NO_ROOM;
 
+  // Each segment's TCP part is summed in one native call for the whole packet, after it is cut.
+  const sums = segmentSums;
+  if (n > sums.capacity) return BAD_PACKET; // not reachable: 64 KiB at the smallest MSS is 1366 segments
+  sums.count = 0;
   const id0 = u16(b, ip + OFF_ID);
   const seq0 = (b[t + OFF_SEQ] << 24) | (b[t + OFF_SEQ + 1] << 16) | (b[t + OFF_SEQ + 2] << 8) | b[t + OFF_SEQ + 3]; // int32: no heap number
   const flags0 = b[t + OFF_FLAGS];
@@ -147,11 +151,21 @@ export function splitTcp(b: Uint8Array, ip: number, ipLen: number, gso: number, 
     if (i < n - 1) f &= ~(TCP_FIN | TCP_PSH);
     b[st + OFF_FLAGS] = f;
     putU16(b, st + OFF_TCP_CHECKSUM, 0);
-    const s = pseudoHeaderSum(b, pos, PROTO_TCP, thl + len) + sum16(b, st, thl + len);
-    putU16(b, st + OFF_TCP_CHECKSUM, ~((s & 0xffff) + (s >>> 16)) & 0xffff);
+    sums.add(st, thl + len);
     out.push(pos, hl + len);
     pos += hl + len;
   }
   arena.cursor = pos;
+  sums.run(b);
+  const first = out.count - n;
+  for (let i = 0; i < n; i++) {
+    const at = out.offsets[first + i];
+    const st = sums.offs[i];
+    const s = pseudoHeaderSum(b, at, PROTO_TCP, sums.lens[i]) + sums.sums[i];
+    putU16(b, st + OFF_TCP_CHECKSUM, ~((s & 0xffff) + (s >>> 16)) & 0xffff);
+  }
   return n;
 }
+
+/** Segments of one super-packet: at most 1366 (64 KiB at Linux's smallest MSS, 48). */
+const segmentSums = new SumBatch(2048);
