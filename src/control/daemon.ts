@@ -83,7 +83,7 @@ export async function up(o: UpOptions): Promise<number> {
 
   const id = o.tun ?? tunNameFor(o.fans[0]);
   const state: DaemonState = {
-    id, pid: process.pid, startedAt: new Date().toISOString(), workers: o.workers, ttl: o.ttl, nat: o.nat,
+    id, pid: process.pid, startedAt: new Date().toISOString(), workers: o.workers, ttl: o.ttl, nat: o.nat, send: o.send ?? 'raw',
     fans: o.fans.map(fanRecord), host: emptyState(),
   };
   const save = () => writeState(state);

@@ -37,6 +37,8 @@ export interface DaemonState {
   workers: number;
   ttl: number;
   nat: boolean;
+  /** How packets leave (up --send); absent in state files of older versions: raw. */
+  send?: 'raw' | 'packet';
   fans: FanRecord[];
   host: HostState;
 }

@@ -10,6 +10,7 @@ import { Fan, bridgeNameFor } from '../fan/fan.js';
 import { parseOverlay } from '../fan/parse.js';
 import { run } from '../lab/exec.js';
 import type { DaemonState } from '../control/state.js';
+import { kernelNeighbour } from '../io/neighbours.js';
 import { explainAddress, type Explanation } from './explain.js';
 
 export interface UpFan {
@@ -63,6 +64,15 @@ function find(up: UpFan[], text: string): { u: UpFan; addr: number } {
   return { u, addr };
 }
 
+/** How the encapsulated packet leaves the sending host: the raw socket, or (up --send packet) by MAC. */
+function sendStep(u: UpFan, srcHost: number, dstHost: number, underlayRoute: string | undefined): string {
+  const viaKernel = `the raw socket sends it on the underlay${srcHost === u.fan.localHost && underlayRoute ? ` (${underlayRoute})` : ''}`;
+  if (srcHost !== u.fan.localHost || u.daemon.send !== 'packet') return viaKernel;
+  const n = kernelNeighbour(dstHost);
+  if (!n) return `${viaKernel}: the kernel has no ARP entry for ${formatIPv4(dstHost)} yet (--send packet sends by MAC once it has one)`;
+  return `an AF_PACKET socket sends it straight to ${n.mac} on ${n.dev}, the kernel's ARP entry for ${formatIPv4(dstHost)} (--send packet; one packet a second still goes through the raw socket, so the kernel keeps checking that entry)`;
+}
+
 export async function explainLive(up: UpFan[], text: string, fromText?: string): Promise<LiveExplanation> {
   const { u, addr } = find(up, text);
   const e = explainAddress(u.fan, addr, text);
@@ -90,7 +100,7 @@ export async function explainLive(up: UpFan[], text: string, fromText?: string):
     steps.push(`${formatIPv4(srcHost)} routes ${formatCidr(f.overlay.net, f.overlay.len)} into the TUN ${srcHost === f.localHost ? u.tun : '(its userfan TUN or tunl0)'} (MTU ${mtu}; a larger packet with DF gets ICMP fragmentation-needed from ${gw(srcHost)})`);
     steps.push(`a worker reads it in a batch and maps ${D}: (${D} & ~/${f.overlay.len}) >>> ${f.shift} = host bits → underlay host ${formatIPv4(dstHost)}, slice ${sliceOf(dstHost)}`);
     steps.push(`it writes the outer header in front: IPv4 ${formatIPv4(srcHost)} > ${formatIPv4(dstHost)} protocol 4, TTL ${u.daemon.ttl || 'inherited'}, DF and DSCP copied, ECN per RFC 6040 (20 bytes of overhead)`);
-    steps.push(`the raw socket sends it on the underlay${srcHost === f.localHost && live.underlayRoute ? ` (${live.underlayRoute})` : ''}`);
+    steps.push(sendStep(u, srcHost, dstHost, live.underlayRoute));
     steps.push(`on ${formatIPv4(dstHost)} a userfan worker (or kernel ipip) receives it and checks: outer and inner headers, inner source ${S} in the slice of the sender ${formatIPv4(srcHost)} (anti-spoofing), ${D} in its own slice`);
     steps.push(`it strips the outer header and writes ${S} > ${D} to its TUN; the kernel routes it onto bridge ${brOf(dstHost)} (${gw(dstHost)})`);
     steps.push(`${D} receives it; a reply takes the same steps back with the roles swapped`);

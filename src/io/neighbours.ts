@@ -201,4 +201,23 @@ export function readArpTable(links: readonly UnderlayLink[], path = '/proc/net/a
   return parseArpTable(readFileSync(path, 'utf8'), links);
 }
 
+/**
+ * The kernel's complete ARP entry for `address` (uint32) in /proc/net/arp, on any interface: its MAC and
+ * device; undefined when there is none (never resolved, or the resolution failed).
+ */
+export function kernelNeighbour(address: number, path = '/proc/net/arp'): { mac: string; dev: string } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const ip = formatIPv4(address);
+  for (const line of text.split('\n').slice(1)) {
+    const [a, hw, flags, mac, , dev] = line.trim().split(/\s+/);
+    if (a === ip && Number(hw) === ARPHRD_ETHER && (Number(flags) & ATF_COM) !== 0 && dev) return { mac: mac.toLowerCase(), dev };
+  }
+  return undefined;
+}
+
 export const neighbourText = (n: Neighbour) => `${formatIPv4(n.address)} ${n.mac} (ifindex ${n.ifindex})`;

@@ -71,6 +71,10 @@ describe.each([['on', 1], ['off', 1], ['on', 2]] as const)('--send packet, --off
       const st = JSON.parse((await lab.cli(A, ['stats', '--json', '--interval', '100'])).stdout)[0];
       expect(st.send).toBe('packet (1 neighbour)');
       expect(st.total.txLinkPackets).toBe(sa.txLinkPackets);
+
+      // explain --from names the MAC the packet goes to.
+      const ex = JSON.parse((await lab.cli(A, ['explain', b.address, '--from', a.address, '--json'])).stdout);
+      expect(ex.steps.join('\n')).toContain(`an AF_PACKET socket sends it straight to ${bMac} on ${A.underlayIf}`);
     } finally {
       await lab.destroy();
     }
