@@ -13,7 +13,7 @@
  */
 import type { PacketList } from './batch.js';
 import { IoErrors } from './errors.js';
-import { native, rethrowAs } from './native.js';
+import { closeFd, native, rethrowAs } from './native.js';
 
 export class LinkSocket {
   /** Packets send() skipped: EMSGSIZE (longer than the interface's MTU), ENXIO (interface gone), … */
@@ -55,10 +55,6 @@ export class LinkSocket {
     const fd = this.#fd;
     if (fd < 0) return;
     this.#fd = -1;
-    try {
-      native().close(fd);
-    } catch (e) {
-      rethrowAs(e, this.#label);
-    }
+    closeFd(fd, this.#label);
   }
 }

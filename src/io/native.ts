@@ -142,6 +142,15 @@ export function rethrowAs(e: unknown, object: string): never {
   throw e;
 }
 
+/** Closes a descriptor the caller owns, naming `object` in the error (the I/O classes' idempotent close()). */
+export function closeFd(fd: number, object: string): void {
+  try {
+    native().close(fd);
+  } catch (e) {
+    rethrowAs(e, object);
+  }
+}
+
 const ADDON_PATH = join('build', 'Release', 'userfan.node');
 
 /** Finds build/Release/userfan.node above this module (works from src/io and from dist/src/io). */

@@ -19,7 +19,7 @@
  */
 import type { PacketBatch, PacketList } from './batch.js';
 import { IoErrors } from './errors.js';
-import { native, rethrowAs, type RawOpenOptions } from './native.js';
+import { closeFd, native, rethrowAs, type RawOpenOptions } from './native.js';
 import { shareFilter } from './share.js';
 
 export type { RawOpenOptions };
@@ -144,10 +144,6 @@ export class RawIpipSocket {
     const fd = this.#fd;
     if (fd < 0) return;
     this.#fd = -1;
-    try {
-      native().close(fd);
-    } catch (e) {
-      rethrowAs(e, this.#label);
-    }
+    closeFd(fd, this.#label);
   }
 }

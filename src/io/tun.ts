@@ -11,7 +11,7 @@
  */
 import type { PacketBatch, PacketList } from './batch.js';
 import { IoErrors } from './errors.js';
-import { native, rethrowAs, type TunOpenOptions } from './native.js';
+import { closeFd, native, rethrowAs, type TunOpenOptions } from './native.js';
 
 export type { TunOpenOptions };
 
@@ -120,10 +120,6 @@ export class TunQueue {
     const fd = this.#fd;
     if (fd < 0) return;
     this.#fd = -1;
-    try {
-      native().close(fd);
-    } catch (e) {
-      rethrowAs(e, this.name);
-    }
+    closeFd(fd, this.name);
   }
 }
