@@ -1,17 +1,17 @@
 /**
  * Round-trip latency container to container, per data path, interleaved: the same two-host topology as
  * bench/iperf.ts, each path built afresh per round (A B C … A B C …), warmed up with --warmup echoes
- * (ping -f), then `ping -c N -i 0.01` from the client container to the server container. Reports the median RTT over all echoes of a path, its spread
- * (10th–90th percentile) and each path's median minus the reference path's (kernel VXLAN by default):
- * what userfan adds per round trip.
+ * (ping -f), then `ping -c N -i 0.01` from the client container to the server container. Reports the
+ * median RTT over all echoes of a path, its spread (10th–90th percentile) and each path's median minus
+ * the reference path's (kernel VXLAN by default): what userfan adds per round trip.
  *
  * Then what a thread wake-up costs on this machine (bench/wake.c: two threads ping-ponging over pipes,
- * on one CPU and on two, with the CPUs idle in between as they are between pings): VXLAN answers an
- * echo without waking any thread (the whole round trip runs in ping's own send), while through userfan
- * each echo wakes a worker three times and ping once, so on a machine where waking an idle CPU is
- * slow (a VM whose host halts idle vCPUs) that, not the packet work, is most of the difference.
- * --pin CPU runs everything (daemons, ping, the kernel work they cause) on that one CPU, where every
- * wake-up is the cheap kind: what is left is the packet work.
+ * on one CPU and on two, with the CPUs idle in between as they are between pings). Through VXLAN an
+ * echo's round trip runs inside ping's own send (its median is below the cost of one wake-up of another
+ * CPU here), while through userfan each echo wakes a worker three times and ping once; on a machine where
+ * waking an idle CPU is slow (a VM whose idle vCPUs halt), that, not the packet work, is most of the
+ * difference. --pin CPU runs everything (daemons, ping, the kernel work they cause) on that one CPU,
+ * where every wake-up is the cheap kind: what is left is the packet work.
  *
  *   npm run build && node dist/bench/latency.js [--paths vxlan,userfan-1w,userfan-1w-nooffload,veth]
  *       [--count 200] [--rounds 3] [--reference vxlan] [--warmup 3000] [--pin CPU] [--json FILE]
@@ -149,7 +149,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(`\nthread wake-ups here (bench/wake.c, 2000 round trips, 1 ms idle before each):`);
     console.log(`  same CPU:   ${per(wake.sameCpu)}`);
     if (wake.otherCpu) console.log(`  other CPU:  ${per(wake.otherCpu)}`);
-    console.log('  an echo through userfan wakes a worker 3 times and ping once; through VXLAN it usually runs inside ping\'s own send');
+    console.log('  an echo through userfan wakes a worker 3 times and ping once; through VXLAN it runs inside ping\'s own send');
   } else if (wake.skipped && o.pin === undefined) {
     console.log(`\nthread wake-up cost not measured: ${wake.skipped}`);
   }
