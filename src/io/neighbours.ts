@@ -18,7 +18,7 @@
  * with linear probing. Lookups allocate nothing.
  */
 import { readFileSync } from 'node:fs';
-import { formatIPv4, parseIPv4 } from '../fan/addr.js';
+import { parseIPv4, prefixMask } from '../fan/addr.js';
 
 const VERSION = 0;
 const COUNT = 1;
@@ -167,11 +167,10 @@ const ATF_COM = 0x02;
 const ARPHRD_ETHER = 0x1;
 
 /**
- * The usable neighbours in /proc/net/arp's text: complete (ATF_COM) Ethernet entries, with a MAC,
- * on one of `links`' interfaces and inside that link's underlay network.
+ * The complete (ATF_COM) Ethernet entries with a MAC in /proc/net/arp's text: address (uint32), MAC
+ * (lower case) and device.
  */
-export function parseArpTable(text: string, links: readonly UnderlayLink[]): Neighbour[] {
-  const out: Neighbour[] = [];
+function* arpEntries(text: string): Generator<{ address: number; mac: string; dev: string }> {
   for (const line of text.split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
     if (f.length < 6) continue;
@@ -184,16 +183,21 @@ export function parseArpTable(text: string, links: readonly UnderlayLink[]): Nei
     } catch {
       continue;
     }
-    const link = links.find((l) => l.iface === dev && inNet(address, l.net, l.len) && address !== l.local);
-    if (link) out.push({ address, ifindex: link.ifindex, mac: mac.toLowerCase() });
+    yield { address, mac: mac.toLowerCase(), dev };
   }
-  return out;
 }
 
-function inNet(a: number, net: number, len: number): boolean {
-  if (len === 0) return true;
-  const mask = (0xffffffff << (32 - len)) >>> 0;
-  return ((a & mask) >>> 0) === ((net & mask) >>> 0);
+/**
+ * The usable neighbours in /proc/net/arp's text: complete Ethernet entries on one of `links`'
+ * interfaces and inside that link's underlay network.
+ */
+export function parseArpTable(text: string, links: readonly UnderlayLink[]): Neighbour[] {
+  const out: Neighbour[] = [];
+  for (const { address, mac, dev } of arpEntries(text)) {
+    const link = links.find((l) => l.iface === dev && ((address & prefixMask(l.len)) >>> 0) === ((l.net & prefixMask(l.len)) >>> 0) && address !== l.local);
+    if (link) out.push({ address, ifindex: link.ifindex, mac });
+  }
+  return out;
 }
 
 /** Reads /proc/net/arp of the calling thread's network namespace. */
@@ -212,12 +216,6 @@ export function kernelNeighbour(address: number, path = '/proc/net/arp'): { mac:
   } catch {
     return undefined;
   }
-  const ip = formatIPv4(address);
-  for (const line of text.split('\n').slice(1)) {
-    const [a, hw, flags, mac, , dev] = line.trim().split(/\s+/);
-    if (a === ip && Number(hw) === ARPHRD_ETHER && (Number(flags) & ATF_COM) !== 0 && dev) return { mac: mac.toLowerCase(), dev };
-  }
+  for (const e of arpEntries(text)) if (e.address === address >>> 0) return { mac: e.mac, dev: e.dev };
   return undefined;
 }
-
-export const neighbourText = (n: Neighbour) => `${formatIPv4(n.address)} ${n.mac} (ifindex ${n.ifindex})`;
