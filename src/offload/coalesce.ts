@@ -32,7 +32,7 @@ import {
   i32, OFF_TTL, PROTO_TCP, putU16, u16,
 } from '../wire/ipv4.js';
 import {
-  OFF_ACK, OFF_DATA_OFFSET, OFF_FLAGS, OFF_SEQ, OFF_SPORT, OFF_TCP_CHECKSUM, OFF_WINDOW, pseudoHeaderSum, tcpChecksumVerifies,
+  OFF_ACK, OFF_DATA_OFFSET, OFF_FLAGS, OFF_SEQ, OFF_SPORT, OFF_TCP_CHECKSUM, OFF_WINDOW, pseudoHeaderSum, tcpChecksumVerifies, tcpSumVerifies,
   TCP_CWR, TCP_FIN, TCP_MIN_HEADER, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG,
 } from '../wire/tcp.js';
 import { SumBatch } from '../wire/sum.js';
@@ -43,13 +43,14 @@ import { putVnetHdr, putVnetNone, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE
  * pseudo-header sum a CHECKSUM_PARTIAL packet holds, as the packets the kernel's GRO joins on the underlay
  * do when a raw socket receives them: 1 if so; 0 if not; 2 if the field happens to hold that value but
  * the full checksum verifies (a complete checksum can equal the partial value, 1 time in 65536; for a
- * packet longer than the MTU that is not checked: only GRO makes those).
+ * packet longer than the MTU that is not checked: only GRO makes those). `tcpSum`, when given, is the
+ * folded sum of the TCP part already computed (the coalescer sums its batch at once).
  */
-export function partialChecksum(b: Uint8Array, o: number, L: number, mtu: number): number {
+export function partialChecksum(b: Uint8Array, o: number, L: number, mtu: number, tcpSum = -1): number {
   const ihl = (b[o] & 0x0f) << 2;
   if (u16(b, o + ihl + OFF_TCP_CHECKSUM) !== pseudoHeaderSum(b, o, PROTO_TCP, L - ihl)) return 0;
   if (L > mtu) return 1;
-  return tcpChecksumVerifies(b, o, L) ? 2 : 1;
+  return (tcpSum < 0 ? tcpChecksumVerifies(b, o, L) : tcpSumVerifies(b, o, L, tcpSum)) ? 2 : 1;
 }
 
 /**
@@ -162,11 +163,7 @@ export class Coalescer {
    */
   private verifies(b: Uint8Array, o: number, L: number, k: number): boolean {
     const si = this.sumOf[k];
-    if (si < 0) return tcpChecksumVerifies(b, o, L);
-    const ihl = (b[o] & 0x0f) << 2;
-    let s = pseudoHeaderSum(b, o, PROTO_TCP, L - ihl) + this.sums.sums[si];
-    s = (s & 0xffff) + (s >>> 16);
-    return s === 0xffff;
+    return si < 0 ? tcpChecksumVerifies(b, o, L) : tcpSumVerifies(b, o, L, this.sums.sums[si]);
   }
 
   private newItem(ip: number, len: number, kind: number, k: number): number {
@@ -204,9 +201,9 @@ export class Coalescer {
     const src = i32(b, o + OFF_SRC);
     const dst = i32(b, o + OFF_DST);
     const ports = i32(b, t + OFF_SPORT);
-    // A segment the kernel's GRO joined on the underlay carries a partial checksum (partialChecksum(),
-    // with the batch's sum).
-    const partial = u16(b, t + OFF_TCP_CHECKSUM) !== pseudoHeaderSum(b, o, PROTO_TCP, L - ihl) ? 0 : L > mtu ? 1 : this.verifies(b, o, L, k) ? 2 : 1;
+    // A segment the kernel's GRO joined on the underlay carries a partial checksum.
+    const si = this.sumOf[k];
+    const partial = partialChecksum(b, o, L, mtu, si < 0 ? -1 : this.sums.sums[si]);
 
     // The flow's latest item, if any. A segment whose complete checksum happens to equal the partial
     // value (partial === 2) is an ordinary segment and joins like one.

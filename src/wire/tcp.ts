@@ -94,8 +94,13 @@ export function fillTcpChecksum(b: Uint8Array, ip: number, ipLen: number): void 
 /** True when the TCP checksum of the segment at b[ip, ip+ipLen) verifies (the sum with the field is 0xffff). */
 export function tcpChecksumVerifies(b: Uint8Array, ip: number, ipLen: number): boolean {
   const t = ip + ((b[ip] & 0x0f) << 2);
-  const l4 = ip + ipLen - t;
-  let s = pseudoHeaderSum(b, ip, PROTO_TCP, l4) + sum16(b, t, l4);
+  return tcpSumVerifies(b, ip, ipLen, sum16(b, t, ip + ipLen - t));
+}
+
+/** tcpChecksumVerifies() given `tcpSum`, the folded sum16 of the TCP part (computed elsewhere, e.g. batched). */
+export function tcpSumVerifies(b: Uint8Array, ip: number, ipLen: number, tcpSum: number): boolean {
+  const l4 = ipLen - ((b[ip] & 0x0f) << 2);
+  let s = pseudoHeaderSum(b, ip, PROTO_TCP, l4) + tcpSum;
   s = (s & 0xffff) + (s >>> 16);
   return s === 0xffff;
 }
