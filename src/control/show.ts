@@ -23,6 +23,8 @@ export interface ShowRow {
   offload: string | null;
   /** How packets leave: "raw" or "packet (N neighbours)"; null when the daemon did not answer. */
   send: string | null;
+  /** With --send packet: the neighbours sent to by MAC (address, MAC); absent otherwise or without an answer. */
+  neighbours?: { address: string; mac: string }[];
 }
 
 export async function showRows(): Promise<ShowRow[]> {
@@ -39,6 +41,7 @@ export async function showRows(): Promise<ShowRow[]> {
         dropsByReason: st?.total.drops as Record<string, number> | undefined,
         offload: st?.offload ?? null,
         send: st?.send ?? null,
+        ...(st?.neighbours ? { neighbours: st.neighbours } : {}),
       });
     }
   }

@@ -29,11 +29,14 @@ export interface DaemonStatus {
   offload?: string;
   /** How packets leave: "raw", or "packet (N neighbours)" (up --send packet). */
   send?: string;
+  /** With up --send packet: the neighbours the workers send to by MAC now. */
+  neighbours?: { address: string; mac: string }[];
 }
 
 export function statusOf(state: DaemonState, plane: DataPlane, offload?: string): DaemonStatus {
   const perWorker = [...Array(state.workers).keys()].map((i) => plane.counters.snapshot(i));
-  return { id: state.id, pid: state.pid, startedAt: state.startedAt, workers: state.workers, tun: state.host.tun ?? state.id, fans: state.fans, total: plane.counters.total(), perWorker, offload, send: sendText(plane) };
+  return { id: state.id, pid: state.pid, startedAt: state.startedAt, workers: state.workers, tun: state.host.tun ?? state.id, fans: state.fans, total: plane.counters.total(), perWorker, offload, send: sendText(plane),
+    neighbours: plane.neighbours?.entries().map((n) => ({ address: formatIPv4(n.address), mac: n.mac })) };
 }
 
 export function sendText(plane: DataPlane): string {
