@@ -1043,6 +1043,22 @@ static napi_value set_netns(napi_env env, napi_callback_info info) {
   return ret_undefined(env);
 }
 
+/*
+ * pinThread(cpu): sched_setaffinity for the calling thread only (pid 0), to that one CPU, so a worker
+ * stays where its caches are instead of following whichever thread woke it (up --cpus).
+ */
+static napi_value pin_thread(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int32_t cpu;
+  if (get_args(env, info, 1, argv) || get_i32(env, argv[0], "cpu", &cpu)) return NULL;
+  if (cpu < 0 || cpu >= CPU_SETSIZE) return throw_range(env, "cpu must be 0 to CPU_SETSIZE - 1");
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (sched_setaffinity(0, sizeof set, &set) < 0) return throw_errno(env, "sched_setaffinity", "cpu", errno);
+  return ret_undefined(env);
+}
+
 /* close(fd). */
 static napi_value close_fd(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -1088,6 +1104,7 @@ NAPI_MODULE_INIT() {
     FN("eventfdWrite", efd_signal),
     FN("eventfdRead", efd_read),
     FN("setNetns", set_netns),
+    FN("pinThread", pin_thread),
     FN("close", close_fd),
   };
   if (napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns) != napi_ok) return NULL;

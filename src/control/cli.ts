@@ -20,6 +20,7 @@ import { formatShow, showRows } from './show.js';
 import { ask, pidAlive, readStates } from './state.js';
 import { explainLive, fansUp, formatLive } from '../debug/walk.js';
 import { hasNetAdmin } from './privileges.js';
+import { cpusOption } from './cpus.js';
 import { demo } from '../lab/demo.js';
 import { parseListen } from '../debug/metrics.js';
 import { collectStats, formatStats } from '../debug/stats.js';
@@ -33,6 +34,7 @@ const HELP = `userfan — Ubuntu's Fan networking in user space (IP-in-IP over T
 usage:
   userfan up -o OVERLAY -u UNDERLAY [--bridge NAME] [--host-reserve N] [--dhcp] [--workers N] [--ttl N] [--no-nat]
              [--metrics [HOST:]PORT] [--offload auto|on|off] [--send raw|packet] [--no-trace]
+             [--cpus LIST]                 pin worker i to the i-th CPU of LIST (as taskset -c: 1, 0,2, 0-3)
   userfan up -a [--config FILE]            every enabled fan of FILE (default /etc/network/fan)
   userfan down -o OVERLAY -u UNDERLAY | -a [--config FILE] | -e
   userfan show [--json]                    fans that are up: Bridge, Underlay, Overlay, Flags, workers, counters
@@ -104,6 +106,7 @@ const commands: Record<string, Handler> = {
       bridge: { type: 'string' }, 'host-reserve': { type: 'string' }, dhcp: { type: 'boolean' }, workers: { type: 'string' },
       ttl: { type: 'string' }, 'no-nat': { type: 'boolean' }, tun: { type: 'string' }, metrics: { type: 'string' },
       offload: { type: 'string' }, send: { type: 'string' }, 'no-trace': { type: 'boolean' },
+      cpus: { type: 'string' },
     });
     if (values.offload !== undefined && !(OFFLOAD_MODES as readonly string[]).includes(values.offload)) throw new ConfigError('--offload', values.offload, 'must be auto, on or off');
     if (values.send !== undefined && !(SEND_PATHS as readonly string[]).includes(values.send)) {
@@ -129,6 +132,7 @@ const commands: Record<string, Handler> = {
       offload: values.offload as OffloadMode | undefined,
       send: values.send as SendPath | undefined,
       trace: !values['no-trace'],
+      cpus: values.cpus === undefined ? undefined : cpusOption('--cpus', values.cpus),
     });
   },
 

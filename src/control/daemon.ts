@@ -18,6 +18,7 @@ import { DataPlane } from '../dataplane/pool.js';
 import { native } from '../io/native.js';
 import { DEFAULT_POLICY } from '../wire/ipip.js';
 import { bringUpFan, createTun, emptyState, teardown, tunNameFor, underlayInterface } from './hostnet.js';
+import { formatCpuList } from './cpus.js';
 import { hasNetAdmin } from './privileges.js';
 import { serveTrace, type TraceRequest } from '../debug/trace-server.js';
 import { type DaemonState, pidAlive, readStates, removeState, RUN_DIR, socketPath, writeState } from './state.js';
@@ -45,6 +46,8 @@ export interface UpOptions {
   send?: SendPath;
   /** false: refuse `userfan trace`; the workers then skip even the per-batch check for one. */
   trace?: boolean;
+  /** Pin worker i to cpus[i mod n] (src/control/cpus.ts); absent: the scheduler places the workers. */
+  cpus?: number[];
 }
 
 export const SEND_PATHS = ['raw', 'packet'] as const;
@@ -84,7 +87,7 @@ export async function up(o: UpOptions): Promise<number> {
   const id = o.tun ?? tunNameFor(o.fans[0]);
   const state: DaemonState = {
     id, pid: process.pid, startedAt: new Date().toISOString(), workers: o.workers, ttl: o.ttl, nat: o.nat, send: o.send ?? 'raw',
-    fans: o.fans.map(fanRecord), host: emptyState(),
+    ...(o.cpus?.length ? { cpus: o.cpus } : {}), fans: o.fans.map(fanRecord), host: emptyState(),
   };
   const save = () => writeState(state);
   let plane: DataPlane | undefined;
@@ -128,7 +131,7 @@ export async function up(o: UpOptions): Promise<number> {
       : undefined;
     log('send', { send: o.send ?? 'raw', ...(links ? { interfaces: [...new Set(links.map((l) => l.iface))] } : {}) });
     plane = new DataPlane({
-      tun: id, fans: o.fans, workers: o.workers, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, links, trace: o.trace !== false, log,
+      tun: id, fans: o.fans, workers: o.workers, cpus: o.cpus, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, links, trace: o.trace !== false, log,
       onFatal: (why) => {
         log('fatal', { error: why });
         void finish(1, why);
@@ -197,7 +200,7 @@ export async function up(o: UpOptions): Promise<number> {
     }
   }
   log('ready', {
-    daemon: id, pid: process.pid, tun: id, workers: o.workers,
+    daemon: id, pid: process.pid, tun: id, workers: o.workers, ...(o.cpus?.length ? { cpus: formatCpuList(o.cpus) } : {}),
     fans: o.fans.map((f) => `${formatCidr(f.overlay.net, f.overlay.len)} over ${formatCidr(f.underlay.net, f.underlay.len)} (this host ${formatIPv4(f.localHost)}, slice ${formatCidr(f.localSlice, f.sliceLen)}, bridge ${f.bridge})`),
   });
   return new Promise<number>(() => {}); // runs until a signal or a fatal error ends the process

@@ -1,6 +1,7 @@
 /** `userfan show`: fanctl's table (Bridge, Underlay, Overlay, Flags) plus workers and packet counters. */
 import { ask, type DaemonState, pidAlive, readStates } from './state.js';
 import { flagsText, type DaemonStatus } from './status.js';
+import { formatCpuList } from './cpus.js';
 
 export interface ShowRow {
   bridge: string;
@@ -25,6 +26,8 @@ export interface ShowRow {
   send: string | null;
   /** With --send packet: the neighbours sent to by MAC (address, MAC); absent otherwise or without an answer. */
   neighbours?: { address: string; mac: string }[];
+  /** The CPUs the workers are pinned to, as taskset -c writes them (up --cpus); null: not pinned. */
+  cpus: string | null;
 }
 
 export async function showRows(): Promise<ShowRow[]> {
@@ -41,6 +44,7 @@ export async function showRows(): Promise<ShowRow[]> {
         dropsByReason: st?.total.drops as Record<string, number> | undefined,
         offload: st?.offload ?? null,
         send: st?.send ?? null,
+        cpus: s.cpus?.length ? formatCpuList(s.cpus) : null,
         ...(st?.neighbours ? { neighbours: st.neighbours } : {}),
       });
     }
@@ -48,11 +52,17 @@ export async function showRows(): Promise<ShowRow[]> {
   return rows;
 }
 
+/** "2", or "2 on CPU 1" / "2 on CPUs 0-1" when pinned (up --cpus). */
+function workersText(r: ShowRow): string {
+  if (!r.cpus) return String(r.workers);
+  return `${r.workers} on CPU${/^\d+$/.test(r.cpus) ? '' : 's'} ${r.cpus}`;
+}
+
 export function formatShow(rows: ShowRow[], states: DaemonState[] = []): string {
   void states;
   if (rows.length === 0) return 'no fans are up';
   const head = ['Bridge', 'Underlay', 'Overlay', 'Flags', 'Workers', 'TX pkts', 'RX pkts', 'Drops', 'State'];
-  const body = rows.map((r) => [r.bridge, `${r.localHost}/${r.underlay.split('/')[1]}`, r.overlay, r.flags, String(r.workers), String(r.txPackets ?? '-'), String(r.rxPackets ?? '-'), String(r.drops ?? '-'), r.state === 'up' ? `up (pid ${r.pid})` : `stale: pid ${r.pid} is gone, run userfan down`]);
+  const body = rows.map((r) => [r.bridge, `${r.localHost}/${r.underlay.split('/')[1]}`, r.overlay, r.flags, workersText(r), String(r.txPackets ?? '-'), String(r.rxPackets ?? '-'), String(r.drops ?? '-'), r.state === 'up' ? `up (pid ${r.pid})` : `stale: pid ${r.pid} is gone, run userfan down`]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   return [head, ...body].map((cols) => cols.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd()).join('\n');
 }

@@ -27,6 +27,8 @@ export interface DataPlaneOptions {
   workers: number;
   ttl: number;
   policy: number;
+  /** Worker i runs on cpus[i mod n] (up --cpus); absent or empty: wherever the scheduler puts it. */
+  cpus?: readonly number[];
   /** TUN offloads in every worker (decided by src/offload/probe.ts). */
   offload?: boolean;
   /**
@@ -83,7 +85,7 @@ export class DataPlane {
   private task(index: number): WorkerTask {
     const o = this.opts;
     return {
-      index, count: o.workers, tun: o.tun, ttl: o.ttl, policy: o.policy, offload: o.offload,
+      index, count: o.workers, tun: o.tun, ttl: o.ttl, ...(o.cpus?.length ? { cpu: o.cpus[index % o.cpus.length] } : {}), policy: o.policy, offload: o.offload,
       fans: o.fans.map((f) => ({ overlayNet: f.overlay.net, overlayLen: f.overlay.len, underlayNet: f.underlay.net, underlayLen: f.underlay.len, localHost: f.localHost })),
       control: this.control.buffer as SharedArrayBuffer, counters: this.counters.buffer, fds: this.fds.buffer as SharedArrayBuffer,
       trace: this.rings[index]?.buffer, neighbours: this.neighbours?.buffer,

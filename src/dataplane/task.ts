@@ -13,6 +13,8 @@ export interface WorkerTask {
   count: number;
   tun: string;
   fans: FanSpecData[];
+  /** The CPU this worker pins its thread to (up --cpus); absent: the scheduler places it. */
+  cpu?: number;
   /** Outer TTL; 0 inherits the inner TTL. */
   ttl: number;
   /** Decapsulation policy bits (wire/ipip.ts). */

@@ -114,6 +114,7 @@ export default function runWorker(task: WorkerTask): WorkerResult {
   const c = new CounterTable(task.count, task.counters).row(task.index);
   const fds = new Int32Array(task.fds);
   const offload = task.offload === true;
+  if (task.cpu !== undefined) native().pinThread(task.cpu);
 
   const at = FDS_PER_WORKER * task.index;
   const tun = TunQueue.open(task.tun, { multiQueue: true, vnetHdr: offload });

@@ -96,6 +96,8 @@ export interface NativeAddon {
 
   /** setns(fd, CLONE_NEWNET) for the calling thread only. */
   setNetns(fd: number): void;
+  /** sched_setaffinity for the calling thread only: it runs on that one CPU from now on. */
+  pinThread(cpu: number): void;
   close(fd: number): void;
 
   readonly POLLIN: number;
