@@ -11,15 +11,20 @@
  * CPU here), while through userfan each echo wakes a worker three times and ping once; on a machine where
  * waking an idle CPU is slow (a VM whose idle vCPUs halt), that, not the packet work, is most of the
  * difference. --pin CPU runs everything (daemons, ping, the kernel work they cause) on that one CPU,
- * where every wake-up is the cheap kind: what is left is the packet work.
+ * where every wake-up is the cheap kind: what is left is the packet work. --idle-poll on holds the
+ * kernel's CPU latency limit at 0 (/dev/cpu_dma_latency) for the run, so idle CPUs poll instead of
+ * halting and a cross-CPU wake-up is cheap too; `both` measures every path, and the wake-ups, with and
+ * without it, interleaved within each round.
  *
  *   npm run build && node dist/bench/latency.js [--paths vxlan,userfan-1w,userfan-1w-nooffload,veth]
- *       [--count 200] [--rounds 3] [--reference vxlan] [--warmup 3000] [--pin CPU] [--json FILE]
+ *       [--count 200] [--rounds 3] [--reference vxlan] [--warmup 3000] [--pin CPU] [--idle-poll off|on|both]
+ *       [--json FILE]
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { holdCpuLatency, type CpuLatencyHold } from './cpu-latency.js';
 import { createFanTopology, type FanTopology } from '../src/lab/topology.js';
 import { pathByName, repoRoot, type PathInstance } from './paths/index.js';
 import { median } from './report.js';
@@ -32,11 +37,13 @@ interface Options {
   /** Echoes sent as fast as they come back (ping -f) before measuring. */
   warmup: number;
   pin?: number;
+  /** Idle CPUs halt (off, the machine's own setting), poll (on: CPU latency limit 0), or both, interleaved. */
+  idlePoll: 'off' | 'on' | 'both';
   json?: string;
 }
 
 function parse(argv: string[]): Options {
-  const o: Options = { paths: ['vxlan', 'userfan-1w', 'userfan-1w-nooffload', 'veth'], count: 200, rounds: 3, reference: 'vxlan', warmup: 3000 };
+  const o: Options = { paths: ['vxlan', 'userfan-1w', 'userfan-1w-nooffload', 'veth'], count: 200, rounds: 3, reference: 'vxlan', warmup: 3000, idlePoll: 'off' };
   for (let i = 0; i < argv.length; i++) {
     const v = () => {
       const x = argv[++i];
@@ -51,6 +58,11 @@ function parse(argv: string[]): Options {
     else if (a === '--json') o.json = v();
     else if (a === '--pin') o.pin = Number(v());
     else if (a === '--warmup') o.warmup = Number(v());
+    else if (a === '--idle-poll') {
+      const x = v();
+      if (x !== 'off' && x !== 'on' && x !== 'both') throw new Error(`--idle-poll must be off, on or both, not ${x}`);
+      o.idlePoll = x;
+    }
     else throw new Error(`unknown option ${a}`);
   }
   if (!(o.count >= 100 && o.rounds >= 1)) throw new Error('--count must be ≥ 100 and --rounds ≥ 1');
@@ -107,52 +119,81 @@ export async function main(argv: string[]): Promise<number> {
     if (!p) throw new Error(`unknown path ${n}`);
     return p;
   });
-  const rtts = new Map<string, number[]>(o.paths.map((p) => [p, []]));
+  const settings = o.idlePoll === 'both' ? [false, true] : [o.idlePoll === 'on'];
+  const key = (name: string, poll: boolean) => (poll ? `${name} +idle-poll` : name);
+  const rtts = new Map<string, number[]>(settings.flatMap((poll) => o.paths.map((p) => [key(p, poll), []] as [string, number[]])));
+  /** Runs fn with idle CPUs polling (the CPU latency limit held at 0) or as the machine has them. */
+  const withIdlePoll = async <T>(poll: boolean, fn: () => Promise<T> | T): Promise<T> => {
+    let hold: CpuLatencyHold | undefined;
+    try {
+      if (poll) hold = holdCpuLatency(0);
+      return await fn();
+    } finally {
+      hold?.release();
+    }
+  };
+  if (o.idlePoll !== 'off') console.log('+idle-poll: the CPU latency limit is held at 0 µs (/dev/cpu_dma_latency), so idle CPUs poll instead of halting');
   for (let round = 1; round <= o.rounds; round++) {
-    for (const path of paths) {
-      let topo: FanTopology | undefined;
-      let inst: PathInstance | undefined;
-      try {
-        topo = await createFanTopology();
-        const [a, b] = topo.hosts;
-        inst = await path.setup({ topo, a, b, root: repoRoot(), workers: 1, log: () => {} });
-        // Warm up (ARP, neighbour entries), then give V8 enough packets to optimize the workers' code (a
-        // daemon that has carried any traffic for a few seconds runs optimized code; a fresh one runs
-        // its first few thousand packets through the baseline compiler), then measure.
-        await topo.exec(inst.client, ['ping', '-c', '20', '-i', '0.01', '-W', '1', inst.server.address], { allowFail: true });
-        if (o.warmup > 0) await topo.exec(inst.client, ['ping', '-f', '-q', '-c', String(o.warmup), '-W', '1', inst.server.address], { timeoutMs: 60_000, allowFail: true });
-        const r = await topo.exec(inst.client, ['ping', '-c', String(o.count), '-i', '0.01', '-W', '1', inst.server.address], { timeoutMs: 60_000, allowFail: true });
-        const times = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000);
-        if (times.length < o.count * 0.95) throw new Error(`${path.name}: only ${times.length} of ${o.count} echoes answered`);
-        rtts.get(path.name)!.push(...times);
-        console.log(`round ${round} ${path.name.padEnd(22)} median ${median(times).toFixed(0)} µs over ${times.length} echoes`);
-      } finally {
-        await inst?.teardown?.().catch(() => {});
-        await topo?.destroy();
+    for (const poll of settings) {
+      for (const path of paths) {
+        const name = key(path.name, poll);
+        let topo: FanTopology | undefined;
+        let inst: PathInstance | undefined;
+        try {
+          topo = await createFanTopology();
+          const [a, b] = topo.hosts;
+          inst = await path.setup({ topo, a, b, root: repoRoot(), workers: 1, log: () => {} });
+          const t = topo;
+          const server = inst.server.address;
+          const client = inst.client;
+          const times = await withIdlePoll(poll, async () => {
+            // Warm up (ARP, neighbour entries), then give V8 enough packets to optimize the workers' code (a
+            // daemon that has carried any traffic for a few seconds runs optimized code; a fresh one runs
+            // its first few thousand packets through the baseline compiler), then measure.
+            await t.exec(client, ['ping', '-c', '20', '-i', '0.01', '-W', '1', server], { allowFail: true });
+            if (o.warmup > 0) await t.exec(client, ['ping', '-f', '-q', '-c', String(o.warmup), '-W', '1', server], { timeoutMs: 60_000, allowFail: true });
+            const r = await t.exec(client, ['ping', '-c', String(o.count), '-i', '0.01', '-W', '1', server], { timeoutMs: 60_000, allowFail: true });
+            return [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000);
+          });
+          if (times.length < o.count * 0.95) throw new Error(`${name}: only ${times.length} of ${o.count} echoes answered`);
+          rtts.get(name)!.push(...times);
+          console.log(`round ${round} ${name.padEnd(32)} median ${median(times).toFixed(0)} µs over ${times.length} echoes`);
+        } finally {
+          await inst?.teardown?.().catch(() => {});
+          await topo?.destroy();
+        }
       }
     }
   }
-  const ref = median(rtts.get(o.reference) ?? []);
-  console.log(`\npath                    median µs  p10–p90 µs   − ${o.reference} µs   echoes`);
+  console.log(`\npath                              median µs  p10–p90 µs   − ${o.reference} µs   echoes`);
   const out: Record<string, { medianUs: number; p10Us: number; p90Us: number; minusReferenceUs: number; echoes: number }> = {};
-  for (const [name, xs] of rtts) {
-    const m = median(xs);
-    out[name] = { medianUs: m, p10Us: percentile(xs, 10), p90Us: percentile(xs, 90), minusReferenceUs: m - ref, echoes: xs.length };
-    console.log(
-      `${name.padEnd(22)} ${m.toFixed(0).padStart(10)}  ${`${percentile(xs, 10).toFixed(0)}–${percentile(xs, 90).toFixed(0)}`.padStart(11)}  ${(m - ref).toFixed(0).padStart(12)}  ${String(xs.length).padStart(7)}`,
-    );
+  for (const poll of settings) {
+    const ref = median(rtts.get(key(o.reference, poll)) ?? []);
+    for (const p of o.paths) {
+      const name = key(p, poll);
+      const xs = rtts.get(name)!;
+      const m = median(xs);
+      out[name] = { medianUs: m, p10Us: percentile(xs, 10), p90Us: percentile(xs, 90), minusReferenceUs: m - ref, echoes: xs.length };
+      console.log(
+        `${name.padEnd(32)} ${m.toFixed(0).padStart(10)}  ${`${percentile(xs, 10).toFixed(0)}–${percentile(xs, 90).toFixed(0)}`.padStart(11)}  ${(m - ref).toFixed(0).padStart(12)}  ${String(xs.length).padStart(7)}`,
+      );
+    }
   }
-  // The wake-up costs, unpinned (the helper pins its own two threads).
-  const wake = o.pin === undefined ? wakeCosts() : { skipped: 'not measured under --pin' };
-  if (wake.sameCpu) {
-    const per = (w: WakeResult) => `${w.medianUs.toFixed(1)} µs round trip (${w.p10Us.toFixed(1)}–${w.p90Us.toFixed(1)}), ~${(w.medianUs / 2).toFixed(1)} µs a wake-up`;
-    console.log(`\nthread wake-ups here (bench/wake.c, 2000 round trips, 1 ms idle before each):`);
-    console.log(`  same CPU:   ${per(wake.sameCpu)}`);
-    if (wake.otherCpu) console.log(`  other CPU:  ${per(wake.otherCpu)}`);
-    console.log('  an echo through userfan wakes a worker 3 times and ping once; through VXLAN it runs inside ping\'s own send');
-  } else if (wake.skipped && o.pin === undefined) {
-    console.log(`\nthread wake-up cost not measured: ${wake.skipped}`);
+  // The wake-up costs, unpinned (the helper pins its own two threads), under each setting measured.
+  const wake: Record<string, ReturnType<typeof wakeCosts>> = {};
+  for (const poll of settings) {
+    const label = poll ? 'idle CPUs polling' : 'idle CPUs as the machine has them';
+    const w = (wake[poll ? 'idlePoll' : 'machine'] = o.pin === undefined ? await withIdlePoll(poll, wakeCosts) : { skipped: 'not measured under --pin' });
+    if (w.sameCpu) {
+      const per = (r: WakeResult) => `${r.medianUs.toFixed(1)} µs round trip (${r.p10Us.toFixed(1)}–${r.p90Us.toFixed(1)}), ~${(r.medianUs / 2).toFixed(1)} µs a wake-up`;
+      console.log(`\nthread wake-ups here, ${label} (bench/wake.c, 2000 round trips, 1 ms idle before each):`);
+      console.log(`  same CPU:   ${per(w.sameCpu)}`);
+      if (w.otherCpu) console.log(`  other CPU:  ${per(w.otherCpu)}`);
+    } else if (w.skipped && o.pin === undefined) {
+      console.log(`\nthread wake-up cost not measured: ${w.skipped}`);
+    }
   }
+  if (o.pin === undefined) console.log('an echo through userfan wakes a worker 3 times and ping once; through VXLAN it runs inside ping\'s own send');
   if (o.json) writeFileSync(o.json, JSON.stringify({ options: o, paths: out, wake }, null, 2));
   return 0;
 }

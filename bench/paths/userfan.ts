@@ -3,11 +3,22 @@
 // plane runs; SIGTERM tears it down). Containers then join that bridge.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { allowedCpus } from '../../src/control/cpus.js';
 import { PathUnavailable, type DataPath, type PathEnv } from './types.js';
 
 const CLI = 'dist/src/control/cli.js';
 
-function userfanPath(name: string, workers: (env: PathEnv) => number, extra: string[] = []): DataPath {
+/** Extra `userfan up` arguments: the same for both hosts, or per host (0: A, 1: B). */
+type ExtraArgs = string[] | ((host: number) => string[]);
+
+/** " --send packet" when both hosts get the same, " (A: --cpus 0; B: --cpus 1)" when not. */
+function argsText(a: string[], b: string[]): string {
+  const [ta, tb] = [a.join(' '), b.join(' ')];
+  if (ta === tb) return ta ? ` ${ta}` : '';
+  return ` (A: ${ta || 'nothing more'}; B: ${tb || 'nothing more'})`;
+}
+
+function userfanPath(name: string, workers: (env: PathEnv) => number, extraArgs: ExtraArgs = []): DataPath {
   return {
     name,
     async probe(env) {
@@ -18,8 +29,9 @@ function userfanPath(name: string, workers: (env: PathEnv) => number, extra: str
       const cli = join(root, CLI);
       if (!existsSync(cli)) throw new PathUnavailable('userfan CLI not built');
       const n = workers(env);
-      const procs = [a, b].map((h) =>
-        topo.spawn(h, ['node', cli, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', String(n), ...extra], {
+      const extra = (host: number) => (typeof extraArgs === 'function' ? extraArgs(host) : extraArgs);
+      const procs = [a, b].map((h, i) =>
+        topo.spawn(h, ['node', cli, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', String(n), ...extra(i)], {
           env: { NODE_ENV: 'production' },
         }),
       );
@@ -39,7 +51,7 @@ function userfanPath(name: string, workers: (env: PathEnv) => number, extra: str
       return {
         client,
         server,
-        info: `userfan up --workers ${n}${extra.length ? ` ${extra.join(' ')}` : ''}; containers on ${a.slice.bridge} / ${b.slice.bridge}, MTU ${client.mtu}`,
+        info: `userfan up --workers ${n}${argsText(extra(0), extra(1))}; containers on ${a.slice.bridge} / ${b.slice.bridge}, MTU ${client.mtu}`,
         teardown: async () => {
           // SIGTERM: the daemon removes what it created; then the lab deletes the namespaces
           await Promise.all(procs.map((p) => p.stop(8000)));
@@ -55,3 +67,10 @@ export const userfan1w = userfanPath('userfan-1w', () => 1);
 export const userfan1wNoOffload = userfanPath('userfan-1w-nooffload', () => 1, ['--offload', 'off']);
 /** One worker per host, sending to the other host's MAC through AF_PACKET (up --send packet). */
 export const userfan1wPacket = userfanPath('userfan-1w-packet', () => 1, ['--send', 'packet']);
+/**
+ * One worker per host, both workers pinned to the last CPU this process may use (up --cpus): the lab's
+ * two hosts share this machine, so that keeps the whole echo path on one CPU's caches.
+ */
+export const userfan1wPinned = userfanPath('userfan-1w-pinned', () => 1, () => ['--cpus', String(allowedCpus().at(-1))]);
+/** One worker per host, A's pinned to the first CPU this process may use and B's to the last. */
+export const userfan1wSpread = userfanPath('userfan-1w-spread', () => 1, (host) => ['--cpus', String(host === 0 ? allowedCpus()[0] : allowedCpus().at(-1))]);
