@@ -34,7 +34,7 @@ const HELP = `userfan — Ubuntu's Fan networking in user space (IP-in-IP over T
 usage:
   userfan up -o OVERLAY -u UNDERLAY [--bridge NAME] [--host-reserve N] [--dhcp] [--workers N] [--ttl N] [--no-nat]
              [--metrics [HOST:]PORT] [--offload auto|on|off] [--send raw|packet] [--no-trace]
-             [--cpus LIST]                 pin worker i to the i-th CPU of LIST (as taskset -c: 1, 0,2, 0-3)
+             [--cpus LIST]                 pin worker i to LIST's i-th lowest CPU (as taskset -c: 1, 0,2, 0-3)
   userfan up -a [--config FILE]            every enabled fan of FILE (default /etc/network/fan)
   userfan down -o OVERLAY -u UNDERLAY | -a [--config FILE] | -e
   userfan show [--json]                    fans that are up: Bridge, Underlay, Overlay, Flags, workers, counters

@@ -1,7 +1,7 @@
 /**
  * Which CPUs the workers run on (up --cpus). Left alone, the scheduler moves a worker to whichever CPU
  * woke it, and each move leaves its working set (V8's code and heap, its packet buffers) in the other
- * CPU's cache; pinned, worker i stays on cpus[i mod n]. The list is written the way taskset -c and
+ * CPU's cache; pinned, worker i stays on cpus[i mod n], the list sorted (it is a set). It is written the way taskset -c and
  * systemd's CPUAffinity= write it: "1", "0,2", "0-3", "0-1,6".
  */
 import { readFileSync } from 'node:fs';
