@@ -7,7 +7,9 @@
  *
  * Rules:
  *  - Node-API only (<node_api.h>), context-aware (NAPI_MODULE_INIT): it loads in any number of
- *    worker threads. No mutable globals: per-call state lives on the C stack.
+ *    worker threads. No mutable globals: per-call state lives on the C stack. The one exception is
+ *    the table of AF_XDP sockets (their ring and UMEM mappings, process-wide like the descriptors
+ *    themselves), so that any thread can close one a dead worker left behind.
  *  - Every function is synchronous; file descriptors are plain ints owned by JS.
  *  - Errors are thrown as Error objects whose message is "<operation> <object>: <ERRNO>", e.g.
  *    "TUNSETIFF fan0: EPERM", with err.code = "EPERM", err.errno = 1 (positive), err.syscall.
@@ -36,6 +38,18 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <linux/if_tun.h>
+#include <linux/bpf.h>
+#include <linux/if_link.h>
+#include <linux/if_xdp.h>
+#include <pthread.h>
+#include <sys/mman.h>
+
+#ifndef AF_XDP
+#define AF_XDP 44
+#endif
+#ifndef SOL_XDP
+#define SOL_XDP 283
+#endif
 
 /* Messages per recvmmsg/sendmmsg call; longer batches loop. 64 * ~100 B of headers on the stack. */
 #define MMSG_CHUNK 64
@@ -1028,6 +1042,322 @@ static napi_value efd_read(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/* ---------- AF_XDP receive (up --recv xdp) ---------- */
+
+/*
+ * The XDP program itself is built in TypeScript (src/io/xdp.ts) like the share filter; these calls only
+ * load it, attach it, and move what it redirects out of an AF_XDP socket's rings into batch slots.
+ */
+
+static long sys_bpf(int cmd, union bpf_attr *a) { return syscall(__NR_bpf, cmd, a, sizeof *a); }
+
+/* bpfXskMap(entries) -> fd of a BPF_MAP_TYPE_XSKMAP (key: RX queue, value: AF_XDP socket). */
+static napi_value bpf_xsk_map(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  uint32_t entries;
+  if (get_args(env, info, 1, argv) || get_u32_range(env, argv[0], "entries", 1, 4096, &entries)) return NULL;
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.map_type = BPF_MAP_TYPE_XSKMAP;
+  a.key_size = 4;
+  a.value_size = 4;
+  a.max_entries = entries;
+  int fd = (int)sys_bpf(BPF_MAP_CREATE, &a);
+  if (fd < 0) return throw_errno(env, "BPF_MAP_CREATE", "XSKMAP", errno);
+  return ret_i32(env, fd);
+}
+
+/*
+ * bpfLoadXdp(insns, license) -> fd of the loaded XDP program. insns: the eBPF instructions as bytes
+ * (struct bpf_insn, 8 each). A program the verifier refuses throws with the verifier's last lines.
+ */
+static napi_value bpf_load_xdp(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  uint8_t *insns;
+  size_t len;
+  char license[64];
+  if (get_args(env, info, 2, argv) || get_typed(env, argv[0], napi_uint8_array, "insns", (void **)&insns, &len) ||
+      get_string(env, argv[1], "license", license, sizeof license))
+    return NULL;
+  if (len == 0 || len % 8 || len / 8 > 4096) return throw_range(env, "insns must be 1 to 4096 eBPF instructions (8 bytes each)");
+  static __thread char log[8192];
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.prog_type = BPF_PROG_TYPE_XDP;
+  a.insns = (uint64_t)(uintptr_t)insns;
+  a.insn_cnt = (uint32_t)(len / 8);
+  a.license = (uint64_t)(uintptr_t)license;
+  a.expected_attach_type = BPF_XDP;
+  int fd = (int)sys_bpf(BPF_PROG_LOAD, &a);
+  if (fd >= 0) return ret_i32(env, fd);
+  int e = errno;
+  if (e == EACCES || e == EINVAL) {
+    /* Once more with the verifier's log, for the message. */
+    log[0] = 0;
+    a.log_buf = (uint64_t)(uintptr_t)log;
+    a.log_size = sizeof log;
+    a.log_level = 1;
+    sys_bpf(BPF_PROG_LOAD, &a);
+    size_t n = strnlen(log, sizeof log);
+    while (n > 0 && log[n - 1] == '\n') log[--n] = 0;
+    const char *tail = n > 300 ? log + n - 300 : log;
+    char msg[420];
+    snprintf(msg, sizeof msg, "BPF_PROG_LOAD XDP program: %s (verifier: %s)", e == EACCES ? "EACCES" : "EINVAL", tail);
+    napi_value m, err, code;
+    napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
+    napi_create_error(env, NULL, m, &err);
+    napi_create_string_utf8(env, e == EACCES ? "EACCES" : "EINVAL", NAPI_AUTO_LENGTH, &code);
+    napi_set_named_property(env, err, "code", code);
+    napi_throw(env, err);
+    return NULL;
+  }
+  return throw_errno(env, "BPF_PROG_LOAD", "XDP program", e);
+}
+
+/*
+ * xdpLink(prog, ifindex, generic) -> fd of a BPF link that attaches the program to the interface until
+ * the fd is closed (so a daemon that dies detaches it). generic: XDP_FLAGS_SKB_MODE (after the driver,
+ * on any interface); else the driver's own XDP.
+ */
+static napi_value xdp_link(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int prog, generic;
+  uint32_t ifindex;
+  if (get_args(env, info, 3, argv) || get_fd(env, argv[0], &prog) ||
+      get_u32_range(env, argv[1], "ifindex", 1, INT32_MAX, &ifindex) || get_bool(env, argv[2], &generic))
+    return NULL;
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.link_create.prog_fd = (uint32_t)prog;
+  a.link_create.target_ifindex = ifindex;
+  a.link_create.attach_type = BPF_XDP;
+  a.link_create.flags = generic ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
+  int fd = (int)sys_bpf(BPF_LINK_CREATE, &a);
+  if (fd < 0) return throw_errno(env, "BPF_LINK_CREATE", "XDP", errno);
+  return ret_i32(env, fd);
+}
+
+/* bpfTestRun(prog, frame) -> the XDP action the program returns for that frame (BPF_PROG_TEST_RUN; tests). */
+static napi_value bpf_test_run(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int prog;
+  uint8_t *data;
+  size_t len;
+  if (get_args(env, info, 2, argv) || get_fd(env, argv[0], &prog) ||
+      get_typed(env, argv[1], napi_uint8_array, "frame", (void **)&data, &len))
+    return NULL;
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.test.prog_fd = (uint32_t)prog;
+  a.test.data_in = (uint64_t)(uintptr_t)data;
+  a.test.data_size_in = (uint32_t)len;
+  a.test.repeat = 1;
+  if (sys_bpf(BPF_PROG_TEST_RUN, &a) < 0) return throw_errno(env, "BPF_PROG_TEST_RUN", "XDP program", errno);
+  return ret_u32(env, a.test.retval);
+}
+
+/* One AF_XDP socket: its UMEM and the two rings userfan uses (fill, RX), mapped into this process. */
+typedef struct {
+  int fd;
+  uint8_t *umem;
+  size_t umem_len;
+  uint32_t frame, frames, nring;
+  uint8_t *fill_map, *rx_map;
+  size_t fill_len, rx_len;
+  uint32_t *fill_prod, *rx_prod, *rx_cons;
+  uint64_t *fill;
+  struct xdp_desc *rx;
+} xsk_t;
+
+#define XSK_MAX 64
+static xsk_t xsks[XSK_MAX];
+static pthread_mutex_t xsk_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void xsk_unmap(xsk_t *x) {
+  if (x->rx_map) munmap(x->rx_map, x->rx_len);
+  if (x->fill_map) munmap(x->fill_map, x->fill_len);
+  if (x->umem) munmap(x->umem, x->umem_len);
+  memset(x, 0, sizeof *x);
+  x->fd = -1;
+}
+
+/* The socket's entry; NULL (and a thrown error) when fd is not an open AF_XDP socket of this process. */
+static xsk_t *xsk_find(napi_env env, int fd) {
+  xsk_t *x = NULL;
+  pthread_mutex_lock(&xsk_lock);
+  for (int i = 0; i < XSK_MAX; i++)
+    if (xsks[i].umem && xsks[i].fd == fd) { x = &xsks[i]; break; }
+  pthread_mutex_unlock(&xsk_lock);
+  if (!x) throw_errno_fd(env, "AF_XDP socket", fd, EBADF);
+  return x;
+}
+
+static void *ring_map(int fd, const struct xdp_ring_offset *o, size_t elem, uint32_t n, off_t pgoff, size_t *len) {
+  *len = o->desc + n * elem;
+  void *m = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, pgoff);
+  return m == MAP_FAILED ? NULL : m;
+}
+
+/*
+ * xskOpen({ ifindex, queue, map, ring, frame }) -> fd. An AF_XDP socket in copy mode bound to RX queue
+ * `queue` of the interface, with a UMEM of 2 × ring frames of `frame` bytes (2048 or 4096), fill and RX
+ * rings of `ring` entries (a power of two), the fill ring full; then entered in the XSKMAP `map` under
+ * `queue`, after which the XDP program redirects to it. A queue still held by a socket that is being
+ * released (EBUSY) is retried for up to a second.
+ */
+static napi_value xsk_open(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  uint32_t ifindex, queue, map, ring, frame;
+  if (get_args(env, info, 1, argv) || opt_u32(env, argv[0], "ifindex", 1, INT32_MAX, 0, &ifindex) ||
+      opt_u32(env, argv[0], "queue", 0, 4095, 0, &queue) || opt_u32(env, argv[0], "map", 0, INT32_MAX, 0, &map) ||
+      opt_u32(env, argv[0], "ring", 64, 16384, 2048, &ring) || opt_u32(env, argv[0], "frame", 2048, 4096, 2048, &frame))
+    return NULL;
+  if (!ifindex) return throw_range(env, "ifindex is required");
+  if (ring & (ring - 1)) return throw_range(env, "ring must be a power of two");
+  if (frame != 2048 && frame != 4096) return throw_range(env, "frame must be 2048 or 4096");
+
+  xsk_t x = { .fd = -1, .frame = frame, .frames = 2 * ring, .nring = ring };
+  const char *op = "socket(AF_XDP)";
+  int e = 0;
+  x.fd = socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
+  if (x.fd < 0) { e = errno; goto fail; }
+  x.umem_len = (size_t)x.frames * frame;
+  op = "mmap UMEM";
+  x.umem = mmap(NULL, x.umem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (x.umem == MAP_FAILED) { x.umem = NULL; e = errno; goto fail; }
+  struct xdp_umem_reg reg = { .addr = (uint64_t)(uintptr_t)x.umem, .len = x.umem_len, .chunk_size = frame, .headroom = 0 };
+  op = "XDP_UMEM_REG";
+  if (setsockopt(x.fd, SOL_XDP, XDP_UMEM_REG, &reg, sizeof reg) < 0) { e = errno; goto fail; }
+  int n = (int)ring;
+  op = "XDP rings";
+  if (setsockopt(x.fd, SOL_XDP, XDP_UMEM_FILL_RING, &n, sizeof n) < 0 ||
+      setsockopt(x.fd, SOL_XDP, XDP_UMEM_COMPLETION_RING, &n, sizeof n) < 0 ||
+      setsockopt(x.fd, SOL_XDP, XDP_RX_RING, &n, sizeof n) < 0) { e = errno; goto fail; }
+  struct xdp_mmap_offsets off;
+  socklen_t ol = sizeof off;
+  op = "XDP_MMAP_OFFSETS";
+  if (getsockopt(x.fd, SOL_XDP, XDP_MMAP_OFFSETS, &off, &ol) < 0) { e = errno; goto fail; }
+  op = "mmap XDP rings";
+  x.fill_map = ring_map(x.fd, &off.fr, sizeof(uint64_t), ring, XDP_UMEM_PGOFF_FILL_RING, &x.fill_len);
+  if (!x.fill_map) { e = errno; goto fail; }
+  x.rx_map = ring_map(x.fd, &off.rx, sizeof(struct xdp_desc), ring, XDP_PGOFF_RX_RING, &x.rx_len);
+  if (!x.rx_map) { e = errno; goto fail; }
+  x.fill_prod = (uint32_t *)(x.fill_map + off.fr.producer);
+  x.fill = (uint64_t *)(x.fill_map + off.fr.desc);
+  x.rx_prod = (uint32_t *)(x.rx_map + off.rx.producer);
+  x.rx_cons = (uint32_t *)(x.rx_map + off.rx.consumer);
+  x.rx = (struct xdp_desc *)(x.rx_map + off.rx.desc);
+  for (uint32_t i = 0; i < ring; i++) x.fill[i] = (uint64_t)i * frame;
+  __atomic_store_n(x.fill_prod, ring, __ATOMIC_RELEASE);
+
+  struct sockaddr_xdp sx = { .sxdp_family = AF_XDP, .sxdp_ifindex = ifindex, .sxdp_queue_id = queue, .sxdp_flags = XDP_COPY };
+  op = "bind(AF_XDP)";
+  for (int tries = 0;; tries++) {
+    if (bind(x.fd, (struct sockaddr *)&sx, sizeof sx) == 0) break;
+    e = errno;
+    if (e != EBUSY || tries >= 100) goto fail;
+    usleep(10000);
+  }
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.map_fd = map;
+  a.key = (uint64_t)(uintptr_t)&queue;
+  a.value = (uint64_t)(uintptr_t)&x.fd;
+  op = "BPF_MAP_UPDATE_ELEM XSKMAP";
+  if (sys_bpf(BPF_MAP_UPDATE_ELEM, &a) < 0) { e = errno; goto fail; }
+
+  pthread_mutex_lock(&xsk_lock);
+  int slot = -1;
+  for (int i = 0; i < XSK_MAX; i++)
+    if (!xsks[i].umem) { slot = i; break; }
+  if (slot >= 0) xsks[slot] = x;
+  pthread_mutex_unlock(&xsk_lock);
+  if (slot < 0) { op = "AF_XDP socket table"; e = EMFILE; goto fail; }
+  return ret_i32(env, x.fd);
+fail:
+  if (x.fd >= 0) close(x.fd);
+  xsk_unmap(&x);
+  return throw_errno(env, op, "queue", e);
+}
+
+/*
+ * xskRecvBatch(fd, buf, offs, lens, cap, max, srcs) -> n
+ * Takes up to max frames off the RX ring: frame i's IPv4 packet (its Ethernet header left behind) is
+ * copied to buf[offs[i]], lens[i] its full length (above cap: truncated), srcs[i] its IPv4 source
+ * (host order, as recvBatch gives the sender). Every frame taken goes straight back to the fill ring.
+ * Never blocks: an empty ring returns 0 (poll the fd for POLLIN).
+ */
+static napi_value xsk_recv_batch(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  int fd;
+  uint32_t cap, max, *srcs;
+  size_t nsrcs;
+  slots_t s;
+  if (get_args(env, info, 7, argv) || get_fd(env, argv[0], &fd) || get_slots(env, argv[1], argv[2], argv[3], &s) ||
+      get_u32_range(env, argv[4], "cap", 1, UINT32_MAX, &cap) || get_u32_range(env, argv[5], "max", 0, UINT32_MAX, &max) ||
+      get_typed(env, argv[6], napi_uint32_array, "addresses", (void **)&srcs, &nsrcs) || check_read_slots(env, &s, max, cap))
+    return NULL;
+  if (max > nsrcs) return throw_range(env, "max exceeds the addresses array");
+  xsk_t *x = xsk_find(env, fd);
+  if (!x) return NULL;
+  uint32_t cons = *x->rx_cons;
+  uint32_t avail = __atomic_load_n(x->rx_prod, __ATOMIC_ACQUIRE) - cons;
+  uint32_t n = avail < max ? avail : max;
+  uint32_t fp = *x->fill_prod, mask = x->nring - 1;
+  for (uint32_t i = 0; i < n; i++, cons++) {
+    const struct xdp_desc *d = &x->rx[cons & mask];
+    uint32_t len = d->len > ETH_HLEN ? d->len - ETH_HLEN : 0;
+    if (d->addr + d->len <= x->umem_len) {
+      const uint8_t *p = x->umem + d->addr + ETH_HLEN;
+      memcpy(s.buf + s.offs[i], p, len < cap ? len : cap);
+      srcs[i] = len >= 20 ? (uint32_t)p[12] << 24 | (uint32_t)p[13] << 16 | (uint32_t)p[14] << 8 | p[15] : 0;
+    } else {
+      len = 0; /* a descriptor outside the UMEM (cannot happen): an empty packet, counted as malformed */
+      srcs[i] = 0;
+    }
+    s.lens[i] = len;
+    x->fill[fp++ & mask] = d->addr - d->addr % x->frame;
+  }
+  __atomic_store_n(x->rx_cons, cons, __ATOMIC_RELEASE);
+  __atomic_store_n(x->fill_prod, fp, __ATOMIC_RELEASE);
+  return ret_u32(env, n);
+}
+
+/* xskStats(fd) -> { dropped, ringFull, fillEmpty, invalid }: XDP_STATISTICS (frames the kernel lost). */
+static napi_value xsk_stats(napi_env env, napi_callback_info info) {
+  napi_value argv[1], r, v;
+  int fd;
+  if (get_args(env, info, 1, argv) || get_fd(env, argv[0], &fd)) return NULL;
+  struct xdp_statistics st;
+  memset(&st, 0, sizeof st);
+  socklen_t l = sizeof st;
+  if (getsockopt(fd, SOL_XDP, XDP_STATISTICS, &st, &l) < 0) return throw_errno_fd(env, "XDP_STATISTICS", fd, errno);
+  napi_create_object(env, &r);
+  napi_create_double(env, (double)st.rx_dropped, &v);
+  napi_set_named_property(env, r, "dropped", v);
+  napi_create_double(env, (double)st.rx_ring_full, &v);
+  napi_set_named_property(env, r, "ringFull", v);
+  napi_create_double(env, (double)st.rx_fill_ring_empty_descs, &v);
+  napi_set_named_property(env, r, "fillEmpty", v);
+  napi_create_double(env, (double)st.rx_invalid_descs, &v);
+  napi_set_named_property(env, r, "invalid", v);
+  return r;
+}
+
+/* xskClose(fd): unmaps the socket's rings and UMEM and closes it; any thread may call it (idempotent). */
+static napi_value xsk_close(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int fd;
+  if (get_args(env, info, 1, argv) || get_fd(env, argv[0], &fd)) return NULL;
+  int found = 0;
+  pthread_mutex_lock(&xsk_lock);
+  for (int i = 0; i < XSK_MAX; i++)
+    if (xsks[i].umem && xsks[i].fd == fd) { xsk_unmap(&xsks[i]); found = 1; break; }
+  pthread_mutex_unlock(&xsk_lock);
+  if (found && close(fd) < 0 && errno != EINTR) return throw_errno_fd(env, "close", fd, errno);
+  return ret_undefined(env);
+}
+
 /* ---------- namespaces and descriptors ---------- */
 
 /*
@@ -1103,6 +1433,14 @@ NAPI_MODULE_INIT() {
     FN("eventfdOpen", efd_open),
     FN("eventfdWrite", efd_signal),
     FN("eventfdRead", efd_read),
+    FN("bpfXskMap", bpf_xsk_map),
+    FN("bpfLoadXdp", bpf_load_xdp),
+    FN("xdpLink", xdp_link),
+    FN("bpfTestRun", bpf_test_run),
+    FN("xskOpen", xsk_open),
+    FN("xskRecvBatch", xsk_recv_batch),
+    FN("xskStats", xsk_stats),
+    FN("xskClose", xsk_close),
     FN("setNetns", set_netns),
     FN("pinThread", pin_thread),
     FN("close", close_fd),

@@ -94,6 +94,22 @@ export interface NativeAddon {
   eventfdWrite(fd: number): void;
   eventfdRead(fd: number): number;
 
+  /** A BPF_MAP_TYPE_XSKMAP of `entries` RX queues (src/io/xdp.ts). */
+  bpfXskMap(entries: number): number;
+  /** Loads an XDP program (struct bpf_insn bytes); a refusal's message carries the verifier's last lines. */
+  bpfLoadXdp(insns: Uint8Array, license: string): number;
+  /** Attaches the program to the interface through a BPF link (fd): detached when the fd closes. */
+  xdpLink(prog: number, ifindex: number, generic: boolean): number;
+  /** The XDP action the program returns for one frame (BPF_PROG_TEST_RUN; for tests). */
+  bpfTestRun(prog: number, frame: Uint8Array): number;
+  /** An AF_XDP socket (copy mode) on RX queue `queue`, entered in the XSKMAP `map`. */
+  xskOpen(options: { ifindex: number; queue: number; map: number; ring?: number; frame?: number }): number;
+  /** Frames off the RX ring, as recvBatch: IPv4 packet at buf[offs[i]], lens[i], srcs[i] its source. */
+  xskRecvBatch(fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, cap: number, max: number, srcs: Uint32Array): number;
+  xskStats(fd: number): { dropped: number; ringFull: number; fillEmpty: number; invalid: number };
+  /** Unmaps an AF_XDP socket's rings and UMEM and closes it; from any thread. */
+  xskClose(fd: number): void;
+
   /** setns(fd, CLONE_NEWNET) for the calling thread only. */
   setNetns(fd: number): void;
   /** sched_setaffinity for the calling thread only: it runs on that one CPU from now on. */
