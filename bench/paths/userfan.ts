@@ -67,6 +67,10 @@ export const userfan1w = userfanPath('userfan-1w', () => 1);
 export const userfan1wNoOffload = userfanPath('userfan-1w-nooffload', () => 1, ['--offload', 'off']);
 /** One worker per host, sending to the other host's MAC through AF_PACKET (up --send packet). */
 export const userfan1wPacket = userfanPath('userfan-1w-packet', () => 1, ['--send', 'packet']);
+/** One worker per host, receiving IP-in-IP through XDP and AF_XDP (up --recv xdp). */
+export const userfan1wXdp = userfanPath('userfan-1w-xdp', () => 1, ['--recv', 'xdp']);
+/** Both: sending by MAC through AF_PACKET and receiving through AF_XDP. */
+export const userfan1wPacketXdp = userfanPath('userfan-1w-packet-xdp', () => 1, ['--send', 'packet', '--recv', 'xdp']);
 /**
  * One worker per host, both workers pinned to the last CPU this process may use (up --cpus): the lab's
  * two hosts share this machine, so that keeps the whole echo path on one CPU's caches.

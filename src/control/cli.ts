@@ -13,7 +13,7 @@ import { explainAddress, formatExplanation } from '../debug/explain.js';
 import { prefixMask } from '../fan/addr.js';
 import { availableParallelism } from 'node:os';
 import { fansFromArgs, UsageError } from './fans-from-args.js';
-import { SEND_PATHS, up, type SendPath } from './daemon.js';
+import { RECV_PATHS, SEND_PATHS, up, type RecvPath, type SendPath } from './daemon.js';
 import { OFFLOAD_MODES, type OffloadMode } from '../offload/probe.js';
 import { daemonsFor, downDaemon } from './down.js';
 import { formatShow, showRows } from './show.js';
@@ -33,7 +33,7 @@ const HELP = `userfan — Ubuntu's Fan networking in user space (IP-in-IP over T
 
 usage:
   userfan up -o OVERLAY -u UNDERLAY [--bridge NAME] [--host-reserve N] [--dhcp] [--workers N] [--ttl N] [--no-nat]
-             [--metrics [HOST:]PORT] [--offload auto|on|off] [--send raw|packet] [--no-trace]
+             [--metrics [HOST:]PORT] [--offload auto|on|off] [--send raw|packet] [--recv raw|xdp] [--no-trace]
              [--cpus LIST]                 pin worker i to LIST's i-th lowest CPU (as taskset -c: 1, 0,2, 0-3)
   userfan up -a [--config FILE]            every enabled fan of FILE (default /etc/network/fan)
   userfan down -o OVERLAY -u UNDERLAY | -a [--config FILE] | -e
@@ -105,12 +105,15 @@ const commands: Record<string, Handler> = {
       ...fanOptions,
       bridge: { type: 'string' }, 'host-reserve': { type: 'string' }, dhcp: { type: 'boolean' }, workers: { type: 'string' },
       ttl: { type: 'string' }, 'no-nat': { type: 'boolean' }, tun: { type: 'string' }, metrics: { type: 'string' },
-      offload: { type: 'string' }, send: { type: 'string' }, 'no-trace': { type: 'boolean' },
+      offload: { type: 'string' }, send: { type: 'string' }, recv: { type: 'string' }, 'no-trace': { type: 'boolean' },
       cpus: { type: 'string' },
     });
     if (values.offload !== undefined && !(OFFLOAD_MODES as readonly string[]).includes(values.offload)) throw new ConfigError('--offload', values.offload, 'must be auto, on or off');
     if (values.send !== undefined && !(SEND_PATHS as readonly string[]).includes(values.send)) {
       throw new ConfigError('--send', values.send, 'must be raw (every packet through the kernel\'s IP output) or packet (to known underlay neighbours through AF_PACKET)');
+    }
+    if (values.recv !== undefined && !(RECV_PATHS as readonly string[]).includes(values.recv)) {
+      throw new ConfigError('--recv', values.recv, 'must be raw (IP-in-IP through the kernel\'s IP receive and raw sockets) or xdp (taken off the underlay interface by an XDP program into AF_XDP sockets)');
     }
     if (positionals.length) throw new UsageError(`unexpected ${positionals.join(' ')}; see userfan --help`);
     const flags = {
@@ -131,6 +134,7 @@ const commands: Record<string, Handler> = {
       metrics: values.metrics === undefined ? undefined : listenOption(values.metrics),
       offload: values.offload as OffloadMode | undefined,
       send: values.send as SendPath | undefined,
+      recv: values.recv as RecvPath | undefined,
       trace: !values['no-trace'],
       cpus: values.cpus === undefined ? undefined : cpusOption('--cpus', values.cpus),
     });

@@ -44,6 +44,12 @@ export interface UpOptions {
    * link-layer socket (src/io/linksocket.ts), the rest through the raw socket.
    */
   send?: SendPath;
+  /**
+   * How IP-in-IP arrives: raw (default) through protocol-4 raw sockets, after the kernel's IP receive;
+   * xdp: an XDP program on the underlay interface hands it to the workers' AF_XDP sockets first
+   * (src/io/xdp.ts); what it leaves to the kernel still reaches the raw sockets.
+   */
+  recv?: RecvPath;
   /** false: refuse `userfan trace`; the workers then skip even the per-batch check for one. */
   trace?: boolean;
   /** Pin worker i to cpus[i mod n] (src/control/cpus.ts); absent: the scheduler places the workers. */
@@ -52,6 +58,8 @@ export interface UpOptions {
 
 export const SEND_PATHS = ['raw', 'packet'] as const;
 export type SendPath = (typeof SEND_PATHS)[number];
+export const RECV_PATHS = ['raw', 'xdp'] as const;
+export type RecvPath = (typeof RECV_PATHS)[number];
 
 export function log(event: string, fields: Record<string, unknown> = {}): void {
   process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), event, ...fields })}\n`);
@@ -82,11 +90,16 @@ export async function up(o: UpOptions): Promise<number> {
   if (!hasNetAdmin()) throw new ConfigError('up', o.fans.map(String).join(', '), 'needs CAP_NET_ADMIN to create the TUN device, bridge and routes: run as root');
   new FanTable(o.fans); // duplicates/overlaps among the fans of this invocation
   const underlays = await Promise.all(o.fans.map((f, i) => underlayInterface(f, o.underlayTexts[i])));
+  if (o.recv === 'xdp') {
+    // One XDP program per daemon, matching one destination address: the fans must share both.
+    const ends = new Set(o.fans.map((f, i) => `${underlays[i].iface} ${formatIPv4(f.localHost)}`));
+    if (ends.size > 1) throw new ConfigError('--recv', 'xdp', `needs every fan on one underlay interface and address; these are on ${[...ends].join(', ')}: run one userfan per underlay`);
+  }
   await checkNotUp(o.fans);
 
   const id = o.tun ?? tunNameFor(o.fans[0]);
   const state: DaemonState = {
-    id, pid: process.pid, startedAt: new Date().toISOString(), workers: o.workers, ttl: o.ttl, nat: o.nat, send: o.send ?? 'raw',
+    id, pid: process.pid, startedAt: new Date().toISOString(), workers: o.workers, ttl: o.ttl, nat: o.nat, send: o.send ?? 'raw', recv: o.recv ?? 'raw',
     ...(o.cpus?.length ? { cpus: o.cpus } : {}), fans: o.fans.map(fanRecord), host: emptyState(),
   };
   const save = () => writeState(state);
@@ -130,8 +143,9 @@ export async function up(o: UpOptions): Promise<number> {
       ? o.fans.map((f, i) => ({ iface: underlays[i].iface, ifindex: native().ifIndex(underlays[i].iface), net: f.underlay.net, len: f.underlay.len, local: f.localHost }))
       : undefined;
     log('send', { send: o.send ?? 'raw', ...(links ? { interfaces: [...new Set(links.map((l) => l.iface))] } : {}) });
+    const xdp = o.recv === 'xdp' ? { iface: underlays[0].iface, local: o.fans[0].localHost } : undefined;
     plane = new DataPlane({
-      tun: id, fans: o.fans, workers: o.workers, cpus: o.cpus, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, links, trace: o.trace !== false, log,
+      tun: id, fans: o.fans, workers: o.workers, cpus: o.cpus, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, links, xdp, trace: o.trace !== false, log,
       onFatal: (why) => {
         log('fatal', { error: why });
         void finish(1, why);

@@ -24,6 +24,10 @@ export interface ShowRow {
   offload: string | null;
   /** How packets leave: "raw" or "packet (N neighbours)"; null when the daemon did not answer. */
   send: string | null;
+  /** How IP-in-IP arrives: "raw" or "xdp on IFACE (…)"; null when the daemon did not answer. */
+  recv: string | null;
+  /** Of the packets received, those taken through AF_XDP (up --recv xdp). */
+  rxXdpPackets: number | null;
   /** With --send packet: the neighbours sent to by MAC (address, MAC); absent otherwise or without an answer. */
   neighbours?: { address: string; mac: string }[];
   /** The CPUs the workers are pinned to, as taskset -c writes them (up --cpus); null: not pinned. */
@@ -44,6 +48,8 @@ export async function showRows(): Promise<ShowRow[]> {
         dropsByReason: st?.total.drops as Record<string, number> | undefined,
         offload: st?.offload ?? null,
         send: st?.send ?? null,
+        recv: st?.recv ?? null,
+        rxXdpPackets: st?.total.rxXdpPackets ?? null,
         cpus: s.cpus?.length ? formatCpuList(s.cpus) : null,
         ...(st?.neighbours ? { neighbours: st.neighbours } : {}),
       });

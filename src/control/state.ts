@@ -39,6 +39,8 @@ export interface DaemonState {
   nat: boolean;
   /** How packets leave (up --send); absent in state files of older versions: raw. */
   send?: 'raw' | 'packet';
+  /** How IP-in-IP arrives (up --recv); absent in state files of older versions: raw. */
+  recv?: 'raw' | 'xdp';
   /** The CPUs the workers are pinned to, worker i on cpus[i mod n] (up --cpus); absent: not pinned. */
   cpus?: number[];
   fans: FanRecord[];

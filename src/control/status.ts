@@ -31,17 +31,24 @@ export interface DaemonStatus {
   send?: string;
   /** With up --send packet: the neighbours the workers send to by MAC now. */
   neighbours?: { address: string; mac: string }[];
+  /** How IP-in-IP arrives: "raw", or "xdp on IFACE (N of M queues)" (up --recv xdp). */
+  recv?: string;
 }
 
 export function statusOf(state: DaemonState, plane: DataPlane, offload?: string): DaemonStatus {
   const perWorker = [...Array(state.workers).keys()].map((i) => plane.counters.snapshot(i));
-  return { id: state.id, pid: state.pid, startedAt: state.startedAt, workers: state.workers, tun: state.host.tun ?? state.id, fans: state.fans, total: plane.counters.total(), perWorker, offload, send: sendText(plane),
+  return { id: state.id, pid: state.pid, startedAt: state.startedAt, workers: state.workers, tun: state.host.tun ?? state.id, fans: state.fans, total: plane.counters.total(), perWorker, offload, send: sendText(plane), recv: recvText(plane),
     neighbours: plane.neighbours?.entries().map((n) => ({ address: formatIPv4(n.address), mac: n.mac })) };
 }
 
 export function sendText(plane: DataPlane): string {
   const n = plane.neighbours?.size;
   return n === undefined ? 'raw' : `packet (${n} neighbour${n === 1 ? '' : 's'})`;
+}
+
+export function recvText(plane: DataPlane): string {
+  const x = plane.xdpQueues;
+  return x === undefined ? 'raw' : `xdp on ${x.iface} (${x.served} of ${x.queues} RX queue${x.queues === 1 ? '' : 's'})`;
 }
 
 /** fanctl's Flags column: the flags that are set. */

@@ -13,7 +13,8 @@ export const C_TX_BATCHES = 4; // TUN reads that returned packets
 export const C_RX_BATCHES = 5; // socket receives that returned packets
 export const C_RESTARTS = 6; //  times this worker slot was started again after a death
 export const C_TX_LINK = 7; //   of C_TX_PACKETS, those sent through the link-layer socket (up --send packet)
-export const C_DROPS = 8; //     drops by reason: C_DROPS + code (codes start at 1)
+export const C_RX_XDP = 8; //    of the packets received, those taken through the AF_XDP socket (up --recv xdp)
+export const C_DROPS = 9; //     drops by reason: C_DROPS + code (codes start at 1)
 export const ROW = C_DROPS + DROP_SLOTS;
 
 export interface CounterSnapshot {
@@ -25,6 +26,8 @@ export interface CounterSnapshot {
   /** Of txPackets, those sent straight to a neighbour's MAC (up --send packet). */
   txLinkPackets: number;
   rxBatches: number;
+  /** Of the packets received (any verdict), those taken through the AF_XDP socket (up --recv xdp). */
+  rxXdpPackets: number;
   restarts: number;
   drops: Partial<Record<DropName, number>>;
   dropsTotal: number;
@@ -69,6 +72,6 @@ function snapshotOf(r: Float64Array): CounterSnapshot {
   });
   return {
     txPackets: r[C_TX_PACKETS], txBytes: r[C_TX_BYTES], rxPackets: r[C_RX_PACKETS], rxBytes: r[C_RX_BYTES],
-    txBatches: r[C_TX_BATCHES], txLinkPackets: r[C_TX_LINK], rxBatches: r[C_RX_BATCHES], restarts: r[C_RESTARTS], drops, dropsTotal,
+    txBatches: r[C_TX_BATCHES], txLinkPackets: r[C_TX_LINK], rxBatches: r[C_RX_BATCHES], rxXdpPackets: r[C_RX_XDP], restarts: r[C_RESTARTS], drops, dropsTotal,
   };
 }

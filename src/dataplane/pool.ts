@@ -8,15 +8,19 @@
  *
  * With a link-layer send path (up --send packet) it also keeps the workers' copy of the kernel's ARP
  * table fresh: once a second (src/io/neighbours.ts).
+ *
+ * With AF_XDP receive (up --recv xdp) it attaches the XDP program to the underlay interface before the
+ * workers start, and detaches it when they have stopped (src/io/xdp.ts); worker i serves RX queue i.
  */
 import { Piscina } from 'piscina';
 import type { Fan } from '../fan/fan.js';
 import { native } from '../io/native.js';
 import { MAX_NEIGHBOURS, NeighbourTable, readArpTable, type UnderlayLink } from '../io/neighbours.js';
+import { XdpRedirect } from '../io/xdp.js';
 import { CounterTable, C_RESTARTS } from './counters.js';
 import { TraceRing, type TraceRecord } from '../debug/trace-ring.js';
 import {
-  CONTROL_STOP, CONTROL_TRACE, CONTROL_TRACE_FILTER, controlCrashSlot, controlSlots, FD_RAW, FD_TUN, FDS_PER_WORKER, type WorkerResult, type WorkerTask,
+  CONTROL_STOP, CONTROL_TRACE, CONTROL_TRACE_FILTER, controlCrashSlot, controlSlots, FD_RAW, FD_TUN, FD_XSK, FDS_PER_WORKER, type WorkerResult, type WorkerTask,
 } from './task.js';
 
 export type LogFn = (event: string, fields?: Record<string, unknown>) => void;
@@ -36,6 +40,11 @@ export interface DataPlaneOptions {
    * underlay interfaces and networks. Absent: every packet through the raw IP socket.
    */
   links?: UnderlayLink[];
+  /**
+   * Receive IP-in-IP through AF_XDP (up --recv xdp): the underlay interface and this host's address on
+   * it (int32). Absent: everything through the raw sockets.
+   */
+  xdp?: { iface: string; local: number };
   /** false: no trace can attach, and the workers skip even the per-batch check for one (up --no-trace). */
   trace?: boolean;
   log: LogFn;
@@ -63,6 +72,8 @@ export class DataPlane {
   private neighbourTimer?: NodeJS.Timeout;
   private neighbourError = '';
   private truncationLogged = false;
+  /** The XDP program and socket map (up --recv xdp), from start() to stop(). */
+  private xdp?: XdpRedirect;
 
   constructor(private readonly opts: DataPlaneOptions) {
     const n = opts.workers;
@@ -89,6 +100,7 @@ export class DataPlane {
       fans: o.fans.map((f) => ({ overlayNet: f.overlay.net, overlayLen: f.overlay.len, underlayNet: f.underlay.net, underlayLen: f.underlay.len, localHost: f.localHost })),
       control: this.control.buffer as SharedArrayBuffer, counters: this.counters.buffer, fds: this.fds.buffer as SharedArrayBuffer,
       trace: this.rings[index]?.buffer, neighbours: this.neighbours?.buffer,
+      ...(this.xdp && index < this.xdp.queues ? { xsk: { ifindex: this.xdp.ifindex, queue: index, map: this.xdp.map } } : {}),
     };
   }
 
@@ -126,7 +138,9 @@ export class DataPlane {
       this.fds[k] = FD_STARTING;
       if (fd >= 0) {
         try {
-          native().close(fd);
+          // An AF_XDP socket's rings and UMEM are mapped: unmapping them is what releases the socket.
+          if (k % FDS_PER_WORKER === FD_XSK) native().xskClose(fd);
+          else native().close(fd);
         } catch {}
       }
     }
@@ -153,6 +167,13 @@ export class DataPlane {
       this.refreshNeighbours();
       this.neighbourTimer = setInterval(() => this.refreshNeighbours(), NEIGHBOUR_REFRESH_MS);
       this.neighbourTimer.unref();
+    }
+    if (this.opts.xdp) {
+      this.xdp = XdpRedirect.attach(this.opts.xdp.iface, this.opts.xdp.local);
+      this.opts.log('xdp', {
+        interface: this.xdp.iface, mode: 'generic', queues: this.xdp.queues, served: Math.min(this.xdp.queues, this.opts.workers),
+        ...(this.xdp.queues > this.opts.workers ? { rest: `queues ${this.opts.workers}..${this.xdp.queues - 1} go through the raw sockets` } : {}),
+      });
     }
     for (const i of all) this.launch(i);
     const deadline = Date.now() + 10_000;
@@ -240,6 +261,13 @@ export class DataPlane {
     Atomics.store(this.control, CONTROL_STOP, 1);
     await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, 3000))]);
     for (let i = 0; i < this.opts.workers; i++) this.reclaim(i);
+    this.xdp?.close();
     await this.pool.destroy();
+  }
+
+  /** With up --recv xdp: the interface and how many of its RX queues the workers serve; else undefined. */
+  get xdpQueues(): { iface: string; served: number; queues: number } | undefined {
+    const x = this.xdp;
+    return x && !x.closed ? { iface: x.iface, served: Math.min(x.queues, this.opts.workers), queues: x.queues } : undefined;
   }
 }

@@ -37,10 +37,15 @@ export interface WorkerTask {
    * to known underlay neighbours (up --send packet); absent: everything through the raw IP socket.
    */
   neighbours?: SharedArrayBuffer;
+  /**
+   * This worker's AF_XDP socket (up --recv xdp): the underlay interface, the RX queue it serves, and the
+   * XdpRedirect's socket map it enters itself in. Absent: everything arrives through the raw socket.
+   */
+  xsk?: { ifindex: number; queue: number; map: number };
   /** CounterTable buffer. */
   counters: SharedArrayBuffer;
   /**
-   * Int32Array of FDS_PER_WORKER fds per worker (TUN queue, raw socket, link socket or -1), so the main
+   * Int32Array of FDS_PER_WORKER fds per worker (TUN queue, raw socket, link socket, AF_XDP socket or -1), so the main
    * thread can close them if the worker dies.
    */
   fds: SharedArrayBuffer;
@@ -52,11 +57,15 @@ export interface WorkerResult {
   detail?: string;
 }
 
-/** Descriptors a worker holds, in WorkerTask.fds: [TUN queue, raw socket, link socket (-1: none)]. */
-export const FDS_PER_WORKER = 3;
+/**
+ * Descriptors a worker holds, in WorkerTask.fds: [TUN queue, raw socket, link socket, AF_XDP socket]
+ * (-1: none).
+ */
+export const FDS_PER_WORKER = 4;
 export const FD_TUN = 0;
 export const FD_RAW = 1;
 export const FD_LINK = 2;
+export const FD_XSK = 3;
 
 export const CONTROL_STOP = 0;
 export const CONTROL_TRACE = 1;

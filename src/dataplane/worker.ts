@@ -23,6 +23,10 @@
  * worker's trace ring with their verdict: as sent, as received (before the checks), and those the mapping
  * drops. With no trace attached that costs one Atomics load per round.
  *
+ * With `up --recv xdp` (task.xsk) the IP-in-IP frames of this worker's RX queue arrive on an AF_XDP socket
+ * (src/io/xdp.ts) instead, read off its ring without a system call while it has frames; the raw socket
+ * still takes what the XDP program leaves to the kernel (fragments, outer options, other queues).
+ *
  * With `up --send packet` (task.neighbours) a packet whose outer destination is a known underlay
  * neighbour (src/io/neighbours.ts) goes out through a link-layer socket straight to its MAC
  * (src/io/linksocket.ts); the others, and each neighbour's probe packet, through the raw socket.
@@ -40,6 +44,7 @@ import { LinkSocket } from '../io/linksocket.js';
 import { NeighbourTable } from '../io/neighbours.js';
 import { RawIpipSocket } from '../io/rawsocket.js';
 import { TunQueue } from '../io/tun.js';
+import { XskSocket } from '../io/xdp.js';
 import { Coalescer, partialTcp } from '../offload/coalesce.js';
 import { offloadFlags } from '../offload/probe.js';
 import { Arena, finishChecksum, NO_ROOM, segment, splitTcp } from '../offload/segment.js';
@@ -48,10 +53,10 @@ import { decapsulate, egressRoute, encapsulate, OUTER_HEADER_LEN, ROUTE_DST, ROU
 import { i32 } from '../wire/ipv4.js';
 import { OFF_DATA_OFFSET, OFF_TCP_CHECKSUM } from '../wire/tcp.js';
 import { VNET_HDR_LEN } from '../wire/virtio.js';
-import { C_DROPS, C_RX_BATCHES, C_RX_BYTES, C_RX_PACKETS, C_TX_BATCHES, C_TX_BYTES, C_TX_LINK, C_TX_PACKETS, CounterTable } from './counters.js';
+import { C_DROPS, C_RX_BATCHES, C_RX_BYTES, C_RX_PACKETS, C_RX_XDP, C_TX_BATCHES, C_TX_BYTES, C_TX_LINK, C_TX_PACKETS, CounterTable } from './counters.js';
 import { TRACE_IN, TRACE_OUT, TraceRing } from '../debug/trace-ring.js';
 import {
-  CONTROL_STOP, CONTROL_TRACE, CONTROL_TRACE_FILTER, controlCrashSlot, FD_LINK, FD_RAW, FD_TUN, FDS_PER_WORKER, type WorkerResult, type WorkerTask,
+  CONTROL_STOP, CONTROL_TRACE, CONTROL_TRACE_FILTER, controlCrashSlot, FD_LINK, FD_RAW, FD_TUN, FD_XSK, FDS_PER_WORKER, type WorkerResult, type WorkerTask,
 } from './task.js';
 
 const BATCH = 64;
@@ -121,6 +126,7 @@ export default function runWorker(task: WorkerTask): WorkerResult {
   fds[at + FD_TUN] = tun.fd;
   let sock: RawIpipSocket | undefined;
   let link: LinkSocket | undefined;
+  let xsk: XskSocket | undefined;
   try {
     // Device-wide, like IFF_VNET_HDR; every worker asks for the same.
     if (offload) tun.setOffload(offloadFlags());
@@ -129,15 +135,20 @@ export default function runWorker(task: WorkerTask): WorkerResult {
       link = LinkSocket.open({ sndbuf: SOCKET_BUFFER });
       fds[at + FD_LINK] = link.fd;
     }
+    if (task.xsk) {
+      xsk = XskSocket.open(task.xsk);
+      fds[at + FD_XSK] = xsk.fd;
+    }
     fds[at + FD_RAW] = sock.fd; // last: the pool takes TUN and raw socket both open as "started"
     if (task.count > 1) sock.share(task.index, task.count);
     const links = link && task.neighbours ? { sock: link, table: new NeighbourTable(task.neighbours) } : undefined;
-    return loop(task, fans, control, crashSlot, c, tun, sock, links, offload, tunMtu(task.tun));
+    return loop(task, fans, control, crashSlot, c, tun, sock, links, xsk, offload, tunMtu(task.tun));
   } finally {
     for (let k = 0; k < FDS_PER_WORKER; k++) fds[at + k] = -1;
     tun.close();
     sock?.close();
     link?.close();
+    xsk?.close();
   }
 }
 
@@ -149,7 +160,7 @@ interface Links {
 
 function loop(
   task: WorkerTask, fans: FanTable, control: Int32Array, crashSlot: number, c: Float64Array, tun: TunQueue, sock: RawIpipSocket,
-  links: Links | undefined, offload: boolean, mtu: number,
+  links: Links | undefined, xsk: XskSocket | undefined, offload: boolean, mtu: number,
 ): WorkerResult {
   // TUN → underlay. With offloads: big read slots, then the arena segments are cut into, in one buffer.
   const outSlots = offload ? TSO_READS : BATCH;
@@ -174,9 +185,21 @@ function loop(
   const rxArena = new Arena(inRegion, inBuf.byteLength);
   const coalescer = new Coalescer(BATCH);
 
-  const poller = new Poller(2);
+  const poller = new Poller(3);
   const TUN = poller.add(tun.fd);
   const SOCK = poller.add(sock.fd);
+  const XSK = xsk ? poller.add(xsk.fd) : -1;
+  // Frames the kernel could not put on the AF_XDP ring (XDP_STATISTICS), read when idle and every 1024 batches.
+  let xskLost = 0;
+  let xskBatches = 0;
+  const countXskLost = () => {
+    const st = xsk!.stats();
+    const lost = st.dropped + st.ringFull;
+    if (lost !== xskLost) {
+      c[C_DROPS + Drop['rx-xdp-lost']] += lost - xskLost;
+      xskLost = lost;
+    }
+  };
   // Waiting for room: the socket's send buffer, the TUN queue (each its own poll set, POLLOUT).
   const sockRoom = new Poller(1);
   sockRoom.add(sock.fd, native().POLLOUT);
@@ -299,6 +322,65 @@ function loop(
     c[C_TX_PACKETS] += tx.count - first;
   };
 
+  /**
+   * Checks, decapsulates and writes to the TUN the n packets `inb` received (from the AF_XDP ring or the
+   * raw socket). False if the TUN device is gone (deviceError says why).
+   */
+  const ingest = (n: number): boolean => {
+    idle = false;
+    c[C_RX_BATCHES]++;
+    const bytes = inBytes;
+    const rx = inb.received;
+    wl.count = 0;
+    rxArena.reset();
+    for (let i = 0; i < n; i++) {
+      const off = rx.offsets[i];
+      const len = rx.lengths[i];
+      if (len > inb.packetCapacity) {
+        c[C_DROPS + Drop['rx-truncated-inner']]++;
+        if (tracing && traceMatches(bytes, off, inb.packetCapacity, filter)) ring!.append(bytes, off, inb.packetCapacity, TRACE_IN, Drop['rx-truncated-inner']);
+        continue;
+      }
+      // Copied as it arrived (decapsulate rewrites the inner ECN field), published with the verdict.
+      const traced = tracing && traceMatches(bytes, off, len, filter) && ring!.begin(bytes, off, len, TRACE_IN);
+      const inner = decapsulate(bytes, off, len, fans, policy);
+      if (traced) ring!.commit(inner < 0 ? -inner : 0);
+      if (inner < 0) {
+        c[C_DROPS - inner]++;
+        continue;
+      }
+      const ilen = len - (inner - off);
+      c[C_RX_PACKETS]++;
+      c[C_RX_BYTES] += ilen;
+      if (offload) {
+        wl.push(inner, ilen);
+        continue;
+      }
+      // Without offloads the TUN takes finished packets no longer than its MTU: finish a partial
+      // checksum (kernel GRO, or a CHECKSUM_PARTIAL kernel peer), cut what GRO joined.
+      if (partialTcp(bytes, inner, ilen, mtu) === 1) {
+        const ihl = (bytes[inner] & 0x0f) << 2;
+        if (ilen <= mtu) {
+          finishChecksum(bytes, inner, ilen, ihl, OFF_TCP_CHECKSUM);
+        } else {
+          const hl = ihl + ((bytes[inner + ihl + OFF_DATA_OFFSET] >>> 4) << 2);
+          let r = splitTcp(bytes, inner, ilen, mtu - hl, wl, rxArena, 0);
+          if (r === NO_ROOM) {
+            if (!flushWrite()) return false;
+            rxArena.reset();
+            r = splitTcp(bytes, inner, ilen, mtu - hl, wl, rxArena, 0);
+          }
+          if (r > 0) continue;
+          // Headers too long to cut at this MTU: write it as it is; the kernel answers for it.
+        }
+      }
+      if (wl.count >= wl.capacity && !flushWrite()) return false;
+      wl.push(inner, ilen);
+    }
+    if (offload) coalescer.run(bytes, wl, BIG_SLOT, mtu);
+    return flushWrite();
+  };
+
   while (Atomics.load(control, CONTROL_STOP) === 0) {
     if (Atomics.load(control, crashSlot) !== 0) {
       Atomics.store(control, crashSlot, 0);
@@ -308,11 +390,16 @@ function loop(
     // round found nothing, saving a poll() per round.
     let tunReady = true;
     let sockReady = true;
+    let xskReady = xsk !== undefined;
     if (idle) {
-      if (poller.wait(WAIT_MS) === 0) continue;
+      if (poller.wait(WAIT_MS) === 0) {
+        if (xsk) countXskLost();
+        continue;
+      }
       if (poller.failed(TUN)) return { index: task.index, reason: 'device-gone', detail: `TUN ${task.tun} reported an error (deleted?)` };
       tunReady = poller.readable(TUN);
       sockReady = poller.readable(SOCK) || poller.failed(SOCK);
+      xskReady = xsk !== undefined && poller.readable(XSK);
     }
     idle = true;
     if (ring !== undefined) {
@@ -379,63 +466,18 @@ function loop(
       }
     }
 
-    // Ingress: underlay → checks → TUN → bridge → container.
+    // Ingress: underlay → checks → TUN → bridge → container. The AF_XDP ring first, then the raw socket.
+    if (xskReady) {
+      const n = xsk!.receive(inb);
+      if (n > 0) {
+        c[C_RX_XDP] += n;
+        if ((++xskBatches & 1023) === 0) countXskLost();
+        if (!ingest(n)) return { index: task.index, reason: 'device-gone', detail: deviceError };
+      }
+    }
     if (sockReady) {
       const n = sock.receive(inb);
-      if (n > 0) {
-        idle = false;
-        c[C_RX_BATCHES]++;
-        const bytes = inBytes;
-        const rx = inb.received;
-        wl.count = 0;
-        rxArena.reset();
-        for (let i = 0; i < n; i++) {
-          const off = rx.offsets[i];
-          const len = rx.lengths[i];
-          if (len > inb.packetCapacity) {
-            c[C_DROPS + Drop['rx-truncated-inner']]++;
-            if (tracing && traceMatches(bytes, off, inb.packetCapacity, filter)) ring!.append(bytes, off, inb.packetCapacity, TRACE_IN, Drop['rx-truncated-inner']);
-            continue;
-          }
-          // Copied as it arrived (decapsulate rewrites the inner ECN field), published with the verdict.
-          const traced = tracing && traceMatches(bytes, off, len, filter) && ring!.begin(bytes, off, len, TRACE_IN);
-          const inner = decapsulate(bytes, off, len, fans, policy);
-          if (traced) ring!.commit(inner < 0 ? -inner : 0);
-          if (inner < 0) {
-            c[C_DROPS - inner]++;
-            continue;
-          }
-          const ilen = len - (inner - off);
-          c[C_RX_PACKETS]++;
-          c[C_RX_BYTES] += ilen;
-          if (offload) {
-            wl.push(inner, ilen);
-            continue;
-          }
-          // Without offloads the TUN takes finished packets no longer than its MTU: finish a partial
-          // checksum (kernel GRO, or a CHECKSUM_PARTIAL kernel peer), cut what GRO joined.
-          if (partialTcp(bytes, inner, ilen, mtu) === 1) {
-            const ihl = (bytes[inner] & 0x0f) << 2;
-            if (ilen <= mtu) {
-              finishChecksum(bytes, inner, ilen, ihl, OFF_TCP_CHECKSUM);
-            } else {
-              const hl = ihl + ((bytes[inner + ihl + OFF_DATA_OFFSET] >>> 4) << 2);
-              let r = splitTcp(bytes, inner, ilen, mtu - hl, wl, rxArena, 0);
-              if (r === NO_ROOM) {
-                if (!flushWrite()) return { index: task.index, reason: 'device-gone', detail: deviceError };
-                rxArena.reset();
-                r = splitTcp(bytes, inner, ilen, mtu - hl, wl, rxArena, 0);
-              }
-              if (r > 0) continue;
-              // Headers too long to cut at this MTU: write it as it is; the kernel answers for it.
-            }
-          }
-          if (wl.count >= wl.capacity && !flushWrite()) return { index: task.index, reason: 'device-gone', detail: deviceError };
-          wl.push(inner, ilen);
-        }
-        if (offload) coalescer.run(bytes, wl, BIG_SLOT, mtu);
-        if (!flushWrite()) return { index: task.index, reason: 'device-gone', detail: deviceError };
-      }
+      if (n > 0 && !ingest(n)) return { index: task.index, reason: 'device-gone', detail: deviceError };
     }
   }
   return { index: task.index, reason: 'stopped' };

@@ -57,7 +57,7 @@ export function formatStats(stats: DaemonStats[]): string {
   if (stats.length === 0) return 'no fans are up';
   const lines: string[] = [];
   for (const d of stats) {
-    lines.push(`${d.id} (pid ${d.pid}, ${d.workers} worker${d.workers === 1 ? '' : 's'}${d.offload ? `, offload ${d.offload}` : ''}${d.send ? `, send ${d.send}` : ''}): ${d.fans.map((f) => `${f.overlay} over ${f.underlay}, slice ${f.slice} on ${f.bridge}`).join('; ')}`);
+    lines.push(`${d.id} (pid ${d.pid}, ${d.workers} worker${d.workers === 1 ? '' : 's'}${d.offload ? `, offload ${d.offload}` : ''}${d.send ? `, send ${d.send}` : ''}${d.recv ? `, recv ${d.recv}` : ''}): ${d.fans.map((f) => `${f.overlay} over ${f.underlay}, slice ${f.slice} on ${f.bridge}`).join('; ')}`);
     const head = ['worker', 'tx pkts', 'tx bytes', 'rx pkts', 'rx bytes', 'drops', 'restarts'];
     const rows = d.perWorker.map((w, i) => [String(i), w.txPackets, w.txBytes, w.rxPackets, w.rxBytes, w.dropsTotal, w.restarts].map(String));
     const t = d.total;
@@ -69,6 +69,7 @@ export function formatStats(stats: DaemonStats[]): string {
     const drops = Object.entries(d.dropsAll).filter(([, v]) => v > 0);
     lines.push(drops.length ? `  drops: ${drops.map(([k, v]) => `${k} ${v}`).join(', ')}` : '  drops: none');
     if (d.send?.startsWith('packet')) lines.push(`  link-layer sends: ${t.txLinkPackets} of ${t.txPackets} tx packets went straight to a neighbour's MAC`);
+    if (d.recv?.startsWith('xdp')) lines.push(`  AF_XDP receives: ${t.rxXdpPackets} packets came off the underlay through XDP (the rest through the raw sockets)`);
   }
   return lines.join('\n');
 }
