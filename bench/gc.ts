@@ -5,7 +5,7 @@
  * first two seconds of the stream (the JIT warming up) and after them, against the packets moved.
  * A data path that allocates per packet collects steadily: tens of scavenges a second at these rates.
  *
- *   npm run build && node dist/bench/gc.js [--seconds 20] [--offload on|off] [--workers 1]
+ *   npm run build && node dist/bench/gc.js [--seconds 20] [--offload on|off] [--workers 1] [--send raw|packet] [--recv raw|xdp]
  */
 import { createFanTopology } from '../src/lab/topology.js';
 import { CLI, UserfanLab } from '../src/lab/userfan-lab.js';
@@ -25,13 +25,15 @@ export async function main(): Promise<number> {
   const seconds = Number(arg('seconds', '20'));
   const offload = arg('offload', 'on');
   const workers = arg('workers', '1');
+  const send = arg('send', 'raw');
+  const recv = arg('recv', 'raw');
   const gcs: Gc[] = [];
   const topo = await createFanTopology();
   const lab = new UserfanLab(topo, [], []);
   try {
     const threads = new Map<string, string>();
     for (const h of topo.hosts) {
-      const p = topo.spawn(h, ['node', '--trace-gc', CLI, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', workers, '--offload', offload], {
+      const p = topo.spawn(h, ['node', '--trace-gc', CLI, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', workers, '--offload', offload, '--send', send, '--recv', recv], {
         onLine: (line: string) => {
           const m = /^\[(\d+):(0x[0-9a-f]+)\]\s+\d+ ms: (Scavenge|Mark-Compact|Mark-sweep|Minor Mark-Sweep|Minor Mark-Compact)/.exec(line);
           if (!m) return;
