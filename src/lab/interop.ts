@@ -392,8 +392,9 @@ for i in $(seq 200); do grep -q 'listening on' ${f} 2>/dev/null && exit 0; sleep
     await this.setup();
     const t0 = await this.tunl0();
     const u0 = await this.userfanCounters();
-    // the wire, from A's side: IP-in-IP both ways during the ping
-    const wire = this.lab.spawn(this.hostA.ns, ['timeout', '60', 'tcpdump', '-l', '-n', '-i', this.vethA, 'ip proto 4']);
+    // the wire, from the kernel host's end of the veth: IP-in-IP both ways during the ping (A's end would
+    // not show the replies when userfan runs with --recv xdp: XDP takes them before packet taps)
+    const wire = this.lab.spawn(this.nsB, ['timeout', '60', 'tcpdump', '-l', '-n', '-i', this.vethB, 'ip proto 4']);
     await wire.waitForLine(/listening on/, 10_000);
     await this.ping();
     await wire.stop();
@@ -401,7 +402,7 @@ for i in $(seq 200); do grep -q 'listening on' ${f} 2>/dev/null && exit 0; sleep
       const lines = wire.lines.filter((l) => l.stream === 'stdout').map((l) => l.line);
       const ab = lines.filter((l) => l.includes(`${A_UL} > ${B_UL}:`) && l.includes(`${A_C} > ${B_C}: ICMP echo request`)).length;
       const ba = lines.filter((l) => l.includes(`${B_UL} > ${A_UL}:`) && l.includes(`${B_C} > ${A_C}: ICMP echo reply`)).length;
-      return { ok: ab >= 3 && ba >= 3, detail: `on ${this.vethA}: ${ab} requests ${A_UL}→${B_UL} and ${ba} replies ${B_UL}→${A_UL} as IPv4 protocol 4` };
+      return { ok: ab >= 3 && ba >= 3, detail: `on ${this.vethB}: ${ab} requests ${A_UL}→${B_UL} and ${ba} replies ${B_UL}→${A_UL} as IPv4 protocol 4` };
     });
     await this.udp();
     await this.tcp();
@@ -478,8 +479,10 @@ async function main(): Promise<number> {
       process.once('exit', () => console.log(`interop: INTERRUPTED by ${sig} — lab torn down, nothing proven`));
     });
   }
+  const recv = args.indexOf('--recv');
   const r = await runInterop({
     keepOffload: args.includes('--keep-offload'),
+    ...(recv >= 0 ? { userfanArgs: ['--recv', args[recv + 1] ?? ''] } : {}),
     log: (m) => console.log(m),
   });
   if (interrupted) return 130;

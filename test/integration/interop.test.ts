@@ -10,10 +10,11 @@ const cli = join(packageRoot(), 'dist/src/control/cli.js');
 const why = missing ?? (existsSync(cli) ? undefined : `${cli} is missing (npm run build)`);
 if (why) console.warn(`interop test skipped: ${why}`);
 
-describe.skipIf(!!why)('interop with kernel ipip', () => {
+// The second run receives through XDP and AF_XDP (up --recv xdp): the kernel's frames take the other path in.
+describe.skipIf(!!why).each([[[]], [['--recv', 'xdp']]] as const)('interop with kernel ipip, userfan up %j', (userfanArgs) => {
   it('userfan and Linux ipip talk both ways; both refuse a spoofed inner source', async () => {
     const lines: string[] = [];
-    const r = await runInterop({ log: (m) => lines.push(m) });
+    const r = await runInterop({ log: (m) => lines.push(m), userfanArgs: [...userfanArgs] });
     const failed = r.checks.filter((c) => !c.ok && !c.info);
     expect(failed, `${r.summary}\n${lines.join('\n')}`).toEqual([]);
     const names = r.checks.map((c) => c.name);

@@ -49,6 +49,10 @@ describe.each([['on', 1], ['off', 1], ['on', 2]] as const)('--recv xdp, --offloa
       const text = (await lab.cli(B, ['stats', '--interval', '100'])).stdout;
       expect(text).toContain(`AF_XDP receives: ${sb.rxXdpPackets} packets`);
 
+      // explain --from, on the receiving host, says where the packet is taken.
+      const ex = JSON.parse((await lab.cli(B, ['explain', b.address, '--from', a.address, '--json'])).stdout);
+      expect(ex.steps.join('\n')).toContain('the XDP program on the underlay interface hands it to a worker\'s AF_XDP socket');
+
       // Stopping the daemon closes the BPF link: the program leaves the interface with it.
       await lab.daemons[1].process.stop(5000);
       expect(await xdpOn(lab, B), 'no XDP program on B after the daemon stopped').toBeUndefined();
