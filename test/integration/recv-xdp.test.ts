@@ -8,8 +8,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { CLI, createUserfanLab, type UserfanLab } from '../../src/lab/userfan-lab.js';
-import type { Host } from '../../src/lab/topology.js';
+import { CLI, createUserfanLab, startDaemon, UserfanLab, type Daemon } from '../../src/lab/userfan-lab.js';
+import { createFanTopology, type Host } from '../../src/lab/topology.js';
+import { dist } from '../../src/lab/paths.js';
+import { XSK_RING } from '../../src/io/xdp.js';
 
 /** The XDP program attached to the host's underlay interface, as `ip -j link` reports it (undefined: none). */
 async function xdpOn(lab: UserfanLab, h: Host): Promise<{ mode: number; prog?: { id: number } } | undefined> {
@@ -86,6 +88,60 @@ describe('--recv xdp: faults', () => {
       expect(again.match, JSON.stringify(again)).toBe(true);
       expect((await lab.show(B))[0].rxXdpPackets - before).toBeGreaterThan(1000);
       void A;
+    } finally {
+      await lab.destroy();
+    }
+  });
+});
+
+describe('--recv xdp: hostile input and a full ring', () => {
+  it('every hostile packet taken through XDP is dropped under its reason; frames that find the ring full are counted as rx-xdp-lost', async () => {
+    const topo = await createFanTopology({ specs: [{ name: 'A', underlay: '198.18.0.28' }, { name: 'B', underlay: '198.18.0.27' }, { name: 'H', underlay: '198.18.0.99' }] });
+    const daemons: Daemon[] = [];
+    const lab = new UserfanLab(topo, daemons, []);
+    try {
+      const [, B, H] = topo.hosts;
+      daemons.push(await startDaemon(topo, B, ['-o', '250.0.0.0/8', '-u', B.underlayCidr, '--workers', '2', '--recv', 'xdp']));
+      const b = await topo.addContainer(B);
+      const rows = async () => (await lab.show(B))[0];
+      const hostile = async (count: number, pps: number) => JSON.parse((await topo.exec(H, ['node', dist('src/lab/hostile'), '--self', H.underlay, '--victim', B.underlay, '--container', b.address, '--port', '9999', '--count', String(count), '--pps', String(pps)], { timeoutMs: 60_000 })).stdout);
+      /** Waits (≤ 10 s) until the drops under `reasons` have grown by `total` since `before`; returns the growth by reason. */
+      const settle = async (before: Record<string, any>, reasons: string[], total: number) => {
+        const deadline = Date.now() + 10_000;
+        for (;;) {
+          const after = await rows();
+          const grown = Object.fromEntries(reasons.map((r) => [r, (after.dropsByReason?.[r] ?? 0) - (before.dropsByReason?.[r] ?? 0)]));
+          const sum = Object.values(grown).reduce((x: number, y) => x + (y as number), 0);
+          if (sum >= total || Date.now() > deadline) return { grown, sum, after };
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      };
+
+      // 24,000 hostile packets, 2,000 of each of the twelve kinds: each lands under its own reason, all through XDP.
+      let before = await rows();
+      const h1 = await hostile(24_000, 25_000);
+      const reasons = Object.keys(h1.expect);
+      const r1 = await settle(before, reasons, 24_000);
+      expect(r1.grown, JSON.stringify(r1.after.dropsByReason)).toEqual(h1.expect);
+      expect(r1.after.rxXdpPackets - before.rxXdpPackets).toBe(24_000);
+
+      // The daemon stopped (SIGSTOP) while 10,000 arrive: the ring holds XSK_RING frames, the kernel loses
+      // the rest; once it runs again the workers drop the ring's frames by reason and count the lost ones.
+      before = await rows();
+      const pid = daemons[0].process.pid!;
+      process.kill(pid, 'SIGSTOP');
+      let h2;
+      try {
+        h2 = await hostile(10_000, 100_000);
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      const r2 = await settle(before, [...reasons, 'rx-xdp-lost'], 10_000);
+      expect(r2.sum, JSON.stringify(r2.grown)).toBe(10_000);
+      expect(r2.grown['rx-xdp-lost']).toBe(10_000 - XSK_RING);
+      expect(h2.sent && Object.values(h2.sent as Record<string, number>).reduce((x, y) => x + y, 0)).toBe(10_000);
+      const st = JSON.parse((await lab.cli(B, ['stats', '--json', '--interval', '100'])).stdout)[0];
+      expect(st.perWorker.map((w: { restarts: number }) => w.restarts)).toEqual([0, 0]);
     } finally {
       await lab.destroy();
     }
