@@ -8,7 +8,7 @@
 import { createServer, type Server } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
 import { metricsRegistry, serveMetrics } from '../debug/metrics.js';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { formatCidr, formatIPv4 } from '../fan/addr.js';
 import { ConfigError } from '../fan/errors.js';
 import type { Fan } from '../fan/fan.js';
@@ -94,6 +94,16 @@ export async function up(o: UpOptions): Promise<number> {
     // One XDP program per daemon, matching one destination address: the fans must share both.
     const ends = new Set(o.fans.map((f, i) => `${underlays[i].iface} ${formatIPv4(f.localHost)}`));
     if (ends.size > 1) throw new ConfigError('--recv', 'xdp', `needs every fan on one underlay interface and address; these are on ${[...ends].join(', ')}: run one userfan per underlay`);
+    // The program reads an Ethernet header; other link types (tun, wireguard, ipvlan in L3 mode…) have none.
+    const iface = underlays[0].iface;
+    const type = (() => {
+      try {
+        return readFileSync(`/sys/class/net/${iface}/type`, 'utf8').trim();
+      } catch {
+        return '?';
+      }
+    })();
+    if (type !== '1') throw new ConfigError('--recv', 'xdp', `needs an Ethernet underlay interface; ${iface} is link type ${type} (/sys/class/net/${iface}/type; Ethernet is 1): use --recv raw`);
   }
   await checkNotUp(o.fans);
 

@@ -154,4 +154,19 @@ describe('--recv: refused before anything is made', () => {
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/--recv "dpdk": must be raw .* or xdp/);
   });
+
+  it('an underlay that is not Ethernet (here the namespace\'s loopback) exits 2 and leaves nothing behind', async () => {
+    const topo = await createFanTopology();
+    try {
+      const [A] = topo.hosts;
+      await topo.exec(A, ['ip', 'addr', 'add', '198.18.7.1/24', 'dev', 'lo']);
+      const r = await topo.exec(A, ['node', CLI, 'up', '-o', '250.1.0.0/16', '-u', '198.18.7.1/24', '--recv', 'xdp'], { allowFail: true });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('--recv "xdp": needs an Ethernet underlay interface; lo is link type 772');
+      const links = (await topo.exec(A, ['ip', '-o', 'link', 'show'])).stdout;
+      expect(links).not.toMatch(/fan-250-1|uf-250-1/);
+    } finally {
+      await topo.destroy();
+    }
+  });
 });
