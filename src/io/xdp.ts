@@ -31,7 +31,7 @@
  */
 import { readdirSync } from 'node:fs';
 import type { PacketBatch } from './batch.js';
-import { closeFd, native, rethrowAs } from './native.js';
+import { closeFd, isNativeError, native, rethrowAs } from './native.js';
 
 // eBPF (linux/bpf.h): classes, sizes, modes, operations, sources.
 const LD = 0x00, LDX = 0x01, ALU64 = 0x07, JMP = 0x05, JMP32 = 0x06;
@@ -177,6 +177,10 @@ export class XdpRedirect {
       return new XdpRedirect(iface, ifindex, map, prog, link, queues);
     } catch (e) {
       for (const fd of opened) closeFd(fd, `XDP ${iface}`);
+      if (isNativeError(e) && e.code === 'EBUSY') {
+        e.message = `${e.syscall} XDP on ${iface}: EBUSY (another XDP program is attached; \`ip link show dev ${iface}\` names it)`;
+        throw e;
+      }
       rethrowAs(e, `XDP on ${iface}`);
     }
   }

@@ -155,6 +155,22 @@ describe('--recv: refused before anything is made', () => {
     expect(r.stderr).toMatch(/--recv "dpdk": must be raw .* or xdp/);
   });
 
+  it('an interface that already has an XDP program: up says EBUSY and removes what it made', async () => {
+    const lab = await createUserfanLab({ workers: 1, upArgs: ['--recv', 'xdp'] });
+    try {
+      const [A] = lab.hosts;
+      // A second fan on the same underlay, in its own daemon: the first daemon's program holds the interface.
+      const r = await lab.cli(A, ['up', '-o', '251.0.0.0/8', '-u', A.underlayCidr, '--recv', 'xdp']);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(`BPF_LINK_CREATE XDP on ${A.underlayIf}: EBUSY`);
+      const links = (await lab.topo.exec(A, ['ip', '-o', 'link', 'show'])).stdout;
+      expect(links).not.toMatch(/fan-251|uf-251/);
+      expect((await lab.show(A)).map((row) => row.overlay)).toEqual(['250.0.0.0/8']);
+    } finally {
+      await lab.destroy();
+    }
+  });
+
   it('an underlay that is not Ethernet (here the namespace\'s loopback) exits 2 and leaves nothing behind', async () => {
     const topo = await createFanTopology();
     try {
