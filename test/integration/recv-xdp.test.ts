@@ -8,6 +8,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { CLI, createUserfanLab, startDaemon, UserfanLab, type Daemon } from '../../src/lab/userfan-lab.js';
 import { createFanTopology, type Host } from '../../src/lab/topology.js';
 import { dist } from '../../src/lab/paths.js';
@@ -142,6 +144,34 @@ describe('--recv xdp: hostile input and a full ring', () => {
       expect(h2.sent && Object.values(h2.sent as Record<string, number>).reduce((x, y) => x + y, 0)).toBe(10_000);
       const st = JSON.parse((await lab.cli(B, ['stats', '--json', '--interval', '100'])).stdout)[0];
       expect(st.perWorker.map((w: { restarts: number }) => w.restarts)).toEqual([0, 0]);
+    } finally {
+      await lab.destroy();
+    }
+  });
+});
+
+describe('--recv xdp: what the program leaves to the kernel', () => {
+  it('IP-in-IP with outer options, and fragmented IP-in-IP, still arrive: through the kernel and the raw socket', async () => {
+    const topo = await createFanTopology({ specs: [{ name: 'B', underlay: '198.18.0.27' }, { name: 'H', underlay: '198.18.0.99' }] });
+    const daemons: Daemon[] = [];
+    const lab = new UserfanLab(topo, daemons, []);
+    try {
+      const [B, H] = topo.hosts;
+      daemons.push(await startDaemon(topo, B, ['-o', '250.0.0.0/8', '-u', B.underlayCidr, '--workers', '1', '--recv', 'xdp']));
+      const b = await topo.addContainer(B);
+      const listener = topo.spawn(b, ['node', '-e', `const s=require('dgram').createSocket('udp4');const got={opt:0,frag:0};s.on('message',(m)=>{const t=m.toString('latin1');if(t.startsWith('opt ')&&m.length===20)got.opt++;if(t.startsWith('frag ')&&m.length===1900)got.frag++;if(got.opt+got.frag===40)console.log('all '+JSON.stringify(got))});s.bind(9998,()=>console.log('bound'));process.on('SIGTERM',()=>{console.log('got '+JSON.stringify(got));process.exit(0)})`]);
+      await listener.waitForLine(/bound/, 5000);
+      const before = (await lab.show(B))[0];
+      const fixture = fileURLToPath(new URL('../fixtures/ipip-passthrough.mjs', import.meta.url));
+      const r = await topo.exec(H, ['node', fixture, dirname(dirname(dirname(CLI))) /* dist/ */, H.underlay, B.underlay, '250.0.99.7', b.address, '9998', '20']);
+      expect(JSON.parse(r.stdout)).toEqual({ sent: 60, refused: 0 });
+      await listener.waitForLine(/^all /, 10_000);
+      const after = (await lab.show(B))[0];
+      expect(after.rxPackets - before.rxPackets, 'decapsulated by the worker').toBe(40);
+      expect(after.rxXdpPackets - before.rxXdpPackets, 'none of them through XDP').toBe(0);
+      expect(after.drops).toBe(before.drops);
+      await listener.stop();
+      expect(listener.lines.map((l) => l.line)).toContain('got {"opt":20,"frag":20}');
     } finally {
       await lab.destroy();
     }
