@@ -76,5 +76,7 @@ export const userfan1wPacketXdp = userfanPath('userfan-1w-packet-xdp', () => 1, 
  * two hosts share this machine, so that keeps the whole echo path on one CPU's caches.
  */
 export const userfan1wPinned = userfanPath('userfan-1w-pinned', () => 1, () => ['--cpus', String(allowedCpus().at(-1))]);
+/** As userfan-1w-pinned, receiving through XDP and AF_XDP (up --recv xdp). */
+export const userfan1wPinnedXdp = userfanPath('userfan-1w-pinned-xdp', () => 1, () => ['--cpus', String(allowedCpus().at(-1)), '--recv', 'xdp']);
 /** One worker per host, A's pinned to the first CPU this process may use and B's to the last. */
 export const userfan1wSpread = userfanPath('userfan-1w-spread', () => 1, (host) => ['--cpus', String(host === 0 ? allowedCpus()[0] : allowedCpus().at(-1))]);
