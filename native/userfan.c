@@ -1200,8 +1200,8 @@ static void *ring_map(int fd, const struct xdp_ring_offset *o, size_t elem, uint
 
 /*
  * xskOpen({ ifindex, queue, map, ring, frame }) -> fd. An AF_XDP socket in copy mode bound to RX queue
- * `queue` of the interface, with a UMEM of 2 × ring frames of `frame` bytes (2048 or 4096), fill and RX
- * rings of `ring` entries (a power of two), the fill ring full; then entered in the XSKMAP `map` under
+ * `queue` of the interface, with a UMEM of `ring` frames of `frame` bytes (2048 or 4096), fill and RX
+ * rings of `ring` entries (a power of two), every frame on the fill ring; then entered in the XSKMAP `map` under
  * `queue`, after which the XDP program redirects to it. A queue still held by a socket that is being
  * released (EBUSY) is retried for up to a second.
  */
@@ -1216,7 +1216,7 @@ static napi_value xsk_open(napi_env env, napi_callback_info info) {
   if (ring & (ring - 1)) return throw_range(env, "ring must be a power of two");
   if (frame != 2048 && frame != 4096) return throw_range(env, "frame must be 2048 or 4096");
 
-  xsk_t x = { .fd = -1, .frame = frame, .frames = 2 * ring, .nring = ring };
+  xsk_t x = { .fd = -1, .frame = frame, .frames = ring, .nring = ring };
   const char *op = "socket(AF_XDP)";
   int e = 0;
   x.fd = socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
@@ -1284,7 +1284,9 @@ fail:
  * xskRecvBatch(fd, buf, offs, lens, cap, max, srcs) -> n
  * Takes up to max frames off the RX ring: frame i's IPv4 packet (its Ethernet header left behind) is
  * copied to buf[offs[i]], lens[i] its full length (above cap: truncated), srcs[i] its IPv4 source
- * (host order, as recvBatch gives the sender). Every frame taken goes straight back to the fill ring.
+ * (host order, as recvBatch gives the sender). Every frame taken goes straight back to the fill ring,
+ * which has room for it: each of the UMEM's `ring` frames is on the fill ring, on the RX ring, or with
+ * the kernel between the two.
  * Never blocks: an empty ring returns 0 (poll the fd for POLLIN).
  */
 static napi_value xsk_recv_batch(napi_env env, napi_callback_info info) {

@@ -130,8 +130,9 @@ const XDP_HEADROOM = 256;
 /** The longest frame (Ethernet header included) the program hands to AF_XDP; longer ones go to the kernel. */
 export const XDP_MAX_FRAME = XSK_FRAME - XDP_HEADROOM;
 /**
- * Frames per ring (fill and RX); the UMEM holds twice as many (16 MiB), so the fill ring never runs dry.
- * With 2048 the kernel lost frames to a full RX ring in a 5 s iperf3 stream here (1623, each a TCP
+ * Frames per ring (fill and RX), and in the UMEM (8 MiB): every frame is on one ring or the other, or
+ * with the kernel between them; a frame the kernel finds no room for is lost (rx-xdp-lost). More UMEM
+ * than the fill ring holds would not buffer more. With 2048 the kernel lost frames to a full RX ring in a 5 s iperf3 stream here (1623, each a TCP
  * retransmission, counted as rx-xdp-lost); with 4096 none.
  */
 export const XSK_RING = 4096;
