@@ -17,6 +17,8 @@
  * Build: gcc -O2 -o bench/out/loop bench/loop.c
  */
 #define _GNU_SOURCE
+#define PROG "loop"
+#include "bench.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
@@ -43,27 +45,10 @@ static const int SHIFT = 8;                                         /* 32 - (8 +
 static const uint32_t LOCAL = 0xc612001cu;                          /* 198.18.0.28 */
 static const uint32_t SLICE_MASK = 0xffffff00u;
 
-static void die(const char *what) {
-  fprintf(stderr, "loop: %s: %s\n", what, strerror(errno));
-  exit(1);
-}
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec / 1e9;
-}
-
 static double user_cpu(void) {
   struct rusage r;
   getrusage(RUSAGE_SELF, &r);
   return r.ru_utime.tv_sec + r.ru_utime.tv_usec / 1e6;
-}
-
-static double cpu(void) {
-  struct rusage r;
-  getrusage(RUSAGE_SELF, &r);
-  return r.ru_utime.tv_sec + r.ru_utime.tv_usec / 1e6 + r.ru_stime.tv_sec + r.ru_stime.tv_usec / 1e6;
 }
 
 static inline uint32_t u16(const uint8_t *b) { return (uint32_t)b[0] << 8 | b[1]; }

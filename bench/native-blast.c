@@ -15,6 +15,8 @@
  * Build: gcc -O2 -o bench/out/native-blast bench/native-blast.c
  */
 #define _GNU_SOURCE
+#define PROG "native-blast"
+#include "bench.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -35,22 +37,6 @@
 #define MAXFLOWS 64
 #define MAXSIZE 9000
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec / 1e9;
-}
-
-static double cpu(void) {
-  struct rusage r;
-  getrusage(RUSAGE_SELF, &r);
-  return r.ru_utime.tv_sec + r.ru_utime.tv_usec / 1e6 + r.ru_stime.tv_sec + r.ru_stime.tv_usec / 1e6;
-}
-
-static void die(const char *what) {
-  fprintf(stderr, "native-blast: %s: %s\n", what, strerror(errno));
-  exit(1);
-}
 
 static uint32_t addr(const char *s) {
   struct in_addr a;

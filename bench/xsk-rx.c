@@ -9,6 +9,8 @@
  * Build: gcc -O2 -o bench/out/xsk-rx bench/xsk-rx.c
  */
 #define _GNU_SOURCE
+#define PROG "xsk-rx"
+#include "bench.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/bpf.h>
@@ -34,21 +36,6 @@
 #ifndef SOL_XDP
 #define SOL_XDP 283
 #endif
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec / 1e9;
-}
-static double cpu(void) {
-  struct rusage r;
-  getrusage(RUSAGE_SELF, &r);
-  return r.ru_utime.tv_sec + r.ru_utime.tv_usec / 1e6 + r.ru_stime.tv_sec + r.ru_stime.tv_usec / 1e6;
-}
-static void die(const char *what) {
-  fprintf(stderr, "xsk-rx: %s: %s\n", what, strerror(errno));
-  exit(1);
-}
 
 static long bpf(int cmd, union bpf_attr *a) { return syscall(__NR_bpf, cmd, a, sizeof *a); }
 
