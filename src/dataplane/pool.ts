@@ -173,6 +173,7 @@ export class DataPlane {
       this.opts.log('xdp', {
         interface: this.xdp.iface, mode: 'generic', queues: this.xdp.queues, served: Math.min(this.xdp.queues, this.opts.workers),
         ...(this.xdp.queues > this.opts.workers ? { rest: `queues ${this.opts.workers}..${this.xdp.queues - 1} go through the raw sockets` } : {}),
+        note: `while it is attached the kernel does no GRO on ${this.xdp.iface}, and it has turned the interface's LRO and hardware GRO off (they stay off)`,
       });
     }
     for (const i of all) this.launch(i);
