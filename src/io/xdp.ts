@@ -18,13 +18,16 @@
  * Everything else goes on to the kernel as before: ARP and other traffic, fragments and outer options
  * (the kernel reassembles and parses those; the raw socket then receives them), frames too big for a
  * UMEM frame (jumbo underlays, GRO-joined packets), and packets on a queue no worker's socket serves
- * (the map lookup fails and the program's fallback is XDP_PASS). So nothing is lost when a worker is
- * being replaced: its queue is served by the raw sockets meanwhile.
+ * (the map lookup fails and the program's fallback is XDP_PASS). So while a worker is being replaced,
+ * its queue goes to the kernel and whatever raw sockets are open; frames left on the dead worker's ring
+ * are lost, as what waits in a dead raw socket's queue is.
  *
  * What an operator should know: the program runs in generic mode (XDP_FLAGS_SKB_MODE: after the
  * driver, on any interface, veth included; the driver's own mode would also change a veth's receive
  * path to NAPI), so packet taps (tcpdump on the underlay) no longer see the IP-in-IP packets it takes,
- * and neither do netfilter's INPUT rules: `userfan trace` shows them. The XDP program is attached
+ * and neither do netfilter's INPUT rules: `userfan trace` shows them. While it is attached, the kernel
+ * does no GRO on the interface (netif_elide_gro), and attaching it turns the NIC's LRO and hardware GRO
+ * off for good (generic_xdp_install): on a real NIC, measure against --recv raw. The XDP program is attached
  * through a BPF link, which the kernel removes when the daemon's descriptor closes, also on SIGKILL.
  *
  * The program is built here, like the share filter (src/io/share.ts); the addon only loads it.
