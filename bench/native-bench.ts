@@ -332,12 +332,8 @@ async function xdpCompare(o: Options): Promise<void> {
   const rate = o.xdpRate;
   const modes = ['raw', 'xdp'] as const;
   const runs = new Map<string, { machineUs: number; recvUs: number; lost: number }[]>(modes.map((m) => [m, []]));
-  const busy = () => {
-    const [user, nice, system, idle, iowait, irq, softirq, steal] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    void idle;
-    void iowait;
-    return user + nice + system + irq + softirq + steal;
-  };
+  const cpus = Number(run('nproc', []).trim());
+  const busy = () => [...Array(cpus).keys()].reduce((s, c) => s + cpuTimes(c)[0], 0);
   for (let i = 0; i < o.rounds; i++) {
     for (const m of modes) {
       const b0 = busy();

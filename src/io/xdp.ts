@@ -173,7 +173,7 @@ export class XdpRedirect {
     const queues = rxQueues(iface);
     const opened: number[] = [];
     try {
-      const map = n.bpfXskMap(Math.max(queues, 1));
+      const map = n.bpfXskMap(queues);
       opened.push(map);
       const prog = loadXdpProgram(map, local);
       opened.push(prog);
