@@ -88,8 +88,10 @@ export interface NativeAddon {
   /**
    * poll() the first n fds (events null: POLLIN) for at most timeoutMs, capped at WAIT_MAX_MS (also
    * for negative values); revents[i] filled; returns how many are ready (0: timeout or signal).
+   * spinUs > 0 (at most WAIT_MAX_SPIN_US): first look again and again for that long, with
+   * sched_yield() between looks, before sleeping (busy polling).
    */
-  wait(fds: Int32Array, events: Int32Array | null, n: number, timeoutMs: number, revents: Int32Array): number;
+  wait(fds: Int32Array, events: Int32Array | null, n: number, timeoutMs: number, revents: Int32Array, spinUs?: number): number;
   eventfdOpen(): number;
   eventfdWrite(fd: number): void;
   eventfdRead(fd: number): number;
@@ -138,6 +140,7 @@ export interface NativeAddon {
   readonly ERR_SLOTS: number;
   readonly WAIT_MAX: number;
   readonly WAIT_MAX_MS: number;
+  readonly WAIT_MAX_SPIN_US: number;
 }
 
 /** An error thrown by the addon. */

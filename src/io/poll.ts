@@ -49,6 +49,15 @@ export class Poller {
     return native().wait(this.#fds, this.#events, this.#count, timeoutMs, this.#revents);
   }
 
+  /**
+   * As wait(), but first looks again and again for up to spinUs µs, giving the CPU to any other
+   * runnable thread between looks (sched_yield), and only then sleeps, for at most timeoutMs more.
+   * Busy polling (src/dataplane/busy-poll.ts): the thread stays awake on its CPU for what comes next.
+   */
+  spinWait(spinUs: number, timeoutMs: number): number {
+    return native().wait(this.#fds, this.#events, this.#count, timeoutMs, this.#revents, spinUs);
+  }
+
   /** What happened to index i in the last wait (POLLIN, POLLOUT, POLLERR, POLLHUP, POLLNVAL bits). */
   revents(i: number): number {
     return this.#revents[i];

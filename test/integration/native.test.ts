@@ -585,6 +585,31 @@ describe.skipIf(!isRoot)('native I/O in network namespaces', () => {
     }
   });
 
+  it('busy-polls when asked: looks for spinUs (using the CPU, not sleeping), then sleeps; returns at once when ready', () => {
+    const waker = new Waker();
+    try {
+      const poller = new Poller();
+      const w = poller.add(waker.fd);
+      // Nothing comes: 30 ms of looking, then no sleep (timeout 0). It spends CPU time doing it, where a
+      // sleeping wait would spend none (sched_yield between looks gives much of it away on a busy machine).
+      const cpu0 = process.cpuUsage();
+      const t0 = performance.now();
+      expect(poller.spinWait(30_000, 0)).toBe(0);
+      const wall = performance.now() - t0;
+      const cpu = process.cpuUsage(cpu0);
+      expect(wall).toBeGreaterThanOrEqual(29);
+      expect((cpu.user + cpu.system) / 1000, `CPU ms in ${wall.toFixed(1)} ms of looking`).toBeGreaterThanOrEqual(3);
+      // Ready before the call: found by the first look.
+      waker.wake();
+      expect(poller.spinWait(30_000, 5000)).toBe(1);
+      expect(poller.readable(w)).toBe(true);
+      waker.clear();
+      expect(() => poller.spinWait(native().WAIT_MAX_SPIN_US + 1, 0)).toThrow(/spinUs/);
+    } finally {
+      waker.close();
+    }
+  });
+
   it('loads in a piscina worker', async () => {
     const pool = new Piscina({ filename: new URL('../fixtures/native-worker.mjs', import.meta.url).href, minThreads: 2, maxThreads: 2 });
     try {
