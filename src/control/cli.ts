@@ -25,6 +25,7 @@ import { demo } from '../lab/demo.js';
 import { parseListen } from '../debug/metrics.js';
 import { collectStats, formatStats } from '../debug/stats.js';
 import { DEFAULT_TTL } from '../wire/ipip.js';
+import { DEFAULT_BUSY_POLL_US, MAX_BUSY_POLL_US } from '../dataplane/busy-poll.js';
 import { trace } from '../debug/trace.js';
 import { MAX_COUNT, MAX_SECONDS } from '../debug/trace-server.js';
 
@@ -34,6 +35,7 @@ const HELP = `userfan — Ubuntu's Fan networking in user space (IP-in-IP over T
 usage:
   userfan up -o OVERLAY -u UNDERLAY [--bridge NAME] [--host-reserve N] [--dhcp] [--workers N] [--ttl N] [--no-nat]
              [--metrics [HOST:]PORT] [--offload auto|on|off] [--send raw|packet] [--recv raw|xdp] [--no-trace]
+             [--busy-poll US]              after sparse traffic a worker looks again for US µs before it sleeps (200; 0: off)
              [--cpus LIST]                 pin worker i to LIST's i-th lowest CPU (as taskset -c: 1, 0,2, 0-3)
   userfan up -a [--config FILE]            every enabled fan of FILE (default /etc/network/fan)
   userfan down -o OVERLAY -u UNDERLAY | -a [--config FILE] | -e
@@ -106,7 +108,7 @@ const commands: Record<string, Handler> = {
       bridge: { type: 'string' }, 'host-reserve': { type: 'string' }, dhcp: { type: 'boolean' }, workers: { type: 'string' },
       ttl: { type: 'string' }, 'no-nat': { type: 'boolean' }, tun: { type: 'string' }, metrics: { type: 'string' },
       offload: { type: 'string' }, send: { type: 'string' }, recv: { type: 'string' }, 'no-trace': { type: 'boolean' },
-      cpus: { type: 'string' },
+      cpus: { type: 'string' }, 'busy-poll': { type: 'string' },
     });
     if (values.offload !== undefined && !(OFFLOAD_MODES as readonly string[]).includes(values.offload)) throw new ConfigError('--offload', values.offload, 'must be auto, on or off');
     if (values.send !== undefined && !(SEND_PATHS as readonly string[]).includes(values.send)) {
@@ -137,6 +139,7 @@ const commands: Record<string, Handler> = {
       recv: values.recv as RecvPath | undefined,
       trace: !values['no-trace'],
       cpus: values.cpus === undefined ? undefined : cpusOption('--cpus', values.cpus),
+      busyPollUs: intOption('--busy-poll', values['busy-poll'], DEFAULT_BUSY_POLL_US, 0, MAX_BUSY_POLL_US),
     });
   },
 

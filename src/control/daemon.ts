@@ -15,6 +15,7 @@ import type { Fan } from '../fan/fan.js';
 import { FanTable, prefixesOverlap } from '../fan/table.js';
 import { parseOverlay } from '../fan/parse.js';
 import { DataPlane } from '../dataplane/pool.js';
+import { DEFAULT_BUSY_POLL_US } from '../dataplane/busy-poll.js';
 import { native } from '../io/native.js';
 import { DEFAULT_POLICY } from '../wire/ipip.js';
 import { bringUpFan, createTun, emptyState, teardown, tunNameFor, underlayInterface } from './hostnet.js';
@@ -54,6 +55,8 @@ export interface UpOptions {
   trace?: boolean;
   /** Pin worker i to cpus[i mod n] (src/control/cpus.ts); absent: the scheduler places the workers. */
   cpus?: number[];
+  /** Busy polling in the workers, µs (src/dataplane/busy-poll.ts); absent: DEFAULT_BUSY_POLL_US; 0: off. */
+  busyPollUs?: number;
 }
 
 export const SEND_PATHS = ['raw', 'packet'] as const;
@@ -110,6 +113,7 @@ export async function up(o: UpOptions): Promise<number> {
   const id = o.tun ?? tunNameFor(o.fans[0]);
   const state: DaemonState = {
     id, pid: process.pid, startedAt: new Date().toISOString(), workers: o.workers, ttl: o.ttl, nat: o.nat, send: o.send ?? 'raw', recv: o.recv ?? 'raw',
+    busyPollUs: o.busyPollUs ?? DEFAULT_BUSY_POLL_US,
     ...(o.cpus?.length ? { cpus: o.cpus } : {}), fans: o.fans.map(fanRecord), host: emptyState(),
   };
   const save = () => writeState(state);
@@ -155,7 +159,7 @@ export async function up(o: UpOptions): Promise<number> {
     log('send', { send: o.send ?? 'raw', ...(links ? { interfaces: [...new Set(links.map((l) => l.iface))] } : {}) });
     const xdp = o.recv === 'xdp' ? { iface: underlays[0].iface, local: o.fans[0].localHost } : undefined;
     plane = new DataPlane({
-      tun: id, fans: o.fans, workers: o.workers, cpus: o.cpus, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, links, xdp, trace: o.trace !== false, log,
+      tun: id, fans: o.fans, workers: o.workers, cpus: o.cpus, busyPollUs: state.busyPollUs, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, links, xdp, trace: o.trace !== false, log,
       onFatal: (why) => {
         log('fatal', { error: why });
         void finish(1, why);
@@ -224,7 +228,7 @@ export async function up(o: UpOptions): Promise<number> {
     }
   }
   log('ready', {
-    daemon: id, pid: process.pid, tun: id, workers: o.workers, ...(o.cpus?.length ? { cpus: formatCpuList(o.cpus) } : {}),
+    daemon: id, pid: process.pid, tun: id, workers: o.workers, busyPollUs: state.busyPollUs, ...(o.cpus?.length ? { cpus: formatCpuList(o.cpus) } : {}),
     fans: o.fans.map((f) => `${formatCidr(f.overlay.net, f.overlay.len)} over ${formatCidr(f.underlay.net, f.underlay.len)} (this host ${formatIPv4(f.localHost)}, slice ${formatCidr(f.localSlice, f.sliceLen)}, bridge ${f.bridge})`),
   });
   return new Promise<number>(() => {}); // runs until a signal or a fatal error ends the process

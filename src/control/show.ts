@@ -32,6 +32,8 @@ export interface ShowRow {
   neighbours?: { address: string; mac: string }[];
   /** The CPUs the workers are pinned to, as taskset -c writes them (up --cpus); null: not pinned. */
   cpus: string | null;
+  /** How long a worker looks again before it sleeps after sparse traffic, µs (up --busy-poll); 0: off. */
+  busyPollUs: number;
 }
 
 export async function showRows(): Promise<ShowRow[]> {
@@ -51,6 +53,7 @@ export async function showRows(): Promise<ShowRow[]> {
         recv: st?.recv ?? null,
         rxXdpPackets: st?.total.rxXdpPackets ?? null,
         cpus: s.cpus?.length ? formatCpuList(s.cpus) : null,
+        busyPollUs: s.busyPollUs ?? 0,
         ...(st?.neighbours ? { neighbours: st.neighbours } : {}),
       });
     }

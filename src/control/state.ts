@@ -41,6 +41,8 @@ export interface DaemonState {
   send?: 'raw' | 'packet';
   /** How IP-in-IP arrives (up --recv); absent in state files of older versions: raw. */
   recv?: 'raw' | 'xdp';
+  /** Busy polling, µs (up --busy-poll); absent in state files of older versions: 0 (off). */
+  busyPollUs?: number;
   /** The CPUs the workers are pinned to, worker i on cpus[i mod n] (up --cpus); absent: not pinned. */
   cpus?: number[];
   fans: FanRecord[];

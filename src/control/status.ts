@@ -33,11 +33,14 @@ export interface DaemonStatus {
   neighbours?: { address: string; mac: string }[];
   /** How IP-in-IP arrives: "raw", or "xdp on IFACE (N of M queues)" (up --recv xdp). */
   recv?: string;
+  /** Busy polling, µs (up --busy-poll); 0: off. */
+  busyPollUs?: number;
 }
 
 export function statusOf(state: DaemonState, plane: DataPlane, offload?: string): DaemonStatus {
   const perWorker = [...Array(state.workers).keys()].map((i) => plane.counters.snapshot(i));
   return { id: state.id, pid: state.pid, startedAt: state.startedAt, workers: state.workers, tun: state.host.tun ?? state.id, fans: state.fans, total: plane.counters.total(), perWorker, offload, send: sendText(plane), recv: recvText(plane),
+    busyPollUs: state.busyPollUs ?? 0,
     neighbours: plane.neighbours?.entries().map((n) => ({ address: formatIPv4(n.address), mac: n.mac })) };
 }
 

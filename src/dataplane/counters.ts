@@ -14,7 +14,9 @@ export const C_RX_BATCHES = 5; // socket receives that returned packets
 export const C_RESTARTS = 6; //  times this worker slot was started again after a death
 export const C_TX_LINK = 7; //   of C_TX_PACKETS, those sent through the link-layer socket (up --send packet)
 export const C_RX_XDP = 8; //    of the packets received, those taken through the AF_XDP socket (up --recv xdp)
-export const C_DROPS = 9; //     drops by reason: C_DROPS + code (codes start at 1)
+export const C_BUSY_POLLS = 9; // waits that looked again before sleeping (up --busy-poll)
+export const C_BUSY_POLL_HITS = 10; // of those, the ones where a packet came while it looked
+export const C_DROPS = 11; //    drops by reason: C_DROPS + code (codes start at 1)
 export const ROW = C_DROPS + DROP_SLOTS;
 
 export interface CounterSnapshot {
@@ -29,6 +31,10 @@ export interface CounterSnapshot {
   /** Of the packets received (any verdict), those taken through the AF_XDP socket (up --recv xdp). */
   rxXdpPackets: number;
   restarts: number;
+  /** Waits that looked again before sleeping (up --busy-poll, src/dataplane/busy-poll.ts). */
+  busyPolls: number;
+  /** Of busyPolls, those where a packet came while the worker looked: wake-ups saved. */
+  busyPollHits: number;
   drops: Partial<Record<DropName, number>>;
   dropsTotal: number;
 }
@@ -72,6 +78,7 @@ function snapshotOf(r: Float64Array): CounterSnapshot {
   });
   return {
     txPackets: r[C_TX_PACKETS], txBytes: r[C_TX_BYTES], rxPackets: r[C_RX_PACKETS], rxBytes: r[C_RX_BYTES],
-    txBatches: r[C_TX_BATCHES], txLinkPackets: r[C_TX_LINK], rxBatches: r[C_RX_BATCHES], rxXdpPackets: r[C_RX_XDP], restarts: r[C_RESTARTS], drops, dropsTotal,
+    txBatches: r[C_TX_BATCHES], txLinkPackets: r[C_TX_LINK], rxBatches: r[C_RX_BATCHES], rxXdpPackets: r[C_RX_XDP], restarts: r[C_RESTARTS],
+    busyPolls: r[C_BUSY_POLLS], busyPollHits: r[C_BUSY_POLL_HITS], drops, dropsTotal,
   };
 }

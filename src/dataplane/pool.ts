@@ -33,6 +33,8 @@ export interface DataPlaneOptions {
   policy: number;
   /** Worker i runs on cpus[i mod n] (up --cpus); absent or empty: wherever the scheduler puts it. */
   cpus?: readonly number[];
+  /** Busy polling in every worker, µs (up --busy-poll, src/dataplane/busy-poll.ts); absent or 0: off. */
+  busyPollUs?: number;
   /** TUN offloads in every worker (decided by src/offload/probe.ts). */
   offload?: boolean;
   /**
@@ -96,7 +98,7 @@ export class DataPlane {
   private task(index: number): WorkerTask {
     const o = this.opts;
     return {
-      index, count: o.workers, tun: o.tun, ttl: o.ttl, ...(o.cpus?.length ? { cpu: o.cpus[index % o.cpus.length] } : {}), policy: o.policy, offload: o.offload,
+      index, count: o.workers, tun: o.tun, ttl: o.ttl, ...(o.cpus?.length ? { cpu: o.cpus[index % o.cpus.length] } : {}), policy: o.policy, offload: o.offload, busyPollUs: o.busyPollUs ?? 0,
       fans: o.fans.map((f) => ({ overlayNet: f.overlay.net, overlayLen: f.overlay.len, underlayNet: f.underlay.net, underlayLen: f.underlay.len, localHost: f.localHost })),
       control: this.control.buffer as SharedArrayBuffer, counters: this.counters.buffer, fds: this.fds.buffer as SharedArrayBuffer,
       trace: this.rings[index]?.buffer, neighbours: this.neighbours?.buffer,

@@ -20,6 +20,11 @@ export interface WorkerTask {
   /** Decapsulation policy bits (wire/ipip.ts). */
   policy: number;
   /**
+   * Busy polling (up --busy-poll): after handling sparse traffic, look again for this many µs before
+   * sleeping (src/dataplane/busy-poll.ts); 0 or absent: sleep at once.
+   */
+  busyPollUs?: number;
+  /**
    * TUN offloads: open the queue with IFF_VNET_HDR and TUNSETOFFLOAD(CSUM | TSO4 | TSO_ECN), cut
    * super-packets and coalesce received segments (src/offload/). Decided once by the daemon
    * (src/offload/probe.ts), the same for every worker: the virtio-net header is a device-wide setting.

@@ -40,6 +40,7 @@ import { FanTable } from '../fan/table.js';
 import { PacketBatch, PacketList } from '../io/batch.js';
 import { native } from '../io/native.js';
 import { Poller } from '../io/poll.js';
+import { BusyPoll } from './busy-poll.js';
 import { LinkSocket } from '../io/linksocket.js';
 import { NeighbourTable } from '../io/neighbours.js';
 import { RawIpipSocket } from '../io/rawsocket.js';
@@ -53,7 +54,7 @@ import { decapsulate, egressRoute, encapsulate, OUTER_HEADER_LEN, ROUTE_DST, ROU
 import { i32 } from '../wire/ipv4.js';
 import { OFF_DATA_OFFSET, OFF_TCP_CHECKSUM } from '../wire/tcp.js';
 import { VNET_HDR_LEN } from '../wire/virtio.js';
-import { C_DROPS, C_RX_BATCHES, C_RX_BYTES, C_RX_PACKETS, C_RX_XDP, C_TX_BATCHES, C_TX_BYTES, C_TX_LINK, C_TX_PACKETS, CounterTable } from './counters.js';
+import { C_BUSY_POLL_HITS, C_BUSY_POLLS, C_DROPS, C_RX_BATCHES, C_RX_BYTES, C_RX_PACKETS, C_RX_XDP, C_TX_BATCHES, C_TX_BYTES, C_TX_LINK, C_TX_PACKETS, CounterTable } from './counters.js';
 import { TRACE_IN, TRACE_OUT, TraceRing } from '../debug/trace-ring.js';
 import {
   CONTROL_STOP, CONTROL_TRACE, CONTROL_TRACE_FILTER, controlCrashSlot, FD_LINK, FD_RAW, FD_TUN, FD_XSK, FDS_PER_WORKER, type WorkerResult, type WorkerTask,
@@ -214,6 +215,7 @@ function loop(
   let linkErrors = 0;
   let writeErrors = 0;
   let idle = true;
+  const busy = new BusyPoll(task.busyPollUs ?? 0);
   const route = new Int32Array(2);
   const ring = task.trace ? new TraceRing(task.trace) : undefined;
   let tracing = false;
@@ -392,7 +394,16 @@ function loop(
     let sockReady = true;
     let xskReady = xsk !== undefined;
     if (idle) {
-      if (poller.wait(WAIT_MS) === 0) {
+      const spins = busy.spins;
+      const t0 = performance.now() * 1000;
+      const ready = spins ? poller.spinWait(busy.spinUs, WAIT_MS) : poller.wait(WAIT_MS);
+      const t1 = performance.now() * 1000;
+      if (spins) {
+        c[C_BUSY_POLLS]++;
+        if (ready > 0 && t1 - t0 < busy.spinUs) c[C_BUSY_POLL_HITS]++;
+      }
+      busy.waited(t0, t1);
+      if (ready === 0) {
         if (xsk) countXskLost();
         continue;
       }
@@ -400,6 +411,8 @@ function loop(
       tunReady = poller.readable(TUN);
       sockReady = poller.readable(SOCK) || poller.failed(SOCK);
       xskReady = xsk !== undefined && poller.readable(XSK);
+    } else {
+      busy.worked(); // the last round found packets
     }
     idle = true;
     if (ring !== undefined) {

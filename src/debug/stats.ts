@@ -70,6 +70,7 @@ export function formatStats(stats: DaemonStats[]): string {
     lines.push(drops.length ? `  drops: ${drops.map(([k, v]) => `${k} ${v}`).join(', ')}` : '  drops: none');
     if (d.send?.startsWith('packet')) lines.push(`  link-layer sends: ${t.txLinkPackets} of ${t.txPackets} tx packets went straight to a neighbour's MAC`);
     if (d.recv?.startsWith('xdp')) lines.push(`  AF_XDP receives: ${t.rxXdpPackets} packets came off the underlay through XDP (the rest through the raw sockets)`);
+    if (d.busyPollUs) lines.push(`  busy poll ${d.busyPollUs} µs: ${t.busyPolls} waits looked again before sleeping, ${t.busyPollHits} of them caught a packet`);
   }
   return lines.join('\n');
 }

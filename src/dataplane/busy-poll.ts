@@ -1,0 +1,88 @@
+/**
+ * Busy polling (up --busy-poll US): when a worker runs out of packets, does it sleep at once, or look
+ * again for a while first?
+ *
+ * A sleeping worker must be woken when the next packet comes, and on a VM whose idle vCPUs halt that
+ * wake-up is slow: ~45 µs on this lab's machines (bench/wake.c). An echo through userfan wakes a worker
+ * three times. Looking again for a while (poll with no timeout, giving the CPU to any other runnable
+ * thread in between: Poller.spinWait) keeps the worker awake on its CPU for what comes next: a reply
+ * from another machine arrives to a worker that is still looking, with no wake-up. In the lab, where
+ * both hosts share one machine, the reply is usually back before the worker even starts looking (the
+ * other host's work runs inline in the sender's system calls), and the gain comes from elsewhere: the
+ * scheduler keeps the workers on one CPU, with its caches warm (README, Performance: latency).
+ *
+ * That only pays when traffic is sparse, and only then does the worker spin:
+ * - after a round that found packets (an idle worker never spins);
+ * - when the wait before those packets lasted at least the spin itself (not again right after a spin
+ *   that caught something);
+ * - when the worker waited for at least IDLE_SHARE of the last completed WINDOW_US of its time, i.e.
+ *   its CPU would otherwise go idle. Under load the worker sleeps at once and leaves the CPU to the
+ *   threads that make the load: spinning there measured 3–8% less throughput on the raw path.
+ * So a burst of sparse traffic costs at most US µs of CPU after it, most of it given away to whatever
+ * else wants the CPU.
+ *
+ *   const busy = new BusyPoll(200);
+ *   for (;;) {
+ *     const t0 = nowUs();
+ *     const n = busy.spins ? poller.spinWait(busy.spinUs, WAIT_MS) : poller.wait(WAIT_MS);
+ *     busy.waited(t0, nowUs());
+ *     if (handlePackets() > 0) busy.worked();
+ *   }
+ */
+
+/** The default spin, µs: longer than a round trip to another host on most LANs (bench/latency.ts: 100–500 measured alike here). */
+export const DEFAULT_BUSY_POLL_US = 200;
+/** The longest spin up accepts, µs. */
+export const MAX_BUSY_POLL_US = 10_000;
+/** The span over which a worker's share of time spent waiting is measured, µs. */
+export const WINDOW_US = 10_000;
+/** The share of its time a worker must have spent waiting for it to spin. */
+export const IDLE_SHARE = 0.9;
+
+export class BusyPoll {
+  #armed = false;
+  #longWait = false;
+  #idleShare = 0;
+  /** The current window: when the last wait ended, and the time waited and worked in it, µs. */
+  #lastEnd = -1;
+  #waitedUs = 0;
+  #workedUs = 0;
+
+  /** spinUs: how long to look before sleeping; 0 turns busy polling off. */
+  constructor(readonly spinUs: number) {
+    if (!(Number.isInteger(spinUs) && spinUs >= 0 && spinUs <= MAX_BUSY_POLL_US)) {
+      throw new RangeError(`busy poll must be a whole number of µs, 0 to ${MAX_BUSY_POLL_US}, not ${spinUs}`);
+    }
+  }
+
+  /** Whether the next wait should spin first. */
+  get spins(): boolean {
+    return this.spinUs > 0 && this.#armed && this.#longWait && this.#idleShare >= IDLE_SHARE;
+  }
+
+  /** The share of the last completed window the worker spent waiting (0 before the first). */
+  get idleShare(): number {
+    return this.#idleShare;
+  }
+
+  /** Tells it that a round found packets. */
+  worked(): void {
+    this.#armed = true;
+  }
+
+  /** Tells it that a wait (spinning or not) ran from startUs to endUs, on any monotonic µs clock. */
+  waited(startUs: number, endUs: number): void {
+    const waitUs = endUs - startUs;
+    if (this.#lastEnd >= 0) this.#workedUs += Math.max(0, startUs - this.#lastEnd);
+    this.#lastEnd = endUs;
+    this.#waitedUs += waitUs;
+    const span = this.#waitedUs + this.#workedUs;
+    if (span >= WINDOW_US) {
+      this.#idleShare = this.#waitedUs / span;
+      this.#waitedUs = 0;
+      this.#workedUs = 0;
+    }
+    this.#longWait = waitUs >= this.spinUs;
+    this.#armed = false;
+  }
+}
