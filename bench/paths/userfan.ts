@@ -80,3 +80,6 @@ export const userfan1wPinned = userfanPath('userfan-1w-pinned', () => 1, () => [
 export const userfan1wPinnedXdp = userfanPath('userfan-1w-pinned-xdp', () => 1, () => ['--cpus', String(allowedCpus().at(-1)), '--recv', 'xdp']);
 /** One worker per host, A's pinned to the first CPU this process may use and B's to the last. */
 export const userfan1wSpread = userfanPath('userfan-1w-spread', () => 1, (host) => ['--cpus', String(host === 0 ? allowedCpus()[0] : allowedCpus().at(-1))]);
+
+/** One worker per host that sleeps as soon as it runs out of packets (up --busy-poll 0). */
+export const userfan1wNoBusyPoll = userfanPath('userfan-1w-nobusypoll', () => 1, ['--busy-poll', '0']);
