@@ -397,12 +397,11 @@ function loop(
       const spins = busy.spins;
       const t0 = performance.now() * 1000;
       const ready = spins ? poller.spinWait(busy.spinUs, WAIT_MS) : poller.wait(WAIT_MS);
-      const t1 = performance.now() * 1000;
+      busy.waited(t0, performance.now() * 1000);
       if (spins) {
         c[C_BUSY_POLLS]++;
-        if (ready > 0 && t1 - t0 < busy.spinUs) c[C_BUSY_POLL_HITS]++;
+        if (poller.caught()) c[C_BUSY_POLL_HITS]++;
       }
-      busy.waited(t0, t1);
       if (ready === 0) {
         if (xsk) countXskLost();
         continue;

@@ -89,7 +89,8 @@ export interface NativeAddon {
    * poll() the first n fds (events null: POLLIN) for at most timeoutMs, capped at WAIT_MAX_MS (also
    * for negative values); revents[i] filled; returns how many are ready (0: timeout or signal).
    * spinUs > 0 (at most WAIT_MAX_SPIN_US): first look again and again for that long, with
-   * sched_yield() between looks, before sleeping (busy polling).
+   * sched_yield() between looks, before sleeping (busy polling); it stops looking early when a yield
+   * ran another thread for a while. Plus WAIT_CAUGHT when a look found them ready.
    */
   wait(fds: Int32Array, events: Int32Array | null, n: number, timeoutMs: number, revents: Int32Array, spinUs?: number): number;
   eventfdOpen(): number;
@@ -141,6 +142,8 @@ export interface NativeAddon {
   readonly WAIT_MAX: number;
   readonly WAIT_MAX_MS: number;
   readonly WAIT_MAX_SPIN_US: number;
+  /** Added to wait()'s count when a busy poll found the descriptors ready without sleeping. */
+  readonly WAIT_CAUGHT: number;
 }
 
 /** An error thrown by the addon. */

@@ -18,6 +18,7 @@ export class Poller {
   readonly #events: Int32Array;
   readonly #revents: Int32Array;
   #count = 0;
+  #caught = false;
 
   constructor(capacity = 8) {
     if (capacity > native().WAIT_MAX) throw new RangeError(`at most ${native().WAIT_MAX} descriptors`);
@@ -46,16 +47,27 @@ export class Poller {
    * events (0 on timeout).
    */
   wait(timeoutMs: number): number {
+    this.#caught = false;
     return native().wait(this.#fds, this.#events, this.#count, timeoutMs, this.#revents);
   }
 
   /**
    * As wait(), but first looks again and again for up to spinUs µs, giving the CPU to any other
-   * runnable thread between looks (sched_yield), and only then sleeps, for at most timeoutMs more.
-   * Busy polling (src/dataplane/busy-poll.ts): the thread stays awake on its CPU for what comes next.
+   * runnable thread between looks (sched_yield), and only then sleeps, for at most timeoutMs more. It
+   * stops looking early when a yield ran another thread for a while (the CPU is wanted: it will not go
+   * idle). Busy polling (src/dataplane/busy-poll.ts): the thread stays awake on its CPU for what comes
+   * next; caught() says whether a look found it, without a sleep.
    */
   spinWait(spinUs: number, timeoutMs: number): number {
-    return native().wait(this.#fds, this.#events, this.#count, timeoutMs, this.#revents, spinUs);
+    const r = native().wait(this.#fds, this.#events, this.#count, timeoutMs, this.#revents, spinUs);
+    const caught = native().WAIT_CAUGHT;
+    this.#caught = r >= caught;
+    return this.#caught ? r - caught : r;
+  }
+
+  /** Whether the last spinWait() found descriptors ready while looking, i.e. without sleeping. */
+  caught(): boolean {
+    return this.#caught;
   }
 
   /** What happened to index i in the last wait (POLLIN, POLLOUT, POLLERR, POLLHUP, POLLNVAL bits). */
