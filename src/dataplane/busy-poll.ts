@@ -18,8 +18,8 @@
  * - when the worker waited for at least IDLE_SHARE of the last completed WINDOW_US of its time, i.e.
  *   its CPU would otherwise go idle. Under load the worker sleeps at once and leaves the CPU to the
  *   threads that make the load: spinning there measured 3–8% less throughput on the raw path.
- * So a burst of sparse traffic costs at most US µs of CPU after it, most of it given away to whatever
- * else wants the CPU.
+ * And the native wait stops looking as soon as a yield has run another thread for a while (the CPU is
+ * wanted, so it will not go idle). So a burst of sparse traffic costs at most US µs of CPU after it.
  *
  *   const busy = new BusyPoll(200);
  *   for (;;) {
