@@ -996,8 +996,8 @@ static napi_value sum16_batch(napi_env env, napi_callback_info info) {
  * its CPU (measured: echoes slower than without spinning). It stops looking early when a yield ran
  * another thread for over WAIT_SPIN_GIVEN_US: the CPU is wanted and will not go idle, so looking only
  * takes time from others (two workers per host, one TCP stream: 2-3% less throughput without this,
- * within the noise with it). When a look
- * found the descriptors ready, WAIT_CAUGHT is added to the count.
+ * within the noise with it). When a look found the descriptors ready, WAIT_CAUGHT is added to the
+ * count.
  */
 static napi_value wait_fds(napi_env env, napi_callback_info info) {
   napi_value argv[6];

@@ -30,7 +30,7 @@
  *   }
  */
 
-/** The default spin, µs: longer than a round trip to another host on most LANs (bench/latency.ts: 100–500 measured alike here). */
+/** The default spin, µs: about a round trip to another host on a LAN (100, 200 and 500 measured alike in the lab, bench/latency.ts). */
 export const DEFAULT_BUSY_POLL_US = 200;
 /** The longest spin up accepts, µs. */
 export const MAX_BUSY_POLL_US = 10_000;

@@ -15,7 +15,7 @@ export const C_RESTARTS = 6; //  times this worker slot was started again after 
 export const C_TX_LINK = 7; //   of C_TX_PACKETS, those sent through the link-layer socket (up --send packet)
 export const C_RX_XDP = 8; //    of the packets received, those taken through the AF_XDP socket (up --recv xdp)
 export const C_BUSY_POLLS = 9; // waits that looked again before sleeping (up --busy-poll)
-export const C_BUSY_POLL_HITS = 10; // of those, the ones where a packet came while it looked
+export const C_BUSY_POLL_HITS = 10; // of those, the ones that found packets while looking, without a sleep
 export const C_DROPS = 11; //    drops by reason: C_DROPS + code (codes start at 1)
 export const ROW = C_DROPS + DROP_SLOTS;
 
@@ -33,7 +33,7 @@ export interface CounterSnapshot {
   restarts: number;
   /** Waits that looked again before sleeping (up --busy-poll, src/dataplane/busy-poll.ts). */
   busyPolls: number;
-  /** Of busyPolls, those where a packet came while the worker looked: wake-ups saved. */
+  /** Of busyPolls, those that found packets while the worker looked, without a sleep: wake-ups saved. */
   busyPollHits: number;
   drops: Partial<Record<DropName, number>>;
   dropsTotal: number;
