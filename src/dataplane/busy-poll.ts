@@ -5,8 +5,8 @@
  * A sleeping worker must be woken when the next packet comes, and on a VM whose idle vCPUs halt that
  * wake-up is slow: ~45 µs on this lab's machines (bench/wake.c). An echo through userfan wakes a worker
  * three times. Looking again for a while (poll with no timeout, giving the CPU to any other runnable
- * thread in between: Poller.spinWait) keeps the worker awake on its CPU for what comes next: a reply
- * from another machine arrives to a worker that is still looking, with no wake-up. In the lab, where
+ * thread in between: Poller.wait with a spin) keeps the worker awake on its CPU for what comes next:
+ * a reply from another machine arrives to a worker that is still looking, with no wake-up. In the lab, where
  * both hosts share one machine, the reply is usually back before the worker even starts looking (the
  * other host's work runs inline in the sender's system calls), and the gain comes from elsewhere: the
  * scheduler keeps the workers on one CPU, with its caches warm (README, Performance: latency).
@@ -24,7 +24,7 @@
  *   const busy = new BusyPoll(200);
  *   for (;;) {
  *     const t0 = nowUs();
- *     const n = busy.spins ? poller.spinWait(busy.spinUs, WAIT_MS) : poller.wait(WAIT_MS);
+ *     const n = poller.wait(WAIT_MS, busy.spins ? busy.spinUs : 0);
  *     busy.waited(t0, nowUs());
  *     if (handlePackets() > 0) busy.worked();
  *   }

@@ -216,6 +216,7 @@ function loop(
   let writeErrors = 0;
   let idle = true;
   const busy = new BusyPoll(task.busyPollUs ?? 0);
+  const spinUs = busy.spinUs;
   const route = new Int32Array(2);
   const ring = task.trace ? new TraceRing(task.trace) : undefined;
   let tracing = false;
@@ -394,14 +395,14 @@ function loop(
     let sockReady = true;
     let xskReady = xsk !== undefined;
     if (idle) {
-      const spins = busy.spins;
+      // Branch-free on purpose: a property access or counter this loop has never run (the first busy poll
+      // after a flood) deoptimizes the whole loop, and sparse traffic is too slow to reoptimize it.
+      const spin = busy.spins ? spinUs : 0;
       const t0 = performance.now() * 1000;
-      const ready = spins ? poller.spinWait(busy.spinUs, WAIT_MS) : poller.wait(WAIT_MS);
+      const ready = poller.wait(WAIT_MS, spin);
       busy.waited(t0, performance.now() * 1000);
-      if (spins) {
-        c[C_BUSY_POLLS]++;
-        if (poller.caught()) c[C_BUSY_POLL_HITS]++;
-      }
+      c[C_BUSY_POLLS] += spin > 0 ? 1 : 0;
+      c[C_BUSY_POLL_HITS] += poller.caught() ? 1 : 0;
       if (ready === 0) {
         if (xsk) countXskLost();
         continue;

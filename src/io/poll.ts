@@ -45,27 +45,21 @@ export class Poller {
    * Waits at most timeoutMs (keep it short: the thread cannot stop meanwhile; the addon caps it at
    * WAIT_MAX_MS = 250 ms, negative values included) for any descriptor; returns how many have
    * events (0 on timeout).
+   *
+   * With spinUs > 0 it first looks again and again for up to that long, giving the CPU to any other
+   * runnable thread between looks (sched_yield), and only then sleeps. It stops looking early when a
+   * yield ran another thread for a while (the CPU is wanted: it will not go idle). Busy polling
+   * (src/dataplane/busy-poll.ts): the thread stays awake on its CPU for what comes next; caught() says
+   * whether a look found it, without a sleep.
    */
-  wait(timeoutMs: number): number {
-    this.#caught = false;
-    return native().wait(this.#fds, this.#events, this.#count, timeoutMs, this.#revents);
-  }
-
-  /**
-   * As wait(), but first looks again and again for up to spinUs µs, giving the CPU to any other
-   * runnable thread between looks (sched_yield), and only then sleeps, for at most timeoutMs more. It
-   * stops looking early when a yield ran another thread for a while (the CPU is wanted: it will not go
-   * idle). Busy polling (src/dataplane/busy-poll.ts): the thread stays awake on its CPU for what comes
-   * next; caught() says whether a look found it, without a sleep.
-   */
-  spinWait(spinUs: number, timeoutMs: number): number {
+  wait(timeoutMs: number, spinUs = 0): number {
     const r = native().wait(this.#fds, this.#events, this.#count, timeoutMs, this.#revents, spinUs);
     const caught = native().WAIT_CAUGHT;
     this.#caught = r >= caught;
     return this.#caught ? r - caught : r;
   }
 
-  /** Whether the last spinWait() found descriptors ready while looking, i.e. without sleeping. */
+  /** Whether the last wait() found descriptors ready while looking (busy polling), i.e. without sleeping. */
   caught(): boolean {
     return this.#caught;
   }
