@@ -25,7 +25,7 @@ export function metricsRegistry(status: () => DaemonStatus): Registry {
   perWorker('userfan_rx_xdp_packets_total', 'Of the IP-in-IP packets received (any verdict), those taken off the underlay through XDP into AF_XDP sockets (up --recv xdp).', (w) => w.rxXdpPackets);
   perWorker('userfan_rx_bytes_total', 'Inner bytes of the packets received.', (w) => w.rxBytes);
   perWorker('userfan_busy_polls_total', 'Waits in which a worker looked again for packets before sleeping, after sparse traffic (up --busy-poll).', (w) => w.busyPolls);
-  perWorker('userfan_busy_poll_hits_total', 'Of the busy polls, those where a packet came while the worker looked: wake-ups saved.', (w) => w.busyPollHits);
+  perWorker('userfan_busy_poll_hits_total', 'Of the busy polls, those that found packets while the worker looked, without a sleep: wake-ups saved.', (w) => w.busyPollHits);
   perWorker('userfan_worker_restarts_total', 'Times a worker died and was replaced.', (w) => w.restarts);
   new Counter({
     name: 'userfan_drops_total',
