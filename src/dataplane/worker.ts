@@ -228,9 +228,11 @@ function loop(
    */
   const sendRun = (from: number, to: number, viaLink: boolean) => {
     const first = from;
-    for (let tries = 0; from < to && tries < 50; tries++) {
+    // The send runs at least once, also for an empty run: see the calls right after this function.
+    for (let tries = 0; tries < 50; tries++) {
       from = viaLink ? links!.sock.send(tx, txIf, txLl, from, to) : sock.send(tx, from, to);
-      if (from < to) (viaLink ? linkRoom : sockRoom).wait(2); // send buffer full: wait until it has room (≤ 2 ms a try)
+      if (from >= to) break;
+      (viaLink ? linkRoom : sockRoom).wait(2); // send buffer full: wait until it has room (≤ 2 ms a try)
     }
     if (from < to) {
       c[C_DROPS + Drop['tx-send-error']] += to - from;
@@ -238,6 +240,15 @@ function loop(
     }
     if (viaLink) c[C_TX_LINK] += from - first;
   };
+  // Both sends a few times, with nothing to send, before any traffic, so that both have type feedback
+  // when V8 optimizes flushTx (V8 starts recording a function's feedback after its first 8 calls). With
+  // --send packet a flood sends everything by MAC; the raw branch then first runs for the once-a-second
+  // neighbour probe, deoptimizes flushTx, and sparse traffic is too slow to get it optimized again
+  // (--trace-deopt: 8 s of echoes 10 ms apart ran it unoptimized, and each echo took longer).
+  for (let i = 0; i < 16; i++) {
+    sendRun(0, 0, false);
+    if (links) sendRun(0, 0, true);
+  }
 
   /** Sends what `tx` holds (each entry through the socket it was routed to); empties it. */
   const flushTx = () => {
