@@ -225,7 +225,8 @@ static int get_typed(napi_env env, napi_value v, napi_typedarray_type want, cons
   if (st != napi_ok || type != want) {
     char msg[96];
     const char *tn = want == napi_uint8_array ? "Uint8Array"
-                   : want == napi_uint32_array ? "Uint32Array" : "Int32Array";
+                   : want == napi_uint32_array ? "Uint32Array"
+                   : want == napi_float64_array ? "Float64Array" : "Int32Array";
     snprintf(msg, sizeof msg, "%s must be a %s", what, tn);
     throw_type(env, msg);
     return -1;
@@ -982,7 +983,8 @@ static napi_value sum16_batch(napi_env env, napi_callback_info info) {
 /* ---------- waiting ---------- */
 
 /*
- * wait(fds: Int32Array, events: Int32Array | null, n, timeoutMs, revents: Int32Array[, spinUs]) -> count
+ * wait(fds: Int32Array, events: Int32Array | null, n, timeoutMs, revents: Int32Array[, spinUs[, times]])
+ *   -> count
  * poll() on the first n descriptors (events[i], POLLIN when events is null) for at most timeoutMs
  * (0: just look; negative or above WAIT_MAX_MS: WAIT_MAX_MS, so a thread always comes back to see
  * its stop flag and never holds up process exit). revents[i] receives
@@ -997,21 +999,25 @@ static napi_value sum16_batch(napi_env env, napi_callback_info info) {
  * another thread for over WAIT_SPIN_GIVEN_US: the CPU is wanted and will not go idle, so looking only
  * takes time from others (two workers per host, one TCP stream: 2-3% less throughput without this,
  * within the noise with it). When a look found the descriptors ready, WAIT_CAUGHT is added to the
- * count.
+ * count. times (a Float64Array of 2, optional) receives when the call started and ended, µs on
+ * CLOCK_MONOTONIC: a clock that JavaScript can read without allocating (performance.now() allocates).
  */
 static napi_value wait_fds(napi_env env, napi_callback_info info) {
-  napi_value argv[6];
+  napi_value argv[7];
   int32_t *fds, *evs = NULL, *rev, timeout;
-  size_t nfds, nevs = 0, nrev;
+  size_t nfds, nevs = 0, nrev, ntimes = 0;
+  double *times = NULL;
   uint32_t n, spin_us = 0;
-  if (get_args(env, info, 6, argv) ||
+  if (get_args(env, info, 7, argv) ||
       get_typed(env, argv[0], napi_int32_array, "fds", (void **)&fds, &nfds) ||
       (!is_nullish(env, argv[1]) && get_typed(env, argv[1], napi_int32_array, "events", (void **)&evs, &nevs)) ||
       get_u32_range(env, argv[2], "n", 0, WAIT_MAX, &n) || get_i32(env, argv[3], "timeoutMs", &timeout) ||
       get_typed(env, argv[4], napi_int32_array, "revents", (void **)&rev, &nrev) ||
-      (!is_nullish(env, argv[5]) && get_u32_range(env, argv[5], "spinUs", 0, WAIT_MAX_SPIN_US, &spin_us)))
+      (!is_nullish(env, argv[5]) && get_u32_range(env, argv[5], "spinUs", 0, WAIT_MAX_SPIN_US, &spin_us)) ||
+      (!is_nullish(env, argv[6]) && get_typed(env, argv[6], napi_float64_array, "times", (void **)&times, &ntimes)))
     return NULL;
   if (n > nfds || n > nrev || (evs && n > nevs)) return throw_range(env, "n exceeds the arrays");
+  if (times && ntimes < 2) return throw_range(env, "times must hold 2 values");
   struct pollfd p[WAIT_MAX];
   for (uint32_t i = 0; i < n; i++) {
     p[i].fd = fds[i];
@@ -1019,9 +1025,9 @@ static napi_value wait_fds(napi_env env, napi_callback_info info) {
     p[i].revents = 0;
   }
   int r = 0, caught = 0;
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   if (spin_us > 0) {
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     long last = 0;
     for (;;) {
       r = poll(p, n, 0);
@@ -1045,6 +1051,11 @@ static napi_value wait_fds(napi_env env, napi_callback_info info) {
     for (uint32_t i = 0; i < n; i++) p[i].revents = 0;
   }
   for (uint32_t i = 0; i < n; i++) rev[i] = p[i].revents;
+  if (times) {
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    times[0] = (double)t0.tv_sec * 1e6 + (double)(t0.tv_nsec / 1000);
+    times[1] = (double)t.tv_sec * 1e6 + (double)(t.tv_nsec / 1000);
+  }
   return ret_i32(env, caught ? r | WAIT_CAUGHT : r);
 }
 

@@ -23,9 +23,8 @@
  *
  *   const busy = new BusyPoll(200);
  *   for (;;) {
- *     const t0 = nowUs();
  *     const n = poller.wait(WAIT_MS, busy.spins ? busy.spinUs : 0);
- *     busy.waited(t0, nowUs());
+ *     busy.waited(poller.times);
  *     if (handlePackets() > 0) busy.worked();
  *   }
  */
@@ -70,8 +69,14 @@ export class BusyPoll {
     this.#armed = true;
   }
 
-  /** Tells it that a wait (spinning or not) ran from startUs to endUs, on any monotonic µs clock. */
-  waited(startUs: number, endUs: number): void {
+  /**
+   * Tells it that a wait (spinning or not) ran from times[0] to times[1], µs on a monotonic clock
+   * (Poller.times). An array, not two numbers: a double passed to a call V8 does not inline is boxed,
+   * an allocation per wait.
+   */
+  waited(times: Float64Array): void {
+    const startUs = times[0];
+    const endUs = times[1];
     const waitUs = endUs - startUs;
     if (this.#lastEnd >= 0) this.#workedUs += Math.max(0, startUs - this.#lastEnd);
     this.#lastEnd = endUs;

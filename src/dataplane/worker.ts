@@ -409,9 +409,8 @@ function loop(
       // Branch-free on purpose: a property access or counter this loop has never run (the first busy poll
       // after a flood) deoptimizes the whole loop, and sparse traffic is too slow to reoptimize it.
       const spin = busy.spins ? spinUs : 0;
-      const t0 = performance.now() * 1000;
       const ready = poller.wait(WAIT_MS, spin);
-      busy.waited(t0, performance.now() * 1000);
+      busy.waited(poller.times);
       c[C_BUSY_POLLS] += spin > 0 ? 1 : 0;
       c[C_BUSY_POLL_HITS] += poller.caught() ? 1 : 0;
       if (ready === 0) {

@@ -90,9 +90,10 @@ export interface NativeAddon {
    * for negative values); revents[i] filled; returns how many are ready (0: timeout or signal).
    * spinUs > 0 (at most WAIT_MAX_SPIN_US): first look again and again for that long, with
    * sched_yield() between looks, before sleeping (busy polling); it stops looking early when a yield
-   * ran another thread for a while. Plus WAIT_CAUGHT when a look found them ready.
+   * ran another thread for a while. Plus WAIT_CAUGHT when a look found them ready. times[0], times[1]:
+   * when the call started and ended, µs on CLOCK_MONOTONIC.
    */
-  wait(fds: Int32Array, events: Int32Array | null, n: number, timeoutMs: number, revents: Int32Array, spinUs?: number): number;
+  wait(fds: Int32Array, events: Int32Array | null, n: number, timeoutMs: number, revents: Int32Array, spinUs?: number, times?: Float64Array): number;
   eventfdOpen(): number;
   eventfdWrite(fd: number): void;
   eventfdRead(fd: number): number;

@@ -19,6 +19,11 @@ export class Poller {
   readonly #revents: Int32Array;
   #count = 0;
   #caught = false;
+  /**
+   * When the last wait() started and ended, µs on CLOCK_MONOTONIC, written by the addon: a clock read
+   * without allocating (performance.now() allocates on every call, a scavenge every few seconds here).
+   */
+  readonly times = new Float64Array(2);
 
   constructor(capacity = 8) {
     if (capacity > native().WAIT_MAX) throw new RangeError(`at most ${native().WAIT_MAX} descriptors`);
@@ -53,7 +58,7 @@ export class Poller {
    * whether a look found it, without a sleep.
    */
   wait(timeoutMs: number, spinUs = 0): number {
-    const r = native().wait(this.#fds, this.#events, this.#count, timeoutMs, this.#revents, spinUs);
+    const r = native().wait(this.#fds, this.#events, this.#count, timeoutMs, this.#revents, spinUs, this.times);
     const caught = native().WAIT_CAUGHT;
     this.#caught = r >= caught;
     return this.#caught ? r - caught : r;

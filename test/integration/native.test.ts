@@ -585,7 +585,7 @@ describe.skipIf(!isRoot)('native I/O in network namespaces', () => {
     }
   });
 
-  it('busy-polls when asked: a look that finds a descriptor ready says so; with nothing ready it returns 0 after the spin and the timeout', () => {
+  it('busy-polls when asked: a look that finds a descriptor ready says so; with nothing ready it returns 0 after the spin and the timeout; says when it ran', () => {
     const waker = new Waker();
     try {
       const poller = new Poller();
@@ -602,6 +602,11 @@ describe.skipIf(!isRoot)('native I/O in network namespaces', () => {
       expect(poller.wait(0, 30_000)).toBe(0);
       expect(performance.now() - t0).toBeLessThan(1000);
       expect(poller.caught()).toBe(false);
+      // times: when the call started and ended, µs on the monotonic clock (here: a 20 ms sleep).
+      expect(poller.wait(20)).toBe(0);
+      const [start, end] = poller.times;
+      expect(end - start).toBeGreaterThanOrEqual(15_000);
+      expect(end - start).toBeLessThan(1_000_000);
       // A plain wait never says it caught anything.
       waker.wake();
       expect(poller.wait(0)).toBe(1);

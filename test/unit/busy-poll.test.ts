@@ -10,12 +10,15 @@ import { BusyPoll, IDLE_SHARE, MAX_BUSY_POLL_US, WINDOW_US } from '../../src/dat
 /** Drives a BusyPoll along a clock: wait(us) then work(us), as a worker's loop does. */
 function driver(spinUs: number) {
   const b = new BusyPoll(spinUs);
+  const times = new Float64Array(2);
   let now = 0;
   return {
     b,
     /** A wait that lasts us; then, if `found`, a round that handled packets for workUs. */
     wait(us: number, found = true, workUs = 10) {
-      b.waited(now, now + us);
+      times[0] = now;
+      times[1] = now + us;
+      b.waited(times);
       now += us;
       if (found) {
         b.worked();
