@@ -61,7 +61,10 @@ export class Poller {
     const r = native().wait(this.#fds, this.#events, this.#count, timeoutMs, this.#revents, spinUs, this.times);
     const caught = native().WAIT_CAUGHT;
     this.#caught = r >= caught;
-    return this.#caught ? r - caught : r;
+    // A mask, not `caught ? r - caught : r`: a subtraction first run by the first catch (sparse traffic
+    // after a flood) deoptimized this and the worker loop it is inlined in (--trace-deopt), and sparse
+    // traffic is too slow to get them optimized again.
+    return r & (caught - 1);
   }
 
   /** Whether the last wait() found descriptors ready while looking (busy polling), i.e. without sleeping. */
