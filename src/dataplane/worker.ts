@@ -42,7 +42,7 @@ import { native } from '../io/native.js';
 import { Poller } from '../io/poll.js';
 import { BusyPoll } from './busy-poll.js';
 import { LinkSocket } from '../io/linksocket.js';
-import { NeighbourTable } from '../io/neighbours.js';
+import { NeighbourTable, warmUpLookups } from '../io/neighbours.js';
 import { RawIpipSocket } from '../io/rawsocket.js';
 import { TunQueue } from '../io/tun.js';
 import { XskSocket } from '../io/xdp.js';
@@ -249,6 +249,9 @@ function loop(
     sendRun(0, 0, false);
     if (links) sendRun(0, 0, true);
   }
+  // The same for the neighbour lookups: the copy of the kernel's neighbours is empty for the first
+  // second of traffic, so a first flood may never see a hit.
+  if (links) warmUpLookups();
 
   /** Sends what `tx` holds (each entry through the socket it was routed to); empties it. */
   const flushTx = () => {

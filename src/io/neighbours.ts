@@ -139,6 +139,33 @@ export class NeighbourTable {
   }
 }
 
+/**
+ * Runs every path of lookup() a few times on a scratch table: a hit in its own slot, a hit one slot on
+ * (two addresses that share a slot), a neighbour whose probe is due, misses. A worker calls it before
+ * any traffic. V8 optimizes lookup() under the first flood; a path that flood never took (say, every
+ * lookup missed because the neighbour copy was still empty: it comes a second after the first packet
+ * to a new host) has no type feedback, and the first packet that takes it deoptimizes lookup() and the
+ * worker loop it is inlined in, for good when traffic then turns sparse (test/integration/deopt.test.ts).
+ */
+export function warmUpLookups(rounds = 16): void {
+  const table = new NeighbourTable();
+  const a = 0x0a000001;
+  let b = a + 1;
+  while (slotOf(b) !== slotOf(a)) b++;
+  table.replace([
+    { address: a, ifindex: 1, mac: '02:00:00:00:00:01' },
+    { address: b, ifindex: 1, mac: '02:00:00:00:00:02' },
+  ]);
+  const ll = new Int32Array(2);
+  for (let i = 0; i < rounds; i++) {
+    table.lookup(a, ll, 0);
+    table.lookup(b, ll, 0);
+    table.lookup(a + 0x100, ll, 0);
+    table.markProbes();
+    table.lookup(b, ll, 0);
+  }
+}
+
 /** "aa:bb:cc:dd:ee:ff" → [bytes 0–3 big-endian as int32, bytes 4–5]. */
 export function macWords(mac: string): [number, number] {
   const m = /^([0-9a-f]{2}):([0-9a-f]{2}):([0-9a-f]{2}):([0-9a-f]{2}):([0-9a-f]{2}):([0-9a-f]{2})$/i.exec(mac);

@@ -20,6 +20,8 @@ export interface UserfanLabOptions extends TopologyOptions {
   containers?: number;
   /** Called with every log line of every daemon (prefixed with the host's name). */
   onLog?: (host: string, line: string) => void;
+  /** Options for node itself, before the CLI (e.g. --trace-deopt). */
+  nodeArgs?: string[];
 }
 
 export interface Daemon {
@@ -78,8 +80,10 @@ export class UserfanLab {
 }
 
 /** Start a userfan daemon on a host and wait for its "ready" line. */
-export async function startDaemon(topo: FanTopology, host: Host, args: string[], onLog?: (host: string, line: string) => void): Promise<Daemon> {
-  const p = topo.spawn(host, ['node', CLI, 'up', ...args], { onLine: onLog ? (l: string) => onLog(host.name, l) : undefined });
+export async function startDaemon(
+  topo: FanTopology, host: Host, args: string[], onLog?: (host: string, line: string) => void, nodeArgs: string[] = [],
+): Promise<Daemon> {
+  const p = topo.spawn(host, ['node', ...nodeArgs, CLI, 'up', ...args], { onLine: onLog ? (l: string) => onLog(host.name, l) : undefined });
   try {
     await p.waitForLine(/"event":"ready"/, 20_000);
   } catch (e) {
@@ -94,7 +98,7 @@ export async function createUserfanLab(opts: UserfanLabOptions = {}): Promise<Us
   const daemons: Daemon[] = [];
   try {
     for (const h of topo.hosts) {
-      daemons.push(await startDaemon(topo, h, ['-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', String(opts.workers ?? 1), ...(opts.upArgs ?? [])], opts.onLog));
+      daemons.push(await startDaemon(topo, h, ['-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', String(opts.workers ?? 1), ...(opts.upArgs ?? [])], opts.onLog, opts.nodeArgs));
     }
     const containers: Container[][] = [];
     for (const h of topo.hosts) {

@@ -1,0 +1,50 @@
+/**
+ * After a flood, sparse traffic runs the data plane's optimized code (root, namespace lab; node
+ * --trace-deopt on both daemons). A branch, property or operation the flood never ran, first run by
+ * sparse traffic, makes V8 throw away the optimized worker loop ("insufficient type feedback"), and a
+ * few packets every few milliseconds are too few to get it optimized again. It happened four times
+ * (README, Performance: latency): the first busy poll's bookkeeping, the raw send after a flood sent
+ * by MAC, the first busy poll that caught a packet (Poller.wait), the first neighbour lookup that
+ * found an entry (the copy of the kernel's neighbours is empty for the first second of traffic).
+ * Without the last two fixes this failed in three runs of five for the catch (whether V8 compiles a
+ * function before or after it first runs a path depends on timing) and in every run for the lookup.
+ * What a deoptimization costs is measured by bench/latency.ts; this asserts only that none happens.
+ */
+import { describe, expect, it } from 'vitest';
+import { createUserfanLab } from '../../src/lab/userfan-lab.js';
+
+const DEOPT = /\bbailout\b|\bdeoptimiz/;
+
+describe('sparse traffic after a flood', () => {
+  it.each([
+    ['raw sockets both ways (the defaults)', []],
+    ['--send packet --recv xdp', ['--send', 'packet', '--recv', 'xdp']],
+  ])('%s: no worker code is deoptimized', async (_name, upArgs) => {
+    // --busy-poll 5000: the second datagram of each pair below comes while A's worker is still looking.
+    const lab = await createUserfanLab({ workers: 1, upArgs: [...upArgs, '--busy-poll', '5000'], nodeArgs: ['--trace-deopt'] });
+    try {
+      const [[a], [b]] = lab.containers;
+      // The flood: echoes as fast as they come back, and a TCP transfer (super-packets, segments).
+      const flood = await lab.topo.exec(a, ['ping', '-f', '-c', '3000', '-q', b.address], { timeoutMs: 30_000 });
+      expect(flood.stdout).toMatch(/3000 received/);
+      expect((await lab.transfer(a, b, 16 << 20)).match).toBe(true);
+      await new Promise((r) => setTimeout(r, 300)); // the transfer's last packets
+      const mark = lab.daemons.map((d) => d.process.lines.length);
+
+      // Sparse: pairs of UDP datagrams 2 ms apart (the second is caught while looking), then echoes 10 ms apart.
+      const pairs = 30;
+      const send = `const s=require('dgram').createSocket('udp4');let i=0;const go=()=>{s.send('first',9,'${b.address}');setTimeout(()=>{s.send('second',9,'${b.address}');if(++i<${pairs})setTimeout(go,30);else setTimeout(()=>s.close(),20)},2)};go();`;
+      await lab.topo.exec(a, ['node', '-e', send]);
+      const echoes = await lab.topo.exec(a, ['ping', '-c', '100', '-i', '0.01', '-q', b.address], { timeoutMs: 30_000 });
+      expect(echoes.stdout).toMatch(/100 received/);
+
+      const deopts = lab.daemons.flatMap((d, i) => d.process.lines.slice(mark[i]).map((l) => l.line).filter((l) => DEOPT.test(l)).map((l) => `${d.host.name}: ${l.slice(0, 300)}`));
+      expect(deopts, deopts.join('\n')).toEqual([]);
+      // The flag works here: the daemons' start-up (warm-up runs of the worker code) printed some.
+      const before = lab.daemons.flatMap((d, i) => d.process.lines.slice(0, mark[i]).map((l) => l.line).filter((l) => DEOPT.test(l)));
+      expect(before.length).toBeGreaterThan(0);
+    } finally {
+      await lab.destroy();
+    }
+  }, 90_000);
+});
