@@ -25,6 +25,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { holdCpuLatency, type CpuLatencyHold } from './cpu-latency.js';
+import { NEIGHBOUR_REFRESH_MS } from '../src/dataplane/pool.js';
 import { createFanTopology, type FanTopology } from '../src/lab/topology.js';
 import { pathByName, repoRoot, type PathInstance } from './paths/index.js';
 import { median } from './report.js';
@@ -149,8 +150,12 @@ export async function main(argv: string[]): Promise<number> {
           const times = await withIdlePoll(poll, async () => {
             // Warm up (ARP, neighbour entries), then give V8 enough packets to optimize the workers' code (a
             // daemon that has carried any traffic for a few seconds runs optimized code; a fresh one runs
-            // its first few thousand packets through the baseline compiler), then measure.
+            // its first few thousand packets through the baseline compiler), then measure. The pause lets
+            // userfan's copy of the kernel's neighbours (up --send packet) pick up the entries the first
+            // echoes made, so that the flood runs the paths the measured echoes take: without it the flood
+            // went through the kernel and the echoes by MAC, on code V8 had not optimized.
             await t.exec(client, ['ping', '-c', '20', '-i', '0.01', '-W', '1', server], { allowFail: true });
+            await new Promise((r) => setTimeout(r, NEIGHBOUR_REFRESH_MS + 200));
             if (o.warmup > 0) await t.exec(client, ['ping', '-f', '-q', '-c', String(o.warmup), '-W', '1', server], { timeoutMs: 60_000, allowFail: true });
             const r = await t.exec(client, ['ping', '-c', String(o.count), '-i', '0.01', '-W', '1', server], { timeoutMs: 60_000, allowFail: true });
             return [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000);
