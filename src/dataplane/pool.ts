@@ -16,6 +16,7 @@ import { Piscina } from 'piscina';
 import type { Fan } from '../fan/fan.js';
 import { native } from '../io/native.js';
 import { MAX_NEIGHBOURS, NeighbourTable, readArpTable, type UnderlayLink } from '../io/neighbours.js';
+import { Waker } from '../io/poll.js';
 import { XdpRedirect } from '../io/xdp.js';
 import { CounterTable, C_RESTARTS } from './counters.js';
 import { TraceRing, type TraceRecord } from '../debug/trace-ring.js';
@@ -76,6 +77,8 @@ export class DataPlane {
   private truncationLogged = false;
   /** The XDP program and socket map (up --recv xdp), from start() to stop(). */
   private xdp?: XdpRedirect;
+  /** One per worker slot: ends that worker's wait when the pool sets its stop or crash word. */
+  private readonly wakers: Waker[];
 
   constructor(private readonly opts: DataPlaneOptions) {
     const n = opts.workers;
@@ -84,6 +87,7 @@ export class DataPlane {
     this.rings = opts.trace === false ? [] : [...Array(n)].map(() => new TraceRing(TraceRing.buffer()));
     this.fds = new Int32Array(new SharedArrayBuffer(4 * FDS_PER_WORKER * n)).fill(FD_STARTING);
     if (opts.links) this.neighbours = new NeighbourTable();
+    this.wakers = [...Array(n)].map(() => new Waker());
     this.pool = new Piscina({
       filename: new URL('./worker.js', import.meta.url).href,
       minThreads: n,
@@ -101,7 +105,7 @@ export class DataPlane {
       index, count: o.workers, tun: o.tun, ttl: o.ttl, ...(o.cpus?.length ? { cpu: o.cpus[index % o.cpus.length] } : {}), policy: o.policy, offload: o.offload, busyPollUs: o.busyPollUs ?? 0,
       fans: o.fans.map((f) => ({ overlayNet: f.overlay.net, overlayLen: f.overlay.len, underlayNet: f.underlay.net, underlayLen: f.underlay.len, localHost: f.localHost })),
       control: this.control.buffer as SharedArrayBuffer, counters: this.counters.buffer, fds: this.fds.buffer as SharedArrayBuffer,
-      trace: this.rings[index]?.buffer, neighbours: this.neighbours?.buffer,
+      waker: this.wakers[index].fd, trace: this.rings[index]?.buffer, neighbours: this.neighbours?.buffer,
       ...(this.xdp && index < this.xdp.queues ? { xsk: { ifindex: this.xdp.ifindex, queue: index, map: this.xdp.map } } : {}),
     };
   }
@@ -217,6 +221,7 @@ export class DataPlane {
   /** Fault injection for tests: make worker i throw, as a crash would. */
   crash(index: number): void {
     Atomics.store(this.control, controlCrashSlot(index), 1);
+    this.wakers[index].wake();
   }
 
   /** Whether a trace can attach (false with up --no-trace). */
@@ -257,15 +262,17 @@ export class DataPlane {
     return n;
   }
 
-  /** Stop every worker (each sees the flag within one wait, 20 ms) and the pool. */
+  /** Stop every worker (woken at once to see the flag) and the pool. */
   async stop(): Promise<void> {
     this.stopping = true;
     clearInterval(this.neighbourTimer);
     Atomics.store(this.control, CONTROL_STOP, 1);
+    for (const w of this.wakers) w.wake();
     await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, 3000))]);
     for (let i = 0; i < this.opts.workers; i++) this.reclaim(i);
     this.xdp?.close();
     await this.pool.destroy();
+    for (const w of this.wakers) w.close();
   }
 
   /** With up --recv xdp: the interface and how many of its RX queues the workers serve; else undefined. */

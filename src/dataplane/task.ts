@@ -35,6 +35,11 @@ export interface WorkerTask {
    * every packet); [3 + index] = crash this worker (fault injection for tests).
    */
   control: SharedArrayBuffer;
+  /**
+   * This worker's wake-up eventfd (a Waker the pool owns): written after the pool sets this worker's
+   * stop or crash word, so that an idle worker, which sleeps up to WAIT_MAX_MS, sees it at once.
+   */
+  waker: number;
   /** This worker's TraceRing buffer (src/debug/trace-ring.ts); absent when tracing is disabled (up --no-trace). */
   trace?: SharedArrayBuffer;
   /**
