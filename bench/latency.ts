@@ -16,7 +16,7 @@
  * halting and a cross-CPU wake-up is cheap too; `both` measures every path, and the wake-ups, with and
  * without it, interleaved within each round.
  *
- *   npm run build && node dist/bench/latency.js [--paths vxlan,userfan-1w,userfan-1w-nooffload,veth]
+ *   npm run build && node dist/bench/latency.js [--paths vxlan,userfan,userfan-1w,userfan-1w-nooffload,veth]
  *       [--count 200] [--rounds 3] [--reference vxlan] [--warmup 3000] [--pin CPU] [--idle-poll off|on|both]
  *       [--json FILE]
  */
@@ -44,7 +44,7 @@ interface Options {
 }
 
 function parse(argv: string[]): Options {
-  const o: Options = { paths: ['vxlan', 'userfan-1w', 'userfan-1w-nooffload', 'veth'], count: 200, rounds: 3, reference: 'vxlan', warmup: 3000, idlePoll: 'off' };
+  const o: Options = { paths: ['vxlan', 'userfan', 'userfan-1w', 'userfan-1w-nooffload', 'veth'], count: 200, rounds: 3, reference: 'vxlan', warmup: 3000, idlePoll: 'off' };
   for (let i = 0; i < argv.length; i++) {
     const v = () => {
       const x = argv[++i];
@@ -143,7 +143,8 @@ export async function main(argv: string[]): Promise<number> {
         try {
           topo = await createFanTopology();
           const [a, b] = topo.hosts;
-          inst = await path.setup({ topo, a, b, root: repoRoot(), workers: 1, log: () => {} });
+          // `userfan` is the defaults: as many workers per host as this machine has CPUs.
+          inst = await path.setup({ topo, a, b, root: repoRoot(), workers: availableParallelism(), log: () => {} });
           const t = topo;
           const server = inst.server.address;
           const client = inst.client;
