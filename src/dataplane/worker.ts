@@ -65,8 +65,8 @@ const BATCH = 64;
  * The longest an idle worker sleeps (the addon's cap, WAIT_MAX_MS). The pool ends a wait at once when
  * it sets the worker's stop or crash word (task.waker), so this only bounds how stale the idle-time
  * bookkeeping (AF_XDP frames lost) gets. Short timeouts cost latency: with 20 ms, the idle worker of
- * each host (two per host, one flow) woke 50 times a second, and echoes took 124 µs against 69 with one
- * worker per host; with 250 ms, 62 against 69 (README, Performance: latency).
+ * each host (two per host, one flow) woke 50 times a second, and echoes took 124–131 µs against 69–71
+ * with one worker per host; with 250 ms, 71 against 131 before (README, Performance: latency).
  */
 const WAIT_MS = 250;
 const SOCKET_BUFFER = 8 << 20;
