@@ -3,7 +3,9 @@
  * bench/iperf.ts, each path built afresh per round (A B C … A B C …), warmed up with --warmup echoes
  * (ping -f), then `ping -c N -i 0.01` from the client container to the server container. Reports the
  * median RTT over all echoes of a path, its spread (10th–90th percentile) and each path's median minus
- * the reference path's (kernel VXLAN by default): what userfan adds per round trip.
+ * the reference path's (kernel VXLAN by default): what userfan adds per round trip. Five rounds by
+ * default: on these shared machines one path's round medians differ by 10–20 µs, and now and then a
+ * disturbed round doubles even VXLAN's.
  *
  * Then what a thread wake-up costs on this machine (bench/wake.c: two threads ping-ponging over pipes,
  * on one CPU and on two, with the CPUs idle in between as they are between pings). Through VXLAN an
@@ -17,7 +19,7 @@
  * without it, interleaved within each round.
  *
  *   npm run build && node dist/bench/latency.js [--paths vxlan,userfan,userfan-1w,userfan-1w-nooffload,veth]
- *       [--count 200] [--rounds 3] [--reference vxlan] [--warmup 3000] [--pin CPU] [--idle-poll off|on|both]
+ *       [--count 200] [--rounds 5] [--reference vxlan] [--warmup 3000] [--pin CPU] [--idle-poll off|on|both]
  *       [--json FILE]
  */
 import { spawnSync } from 'node:child_process';
@@ -44,7 +46,7 @@ interface Options {
 }
 
 function parse(argv: string[]): Options {
-  const o: Options = { paths: ['vxlan', 'userfan', 'userfan-1w', 'userfan-1w-nooffload', 'veth'], count: 200, rounds: 3, reference: 'vxlan', warmup: 3000, idlePoll: 'off' };
+  const o: Options = { paths: ['vxlan', 'userfan', 'userfan-1w', 'userfan-1w-nooffload', 'veth'], count: 200, rounds: 5, reference: 'vxlan', warmup: 3000, idlePoll: 'off' };
   for (let i = 0; i < argv.length; i++) {
     const v = () => {
       const x = argv[++i];
