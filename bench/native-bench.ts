@@ -4,10 +4,12 @@
  * and range of packets per second of 1400-byte inner packets. Also: IPPROTO_IPIP vs IPPROTO_RAW for
  * sending, and the cost of spreading receives over N shared sockets.
  *
- *   npm run build && node dist/bench/native-bench.js [--rounds 5] [--seconds 3] [--only encap,decap,proto,share,xdp]
+ *   npm run build && node dist/bench/native-bench.js [--rounds 5] [--seconds 3] [--only encap,decap,proto,share,xdp,txring]
  *     [--share-rate 100000] [--decap-rate 0] [--xdp-rate 0]
  *   (proto also sends the same packets from C through a raw socket and through AF_PACKET with
  *   PACKET_QDISC_BYPASS: what a packet-socket TX path would save)
+ *   (txring, not run by default: AF_PACKET sendmmsg, as userfan's --send packet, against the same
+ *   socket with a PACKET_TX_RING, both through the qdisc)
  *
  * (xdp: receiving IP-in-IP through a protocol-4 raw socket with recvmmsg against XDP + an AF_XDP socket,
  * bench/xsk-rx.c, at a fixed offered rate: machine CPU per packet, sender and softirq included)
@@ -289,6 +291,33 @@ async function protoCompare(o: Options): Promise<void> {
 }
 
 /**
+ * AF_PACKET with sendmmsg (what `--send packet` does) against a PACKET_TX_RING on the same socket,
+ * both keeping the qdisc: does the mmap TX path, which saves the kernel's copy and the per-message
+ * sendmsg work, send cheaper per CPU-second? The ring needs its frames filled (the copy moves to user
+ * space) and holds each until the kernel frees its skb.
+ */
+async function txRingCompare(o: Options): Promise<void> {
+  const blast = (ring: boolean) =>
+    inA(1, 'env', 'BLAST_PACKET=u0,02:00:00:00:00:99', 'BLAST_QDISC=1', ...(ring ? ['BLAST_TXRING=1'] : []),
+      BLAST, 'ipip', '198.18.0.28', '198.18.0.99', '250.0.28.3', '250.0.99.3', '1420', String(o.seconds));
+  const tx: Record<string, Record<string, any>[]> = { mmsg: [], ring: [] };
+  for (let i = 0; i < o.rounds; i++) {
+    for (const k of ['mmsg', 'ring'] as const) {
+      const [cmd, args] = blast(k === 'ring');
+      const r = await measured(cmd, args, (o.seconds + 15) * 1000);
+      r.packets = r.sent;
+      r.drops = 0;
+      r.sendErrors = r.errors;
+      tx[k].push(r);
+    }
+  }
+  console.log(`send only, C (bench/native-blast.c): AF_PACKET through the qdisc, sendmmsg against PACKET_TX_RING, ${o.rounds}×${o.seconds}s each, interleaved`);
+  const m = summarize('sendmmsg (batch 64)', tx.mmsg);
+  const r = summarize('TX ring (64 a flush)', tx.ring);
+  console.log(`  ring/sendmmsg: ${(r.kpps / m.kpps).toFixed(2)} of the packet rate, ${(median(tx.ring.map(kppsPerCpu)) / median(tx.mmsg.map(kppsPerCpu))).toFixed(2)} per CPU-second`);
+}
+
+/**
  * Receive spread: at a fixed offered rate (no loss expected), the CPU cost per packet on the sending
  * side (B's blaster, whose context also runs A's receive softirq: IP input, one clone and one filter
  * run per protocol-4 socket) and on the receiving thread, for 1 socket (no filter) and 2 and 4 with
@@ -378,6 +407,7 @@ async function main(): Promise<void> {
     if (o.only.has('proto')) await protoCompare(o);
     if (o.only.has('share')) await shareCompare(o);
     if (o.only.has('xdp')) await xdpCompare(o);
+    if (o.only.has('txring')) await txRingCompare(o);
     console.log(`load average after: ${loadavg()}`);
   } finally {
     destroyLab();
