@@ -14,6 +14,7 @@
  * an attached trace. `--modes on,on+notrace` measures what the idle trace code costs.
  * A mode with +packet runs them with --send packet: IP-in-IP straight to the other host's MAC through
  * AF_PACKET instead of through the raw socket. `--modes on,on+packet` measures what that gains.
+ * A mode with +nogso (after +packet) runs them with --tx-gso off: super-packets cut in user space.
  * A mode with +xdp receives with --recv xdp: IP-in-IP taken off the underlay by XDP into AF_XDP sockets.
  * A mode with +busyUS runs them with --busy-poll US (+busy0: workers sleep as soon as they run out of packets).
  */
@@ -66,7 +67,7 @@ function parse(argv: string[]): Options {
     else throw new Error(`unknown option ${a}`);
   }
   if (!(o.rounds >= 1 && o.seconds >= 1)) throw new Error('--rounds and --seconds must be ≥ 1');
-  for (const m of o.modes) if (!/^(on|off|auto)(\+gro)?(\+notrace)?(\+packet)?(\+xdp)?(\+busy\d+)?$/.test(m)) throw new Error(`mode ${m}: on, off, auto, optionally +gro, then optionally +notrace, then optionally +packet, then optionally +xdp, then optionally +busyUS (up --busy-poll US)`);
+  for (const m of o.modes) if (!/^(on|off|auto)(\+gro)?(\+notrace)?(\+packet)?(\+nogso)?(\+xdp)?(\+busy\d+)?$/.test(m)) throw new Error(`mode ${m}: on, off, auto, optionally +gro, then optionally +notrace, then optionally +packet, then optionally +nogso, then optionally +xdp, then optionally +busyUS (up --busy-poll US)`);
   return o;
 }
 
@@ -116,6 +117,7 @@ async function oneRun(o: Options, mode: string, round: number): Promise<Run> {
   const gro = extras.includes('gro');
   const noTrace = extras.includes('notrace');
   const packet = extras.includes('packet');
+  const noGso = extras.includes('nogso');
   const xdp = extras.includes('xdp');
   const busy = extras.find((x) => x.startsWith('busy'));
   let gcs = 0;
@@ -125,7 +127,7 @@ async function oneRun(o: Options, mode: string, round: number): Promise<Run> {
   const lab = new UserfanLab(topo, daemons, []);
   try {
     for (const h of topo.hosts) {
-      const p = topo.spawn(h, ['node', '--trace-gc', CLI, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', String(o.workers), '--offload', offload, ...(noTrace ? ['--no-trace'] : []), ...(packet ? ['--send', 'packet'] : []), ...(xdp ? ['--recv', 'xdp'] : []), ...(busy ? ['--busy-poll', busy.slice(4)] : [])], {
+      const p = topo.spawn(h, ['node', '--trace-gc', CLI, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', String(o.workers), '--offload', offload, ...(noTrace ? ['--no-trace'] : []), ...(packet ? ['--send', 'packet'] : []), ...(noGso ? ['--tx-gso', 'off'] : []), ...(xdp ? ['--recv', 'xdp'] : []), ...(busy ? ['--busy-poll', busy.slice(4)] : [])], {
         onLine: (line: string) => {
           if (/Scavenge|Mark-Compact|Mark-sweep|Minor Mark/.test(line)) gcs++;
         },

@@ -48,6 +48,11 @@
 #ifndef AF_XDP
 #define AF_XDP 44
 #endif
+/* tcx (Linux 6.6), newer than some installed headers: enum bpf_attach_type. */
+#define BPF_TCX_EGRESS_TYPE 47
+#ifndef SO_COOKIE
+#define SO_COOKIE 57
+#endif
 #ifndef SOL_XDP
 #define SOL_XDP 283
 #endif
@@ -806,7 +811,13 @@ static napi_value send_chunks(napi_env env, int fd, const slots_t *s, uint32_t f
     for (unsigned j = 0; j < k; j++) {
       memset(&sa[j], 0, sizeof sa[j]);
       socklen_t namelen;
-      if (lladdr) {
+      if (!dsts && !lladdr) {
+        /* A whole frame (SOCK_RAW link socket): only the interface. */
+        sa[j].ll.sll_family = AF_PACKET;
+        sa[j].ll.sll_protocol = htons(ETH_P_IP);
+        sa[j].ll.sll_ifindex = ifindex[i + j];
+        namelen = sizeof sa[j].ll;
+      } else if (lladdr) {
         uint32_t hi = (uint32_t)lladdr[2 * (i + j)], lo = (uint32_t)lladdr[2 * (i + j) + 1];
         sa[j].ll.sll_family = AF_PACKET;
         sa[j].ll.sll_protocol = htons(ETH_P_IP);
@@ -836,7 +847,7 @@ static napi_value send_chunks(napi_env env, int fd, const slots_t *s, uint32_t f
         if (e == EINTR) continue;
         if (e == EAGAIN || e == EWOULDBLOCK) return ret_u32(env, i + done);
         /* A neighbour's interface that went away (ENXIO, ENODEV) fails its packets, not the socket. */
-        if (is_fatal(e) && !(lladdr && (e == ENXIO || e == ENODEV))) return throw_errno_fd(env, "sendmmsg", fd, e);
+        if (is_fatal(e) && !(!dsts && (e == ENXIO || e == ENODEV))) return throw_errno_fd(env, "sendmmsg", fd, e);
         count_error(errs, e); /* the first message of this call was refused: skip it */
         done++;
         continue;
@@ -885,9 +896,18 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
 static napi_value link_open(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   uint32_t sndbuf;
-  if (get_args(env, info, 1, argv) || opt_u32(env, argv[0], "sndbuf", 0, INT32_MAX / 2, 0, &sndbuf)) return NULL;
-  int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int vnet = 0;
+  if (get_args(env, info, 1, argv) || opt_u32(env, argv[0], "sndbuf", 0, INT32_MAX / 2, 0, &sndbuf) ||
+      opt_bool(env, argv[0], "vnet", &vnet))
+    return NULL;
+  int fd = socket(AF_PACKET, (vnet ? SOCK_RAW : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, "socket(AF_PACKET)", "link send socket", errno);
+  int one = 1;
+  if (vnet && setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) < 0) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, "PACKET_VNET_HDR", "link send socket", e);
+  }
   int v = (int)sndbuf;
   if (sndbuf && setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof v) < 0) {
     int e = errno;
@@ -919,6 +939,43 @@ static napi_value send_link_batch(napi_env env, napi_callback_info info) {
     return NULL;
   if (to > nifx || 2 * (size_t)to > nll) return throw_range(env, "end exceeds the ifindex or lladdr array");
   return send_chunks(env, fd, &s, from, to, errs, NULL, ifx, ll);
+}
+
+/*
+ * sendFrameBatch(fd, buf, offs, lens, ifindex, from, to, errs?) -> next
+ * sendmmsg(MSG_DONTWAIT) on a linkOpen({vnet: true}) socket of whole frames from..to-1 (each a
+ * virtio-net header, then the Ethernet frame), frame i out of interface ifindex[i]; see send_chunks.
+ */
+static napi_value send_frame_batch(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  int fd;
+  uint32_t from, to, *errs;
+  int32_t *ifx;
+  size_t nifx;
+  slots_t s;
+  if (get_args(env, info, 8, argv) || get_fd(env, argv[0], &fd) ||
+      get_slots(env, argv[1], argv[2], argv[3], &s) ||
+      get_typed(env, argv[4], napi_int32_array, "ifindex", (void **)&ifx, &nifx) ||
+      get_u32_range(env, argv[5], "from", 0, UINT32_MAX, &from) ||
+      get_u32_range(env, argv[6], "to", from, UINT32_MAX, &to) || get_errs(env, argv[7], &errs) ||
+      check_write_slots(env, &s, from, to))
+    return NULL;
+  if (to > nifx) return throw_range(env, "end exceeds the ifindex array");
+  return send_chunks(env, fd, &s, from, to, errs, NULL, ifx, NULL);
+}
+
+/* socketCookie(fd) -> the socket's cookie (SO_COOKIE), what bpf_get_socket_cookie() returns for its packets. */
+static napi_value socket_cookie(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int fd;
+  if (get_args(env, info, 1, argv) || get_fd(env, argv[0], &fd)) return NULL;
+  uint64_t c = 0;
+  socklen_t l = sizeof c;
+  if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &c, &l) < 0) return throw_errno_fd(env, "SO_COOKIE", fd, errno);
+  if (c > (1ULL << 53)) return throw_range(env, "socket cookie above 2^53");
+  napi_value v;
+  napi_create_double(env, (double)c, &v);
+  return v;
 }
 
 /* ---------- checksums ---------- */
@@ -1122,22 +1179,25 @@ static napi_value bpf_xsk_map(napi_env env, napi_callback_info info) {
  * (struct bpf_insn, 8 each). A program the verifier refuses throws with the verifier's last lines.
  */
 static napi_value bpf_load_xdp(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
+  napi_value argv[3];
   uint8_t *insns;
   size_t len;
   char license[64];
-  if (get_args(env, info, 2, argv) || get_typed(env, argv[0], napi_uint8_array, "insns", (void **)&insns, &len) ||
+  int tc = 0;
+  if (get_args(env, info, 3, argv) || get_typed(env, argv[0], napi_uint8_array, "insns", (void **)&insns, &len) ||
       get_string(env, argv[1], "license", license, sizeof license))
     return NULL;
+  if (!is_nullish(env, argv[2]) && get_bool(env, argv[2], &tc)) return NULL;
+  const char *what = tc ? "TC program" : "XDP program";
   if (len == 0 || len % 8 || len / 8 > 4096) return throw_range(env, "insns must be 1 to 4096 eBPF instructions (8 bytes each)");
   static __thread char log[8192];
   union bpf_attr a;
   memset(&a, 0, sizeof a);
-  a.prog_type = BPF_PROG_TYPE_XDP;
+  a.prog_type = tc ? BPF_PROG_TYPE_SCHED_CLS : BPF_PROG_TYPE_XDP;
   a.insns = (uint64_t)(uintptr_t)insns;
   a.insn_cnt = (uint32_t)(len / 8);
   a.license = (uint64_t)(uintptr_t)license;
-  a.expected_attach_type = BPF_XDP;
+  a.expected_attach_type = tc ? BPF_TCX_EGRESS_TYPE : BPF_XDP;
   int fd = (int)sys_bpf(BPF_PROG_LOAD, &a);
   if (fd >= 0) return ret_i32(env, fd);
   int e = errno;
@@ -1152,7 +1212,7 @@ static napi_value bpf_load_xdp(napi_env env, napi_callback_info info) {
     while (n > 0 && log[n - 1] == '\n') log[--n] = 0;
     const char *tail = n > 300 ? log + n - 300 : log;
     char msg[420];
-    snprintf(msg, sizeof msg, "BPF_PROG_LOAD XDP program: %s (verifier: %s)", e == EACCES ? "EACCES" : "EINVAL", tail);
+    snprintf(msg, sizeof msg, "BPF_PROG_LOAD %s: %s (verifier: %s)", what, e == EACCES ? "EACCES" : "EINVAL", tail);
     napi_value m, err, code;
     napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
     napi_create_error(env, NULL, m, &err);
@@ -1161,7 +1221,28 @@ static napi_value bpf_load_xdp(napi_env env, napi_callback_info info) {
     napi_throw(env, err);
     return NULL;
   }
-  return throw_errno(env, "BPF_PROG_LOAD", "XDP program", e);
+  return throw_errno(env, "BPF_PROG_LOAD", what, e);
+}
+
+/*
+ * tcxLink(prog, ifindex) -> fd of a BPF link that attaches a TC program (bpfLoadXdp(..., true)) to the
+ * interface's egress (tcx, Linux 6.6 and later) until the fd is closed, also when the daemon dies.
+ */
+static napi_value tcx_link(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int prog;
+  uint32_t ifindex;
+  if (get_args(env, info, 2, argv) || get_fd(env, argv[0], &prog) ||
+      get_u32_range(env, argv[1], "ifindex", 1, INT32_MAX, &ifindex))
+    return NULL;
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.link_create.prog_fd = (uint32_t)prog;
+  a.link_create.target_ifindex = ifindex;
+  a.link_create.attach_type = BPF_TCX_EGRESS_TYPE;
+  int fd = (int)sys_bpf(BPF_LINK_CREATE, &a);
+  if (fd < 0) return throw_errno(env, "BPF_LINK_CREATE", "TC egress", errno);
+  return ret_i32(env, fd);
 }
 
 /*
@@ -1488,6 +1569,9 @@ NAPI_MODULE_INIT() {
     FN("bpfXskMap", bpf_xsk_map),
     FN("bpfLoadXdp", bpf_load_xdp),
     FN("xdpLink", xdp_link),
+    FN("tcxLink", tcx_link),
+    FN("sendFrameBatch", send_frame_batch),
+    FN("socketCookie", socket_cookie),
     FN("bpfTestRun", bpf_test_run),
     FN("xskOpen", xsk_open),
     FN("xskRecvBatch", xsk_recv_batch),

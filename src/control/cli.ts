@@ -35,6 +35,7 @@ const HELP = `userfan — Ubuntu's Fan networking in user space (IP-in-IP over T
 usage:
   userfan up -o OVERLAY -u UNDERLAY [--bridge NAME] [--host-reserve N] [--dhcp] [--workers N] [--ttl N] [--no-nat]
              [--metrics [HOST:]PORT] [--offload auto|on|off] [--send raw|packet] [--recv raw|xdp] [--no-trace]
+             [--tx-gso auto|off]           with --send packet: TCP super-packets leave whole, the kernel cuts them (auto)
              [--busy-poll US]              after sparse traffic a worker looks again for US µs before it sleeps (200; 0: off)
              [--cpus LIST]                 pin worker i to LIST's i-th lowest CPU (as taskset -c: 1, 0,2, 0-3)
   userfan up -a [--config FILE]            every enabled fan of FILE (default /etc/network/fan)
@@ -108,7 +109,7 @@ const commands: Record<string, Handler> = {
       bridge: { type: 'string' }, 'host-reserve': { type: 'string' }, dhcp: { type: 'boolean' }, workers: { type: 'string' },
       ttl: { type: 'string' }, 'no-nat': { type: 'boolean' }, tun: { type: 'string' }, metrics: { type: 'string' },
       offload: { type: 'string' }, send: { type: 'string' }, recv: { type: 'string' }, 'no-trace': { type: 'boolean' },
-      cpus: { type: 'string' }, 'busy-poll': { type: 'string' },
+      cpus: { type: 'string' }, 'busy-poll': { type: 'string' }, 'tx-gso': { type: 'string' },
     });
     if (values.offload !== undefined && !(OFFLOAD_MODES as readonly string[]).includes(values.offload)) throw new ConfigError('--offload', values.offload, 'must be auto, on or off');
     if (values.send !== undefined && !(SEND_PATHS as readonly string[]).includes(values.send)) {
@@ -116,6 +117,10 @@ const commands: Record<string, Handler> = {
     }
     if (values.recv !== undefined && !(RECV_PATHS as readonly string[]).includes(values.recv)) {
       throw new ConfigError('--recv', values.recv, 'must be raw (IP-in-IP through the kernel\'s IP receive and raw sockets) or xdp (taken off the underlay interface by an XDP program into AF_XDP sockets)');
+    }
+    const txGso = values['tx-gso'];
+    if (txGso !== undefined && txGso !== 'auto' && txGso !== 'off') {
+      throw new ConfigError('--tx-gso', txGso, 'must be auto (TCP super-packets leave whole through a TC program when the kernel takes it) or off (cut in user space)');
     }
     if (positionals.length) throw new UsageError(`unexpected ${positionals.join(' ')}; see userfan --help`);
     const flags = {
@@ -137,6 +142,7 @@ const commands: Record<string, Handler> = {
       offload: values.offload as OffloadMode | undefined,
       send: values.send as SendPath | undefined,
       recv: values.recv as RecvPath | undefined,
+      txGso,
       trace: !values['no-trace'],
       cpus: values.cpus === undefined ? undefined : cpusOption('--cpus', values.cpus),
       busyPollUs: intOption('--busy-poll', values['busy-poll'], DEFAULT_BUSY_POLL_US, 0, MAX_BUSY_POLL_US),

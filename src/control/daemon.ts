@@ -51,6 +51,8 @@ export interface UpOptions {
    * (src/io/xdp.ts); what it leaves to the kernel still reaches the raw sockets.
    */
   recv?: RecvPath;
+  /** With send packet and offloads: TX GSO (src/io/tx-gso.ts), auto (default) or off. */
+  txGso?: 'auto' | 'off';
   /** false: refuse `userfan trace`; the workers then skip even the per-batch check for one. */
   trace?: boolean;
   /** Pin worker i to cpus[i mod n] (src/control/cpus.ts); absent: the scheduler places the workers. */
@@ -159,7 +161,7 @@ export async function up(o: UpOptions): Promise<number> {
     log('send', { send: o.send ?? 'raw', ...(links ? { interfaces: [...new Set(links.map((l) => l.iface))] } : {}) });
     const xdp = o.recv === 'xdp' ? { iface: underlays[0].iface, local: o.fans[0].localHost } : undefined;
     plane = new DataPlane({
-      tun: id, fans: o.fans, workers: o.workers, cpus: o.cpus, busyPollUs: state.busyPollUs, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, links, xdp, trace: o.trace !== false, log,
+      tun: id, fans: o.fans, workers: o.workers, cpus: o.cpus, busyPollUs: state.busyPollUs, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, links, xdp, txGso: o.txGso, trace: o.trace !== false, log,
       onFatal: (why) => {
         log('fatal', { error: why });
         void finish(1, why);

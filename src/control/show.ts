@@ -24,6 +24,8 @@ export interface ShowRow {
   offload: string | null;
   /** How packets leave: "raw" or "packet (N neighbours)"; null when the daemon did not answer. */
   send: string | null;
+  /** TX GSO (up --send packet with offloads): "on (IFACES)" or "off (why)"; null where it does not apply or without an answer. */
+  txGso: string | null;
   /** How IP-in-IP arrives: "raw" or "xdp on IFACE (…)"; null when the daemon did not answer. */
   recv: string | null;
   /** Of the packets received, those taken through AF_XDP (up --recv xdp). */
@@ -50,6 +52,7 @@ export async function showRows(): Promise<ShowRow[]> {
         dropsByReason: st?.total.drops as Record<string, number> | undefined,
         offload: st?.offload ?? null,
         send: st?.send ?? null,
+        txGso: st?.txGso ?? null,
         recv: st?.recv ?? null,
         rxXdpPackets: st?.total.rxXdpPackets ?? null,
         cpus: s.cpus?.length ? formatCpuList(s.cpus) : null,

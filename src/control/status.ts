@@ -29,6 +29,8 @@ export interface DaemonStatus {
   offload?: string;
   /** How packets leave: "raw", or "packet (N neighbours)" (up --send packet). */
   send?: string;
+  /** With up --send packet and offloads: TX GSO, "on (IFACES)" or "off (why)". */
+  txGso?: string;
   /** With up --send packet: the neighbours the workers send to by MAC now. */
   neighbours?: { address: string; mac: string }[];
   /** How IP-in-IP arrives: "raw", or "xdp on IFACE (N of M queues)" (up --recv xdp). */
@@ -39,7 +41,7 @@ export interface DaemonStatus {
 
 export function statusOf(state: DaemonState, plane: DataPlane, offload?: string): DaemonStatus {
   const perWorker = [...Array(state.workers).keys()].map((i) => plane.counters.snapshot(i));
-  return { id: state.id, pid: state.pid, startedAt: state.startedAt, workers: state.workers, tun: state.host.tun ?? state.id, fans: state.fans, total: plane.counters.total(), perWorker, offload, send: sendText(plane), recv: recvText(plane),
+  return { id: state.id, pid: state.pid, startedAt: state.startedAt, workers: state.workers, tun: state.host.tun ?? state.id, fans: state.fans, total: plane.counters.total(), perWorker, offload, send: sendText(plane), recv: recvText(plane), txGso: plane.txGso,
     busyPollUs: state.busyPollUs ?? 0,
     neighbours: plane.neighbours?.entries().map((n) => ({ address: formatIPv4(n.address), mac: n.mac })) };
 }

@@ -16,7 +16,8 @@ export const C_TX_LINK = 7; //   of C_TX_PACKETS, those sent through the link-la
 export const C_RX_XDP = 8; //    of the packets received, those taken through the AF_XDP socket (up --recv xdp)
 export const C_BUSY_POLLS = 9; // waits that looked again before sleeping (up --busy-poll)
 export const C_BUSY_POLL_HITS = 10; // of those, the ones that found packets while looking, without a sleep
-export const C_DROPS = 11; //    drops by reason: C_DROPS + code (codes start at 1)
+export const C_TX_GSO = 11; //   frames sent whole for the kernel to cut (TX GSO); their segments count in C_TX_PACKETS and C_TX_LINK
+export const C_DROPS = 12; //    drops by reason: C_DROPS + code (codes start at 1)
 export const ROW = C_DROPS + DROP_SLOTS;
 
 export interface CounterSnapshot {
@@ -35,6 +36,8 @@ export interface CounterSnapshot {
   busyPolls: number;
   /** Of busyPolls, those that found packets while the worker looked, without a sleep: wake-ups saved. */
   busyPollHits: number;
+  /** Super-packets sent whole, for the kernel to cut (TX GSO, up --send packet with offloads); their segments count in txPackets. */
+  txGsoFrames: number;
   drops: Partial<Record<DropName, number>>;
   dropsTotal: number;
 }
@@ -79,6 +82,6 @@ function snapshotOf(r: Float64Array): CounterSnapshot {
   return {
     txPackets: r[C_TX_PACKETS], txBytes: r[C_TX_BYTES], rxPackets: r[C_RX_PACKETS], rxBytes: r[C_RX_BYTES],
     txBatches: r[C_TX_BATCHES], txLinkPackets: r[C_TX_LINK], rxBatches: r[C_RX_BATCHES], rxXdpPackets: r[C_RX_XDP], restarts: r[C_RESTARTS],
-    busyPolls: r[C_BUSY_POLLS], busyPollHits: r[C_BUSY_POLL_HITS], drops, dropsTotal,
+    busyPolls: r[C_BUSY_POLLS], busyPollHits: r[C_BUSY_POLL_HITS], txGsoFrames: r[C_TX_GSO], drops, dropsTotal,
   };
 }

@@ -9,6 +9,10 @@
  * With a link-layer send path (up --send packet) it also keeps the workers' copy of the kernel's ARP
  * table fresh: once a second (src/io/neighbours.ts).
  *
+ * With a link-layer send path and TUN offloads it also opens TX GSO (src/io/tx-gso.ts): one socket for
+ * whole super-packet frames and a TC program on each underlay interface, before the workers start; if
+ * the kernel refuses, the workers cut super-packets themselves and `show` says why.
+ *
  * With AF_XDP receive (up --recv xdp) it attaches the XDP program to the underlay interface before the
  * workers start, and detaches it when they have stopped (src/io/xdp.ts); worker i serves RX queue i.
  */
@@ -17,6 +21,7 @@ import type { Fan } from '../fan/fan.js';
 import { native } from '../io/native.js';
 import { MAX_NEIGHBOURS, NeighbourTable, readArpTable, type UnderlayLink } from '../io/neighbours.js';
 import { Waker } from '../io/poll.js';
+import { GsoSender } from '../io/tx-gso.js';
 import { XdpRedirect } from '../io/xdp.js';
 import { CounterTable, C_RESTARTS } from './counters.js';
 import { TraceRing, type TraceRecord } from '../debug/trace-ring.js';
@@ -48,6 +53,11 @@ export interface DataPlaneOptions {
    * it (int32). Absent: everything through the raw sockets.
    */
   xdp?: { iface: string; local: number };
+  /**
+   * TX GSO with `links` and `offload` (src/io/tx-gso.ts): auto (default) uses it when the kernel takes
+   * the program, off never does (up --tx-gso).
+   */
+  txGso?: 'auto' | 'off';
   /** false: no trace can attach, and the workers skip even the per-batch check for one (up --no-trace). */
   trace?: boolean;
   log: LogFn;
@@ -77,6 +87,9 @@ export class DataPlane {
   private truncationLogged = false;
   /** The XDP program and socket map (up --recv xdp), from start() to stop(). */
   private xdp?: XdpRedirect;
+  /** TX GSO's socket and programs, from start() to stop(); and what `show` says of it. */
+  private gso?: GsoSender;
+  private gsoWhy = '';
   /** One per worker slot: ends that worker's wait when the pool sets its stop or crash word. */
   private readonly wakers: Waker[];
 
@@ -106,6 +119,7 @@ export class DataPlane {
       fans: o.fans.map((f) => ({ overlayNet: f.overlay.net, overlayLen: f.overlay.len, underlayNet: f.underlay.net, underlayLen: f.underlay.len, localHost: f.localHost })),
       control: this.control.buffer as SharedArrayBuffer, counters: this.counters.buffer, fds: this.fds.buffer as SharedArrayBuffer,
       waker: this.wakers[index].fd, trace: this.rings[index]?.buffer, neighbours: this.neighbours?.buffer,
+      ...(this.gso ? { gso: { fd: this.gso.fd, links: this.gso.links.map((l) => ({ ifindex: l.ifindex, macHi: l.macHi, macLo: l.macLo })) } } : {}),
       ...(this.xdp && index < this.xdp.queues ? { xsk: { ifindex: this.xdp.ifindex, queue: index, map: this.xdp.map } } : {}),
     };
   }
@@ -181,6 +195,19 @@ export class DataPlane {
         ...(this.xdp.queues > this.opts.workers ? { rest: `queues ${this.opts.workers}..${this.xdp.queues - 1} go through the raw sockets` } : {}),
         note: `while it is attached the kernel does no GRO on ${this.xdp.iface}, and it has turned the interface's LRO and hardware GRO off (they stay off)`,
       });
+    }
+    if (this.opts.links && this.opts.offload) {
+      if (this.opts.txGso === 'off') {
+        this.gsoWhy = 'off (--tx-gso off)';
+      } else {
+        try {
+          this.gso = GsoSender.open(this.opts.links.map((l) => l.iface));
+          this.opts.log('tx-gso', { interfaces: this.gso.links.map((l) => l.iface), note: 'TCP super-packets leave whole; the kernel cuts them at the underlay interface' });
+        } catch (e) {
+          this.gsoWhy = `off (${(e as Error).message})`;
+          this.opts.log('tx-gso-off', { error: (e as Error).message, effect: 'super-packets are cut in user space' });
+        }
+      }
     }
     for (const i of all) this.launch(i);
     const deadline = Date.now() + 10_000;
@@ -272,7 +299,18 @@ export class DataPlane {
     for (let i = 0; i < this.opts.workers; i++) this.reclaim(i);
     this.xdp?.close();
     await this.pool.destroy();
+    this.gso?.close();
     for (const w of this.wakers) w.close();
+  }
+
+  /**
+   * TX GSO: "on (IFACES)", "off (why)", or undefined where it does not apply (no --send packet, or
+   * offloads off).
+   */
+  get txGso(): string | undefined {
+    const g = this.gso;
+    if (g && !g.closed) return `on (${g.links.map((l) => l.iface).join(', ')})`;
+    return this.gsoWhy || undefined;
   }
 
   /** With up --recv xdp: the interface and how many of its RX queues the workers serve; else undefined. */

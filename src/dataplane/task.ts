@@ -48,6 +48,12 @@ export interface WorkerTask {
    */
   neighbours?: SharedArrayBuffer;
   /**
+   * TX GSO (src/io/tx-gso.ts): the daemon's AF_PACKET socket for whole super-packet frames (shared by
+   * every worker, owned by the pool) and the underlay interfaces its TC program is attached to, with this
+   * host's MAC on each. Only with `neighbours` and `offload`; absent: super-packets are cut in user space.
+   */
+  gso?: { fd: number; links: { ifindex: number; macHi: number; macLo: number }[] };
+  /**
    * This worker's AF_XDP socket (up --recv xdp): the underlay interface, the RX queue it serves, and the
    * XdpRedirect's socket map it enters itself in. Absent: everything arrives through the raw socket.
    */

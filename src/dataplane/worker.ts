@@ -45,16 +45,18 @@ import { LinkSocket } from '../io/linksocket.js';
 import { NeighbourTable, warmUpLookups } from '../io/neighbours.js';
 import { RawIpipSocket } from '../io/rawsocket.js';
 import { TunQueue } from '../io/tun.js';
+import { GsoFrameSocket } from '../io/tx-gso.js';
 import { XskSocket } from '../io/xdp.js';
 import { Coalescer, partialTcp } from '../offload/coalesce.js';
 import { offloadFlags } from '../offload/probe.js';
+import { ETH_HLEN, GSO_FRAME_HEADROOM, gsoFrame } from '../offload/gso-frame.js';
 import { Arena, finishChecksum, NO_ROOM, segment, splitTcp } from '../offload/segment.js';
 import { Drop } from '../wire/drops.js';
 import { decapsulate, egressRoute, encapsulate, OUTER_HEADER_LEN, ROUTE_DST, ROUTE_SRC } from '../wire/ipip.js';
 import { i32 } from '../wire/ipv4.js';
 import { OFF_DATA_OFFSET, OFF_TCP_CHECKSUM } from '../wire/tcp.js';
 import { VNET_HDR_LEN } from '../wire/virtio.js';
-import { C_BUSY_POLL_HITS, C_BUSY_POLLS, C_DROPS, C_RX_BATCHES, C_RX_BYTES, C_RX_PACKETS, C_RX_XDP, C_TX_BATCHES, C_TX_BYTES, C_TX_LINK, C_TX_PACKETS, CounterTable } from './counters.js';
+import { C_BUSY_POLL_HITS, C_BUSY_POLLS, C_DROPS, C_RX_BATCHES, C_RX_BYTES, C_RX_PACKETS, C_RX_XDP, C_TX_BATCHES, C_TX_BYTES, C_TX_GSO, C_TX_LINK, C_TX_PACKETS, CounterTable } from './counters.js';
 import { TRACE_IN, TRACE_OUT, TraceRing } from '../debug/trace-ring.js';
 import {
   CONTROL_STOP, CONTROL_TRACE, CONTROL_TRACE_FILTER, controlCrashSlot, FD_LINK, FD_RAW, FD_TUN, FD_XSK, FDS_PER_WORKER, type WorkerResult, type WorkerTask,
@@ -183,6 +185,17 @@ function loop(
   const txIf = new Int32Array(tx.capacity);
   const txLl = new Int32Array(2 * tx.capacity);
   const hop = new Int32Array(2);
+  // TX GSO (src/io/tx-gso.ts): whole super-packet frames, at most one per TUN read slot, each with its
+  // interface and segment count; this host's MAC per underlay interface.
+  const gso = task.gso && links && offload ? new GsoFrameSocket(task.gso.fd) : undefined;
+  const gtx = new PacketList(outBytes, outSlots);
+  const gtxIf = new Int32Array(outSlots);
+  const gsoIf = Int32Array.from(task.gso?.links ?? [], (l) => l.ifindex);
+  const gsoMacHi = Int32Array.from(task.gso?.links ?? [], (l) => l.macHi);
+  const gsoMacLo = Int32Array.from(task.gso?.links ?? [], (l) => l.macLo);
+  const gsoRoom = new Poller(1);
+  if (gso) gsoRoom.add(gso.fd, native().POLLOUT);
+  let gsoErrors = 0;
 
   // Underlay → TUN: 64 KiB slots (kernel-GRO packets), an arena for cutting them when offloads are off.
   const inRegion = BATCH * BIG_SLOT;
@@ -296,6 +309,35 @@ function loop(
     }
     tx.count = 0;
   };
+
+  /**
+   * Sends the whole frames `gtx` holds through the TX GSO socket (waiting briefly while its send buffer is
+   * full); empties it. A frame the kernel refuses, or one that does not fit, counts as one dropped packet.
+   */
+  const flushGso = () => {
+    const n = gtx.count;
+    if (tracing) {
+      // The outer packet, as a capture on a host with TSO shows it: one super-packet.
+      const skip = VNET_HDR_LEN + ETH_HLEN;
+      for (let k = 0; k < n; k++) {
+        if (traceMatches(outBytes, gtx.offsets[k] + skip, gtx.lengths[k] - skip, filter)) ring!.append(outBytes, gtx.offsets[k] + skip, gtx.lengths[k] - skip, TRACE_OUT, 0);
+      }
+    }
+    let from = 0;
+    // Runs at least once, also empty: see the warm-up below.
+    for (let tries = 0; tries < 50; tries++) {
+      from = gso!.send(gtx, gtxIf, from, n);
+      if (from >= n) break;
+      gsoRoom.wait(2);
+    }
+    const lost = n - from + gso!.errors.total - gsoErrors;
+    gsoErrors = gso!.errors.total;
+    c[C_DROPS + Drop['tx-send-error']] += lost;
+    c[C_TX_PACKETS] -= lost;
+    c[C_TX_LINK] -= lost;
+    gtx.count = 0;
+  };
+  if (gso) for (let i = 0; i < 16; i++) flushGso();
 
   /**
    * Writes what `wl` holds to the TUN (waiting briefly if it pushes back); empties it. False if the device
@@ -485,6 +527,28 @@ function loop(
             encapsulateFrom(bytes, tx.count - 1, src, dst, ifindex);
             continue;
           }
+          if (gso !== undefined && ifindex !== 0) {
+            // Whole, for the kernel to cut (TX GSO), when it is a TCP super-packet and this interface has the program.
+            let m = 0;
+            while (m < gsoIf.length && gsoIf[m] !== ifindex) m++;
+            const n = m < gsoIf.length ? gsoFrame(bytes, off, len, hop[0], hop[1], gsoMacHi[m], gsoMacLo[m], src, dst, ttl, id) : 0;
+            if (n > 0) {
+              if (tx.count > 0) flushTx(); // keep the TUN's order
+              gtx.push(off - GSO_FRAME_HEADROOM, len + GSO_FRAME_HEADROOM);
+              gtxIf[gtx.count - 1] = ifindex;
+              id = (id + n) & 0xffff;
+              // Inner bytes as they will leave: the headers once per segment.
+              const ihl = (bytes[ip] & 0x0f) << 2;
+              const hl = ihl + ((bytes[ip + ihl + OFF_DATA_OFFSET] >>> 4) << 2);
+              c[C_TX_BYTES] += ipLen + (n - 1) * hl;
+              c[C_TX_PACKETS] += n;
+              c[C_TX_LINK] += n;
+              c[C_TX_GSO]++;
+              if (gtx.count >= gtx.capacity) flushGso();
+              continue;
+            }
+          }
+          if (gtx.count > 0) flushGso(); // keep the TUN's order
           let r = segment(bytes, off, len, tx, txArena, OUTER_HEADER_LEN);
           if (r === NO_ROOM) {
             // The list or the arena is full: send what they hold and cut this packet into empty ones.
@@ -500,6 +564,7 @@ function loop(
           encapsulateFrom(bytes, tx.count - r, src, dst, ifindex);
         }
         flushTx();
+        if (gtx.count > 0) flushGso();
       }
     }
 

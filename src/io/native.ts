@@ -72,7 +72,7 @@ export interface NativeAddon {
     to: number, errs?: Uint32Array | null,
   ): number;
   /** AF_PACKET SOCK_DGRAM send-only socket (src/io/linksocket.ts). */
-  linkOpen(options?: { sndbuf?: number }): number;
+  linkOpen(options?: { sndbuf?: number; vnet?: boolean }): number;
   /**
    * sendmmsg packets from..to-1, packet i to MAC (lladdr[2i] = bytes 0–3 big-endian, lladdr[2i+1] =
    * bytes 4–5) on interface ifindex[i]; refusals counted; returns the first index not handled.
@@ -81,6 +81,16 @@ export interface NativeAddon {
     fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, ifindex: Int32Array, lladdr: Int32Array,
     from: number, to: number, errs?: Uint32Array | null,
   ): number;
+  /**
+   * sendmmsg whole frames from..to-1 (virtio-net header + Ethernet frame, on a linkOpen({vnet: true})
+   * socket), frame i out of interface ifindex[i]; refusals counted; returns the first index not handled.
+   */
+  sendFrameBatch(
+    fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, ifindex: Int32Array, from: number, to: number,
+    errs?: Uint32Array | null,
+  ): number;
+  /** SO_COOKIE: the number bpf_get_socket_cookie() gives for the socket's packets. */
+  socketCookie(fd: number): number;
 
   /** out[i] = folded one's-complement sum of buf[offs[i], offs[i] + lens[i]) for i < n (src/wire/sum.ts). */
   sum16Batch(buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, n: number, out: Uint32Array): void;
@@ -101,7 +111,9 @@ export interface NativeAddon {
   /** A BPF_MAP_TYPE_XSKMAP of `entries` RX queues (src/io/xdp.ts). */
   bpfXskMap(entries: number): number;
   /** Loads an XDP program (struct bpf_insn bytes); a refusal's message carries the verifier's last lines. */
-  bpfLoadXdp(insns: Uint8Array, license: string): number;
+  bpfLoadXdp(insns: Uint8Array, license: string, tcEgress?: boolean): number;
+  /** With tcEgress: a TC program for tcx egress (tcxLink). */
+  tcxLink(prog: number, ifindex: number): number;
   /** Attaches the program to the interface through a BPF link (fd): detached when the fd closes. */
   xdpLink(prog: number, ifindex: number, generic: boolean): number;
   /** The XDP action the program returns for one frame (BPF_PROG_TEST_RUN; for tests). */

@@ -30,58 +30,22 @@
  * off for good (generic_xdp_install): on a real NIC, measure against --recv raw. The XDP program is attached
  * through a BPF link, which the kernel removes when the daemon's descriptor closes, also on SIGKILL.
  *
- * The program is built here, like the share filter (src/io/share.ts); the addon only loads it.
+ * The program is built here (with src/io/ebpf.ts), like the share filter (src/io/share.ts); the addon
+ * only loads it.
  */
 import { readdirSync } from 'node:fs';
 import type { PacketBatch } from './batch.js';
 import { closeFd, isNativeError, native, rethrowAs } from './native.js';
+import {
+  ADD, ALU64, AND, assembleEbpf, B, CALL, DW, type EInsn, EXIT, H, IMM, JA, JGT, JMP, JMP32, JNE, K, LD, LDX, MEM, MOV, PSEUDO_MAP_FD, W, X,
+} from './ebpf.js';
 
-// eBPF (linux/bpf.h): classes, sizes, modes, operations, sources.
-const LD = 0x00, LDX = 0x01, ALU64 = 0x07, JMP = 0x05, JMP32 = 0x06;
-const W = 0x00, H = 0x08, B = 0x10, DW = 0x18;
-const IMM = 0x00, MEM = 0x60;
-const ADD = 0x00, AND = 0x50, MOV = 0xb0;
-const JA = 0x00, JGT = 0x20, JNE = 0x50, CALL = 0x80, EXIT = 0x90;
-const K = 0x00, X = 0x08;
-const PSEUDO_MAP_FD = 1;
 const FUNC_REDIRECT_MAP = 51;
 export const XDP_PASS = 2;
 
 /** Offsets into struct xdp_md. */
 const MD_DATA = 0, MD_DATA_END = 4, MD_RX_QUEUE = 16;
 const ETH_HLEN = 14;
-
-/** One eBPF instruction; `to` is a label, resolved by assembleEbpf() into `off`. */
-interface EInsn {
-  code: number;
-  dst?: number;
-  src?: number;
-  off?: number;
-  imm?: number;
-  to?: string;
-  label?: string;
-}
-
-/** Resolves labels and packs struct bpf_insn (8 bytes each, little-endian) for bpfLoadXdp. */
-export function assembleEbpf(insns: readonly EInsn[]): Uint8Array {
-  const at = new Map<string, number>();
-  insns.forEach((ins, i) => ins.label && at.set(ins.label, i));
-  const out = new Uint8Array(insns.length * 8);
-  const v = new DataView(out.buffer);
-  insns.forEach((ins, i) => {
-    let off = ins.off ?? 0;
-    if (ins.to !== undefined) {
-      const target = at.get(ins.to);
-      if (target === undefined || target <= i) throw new Error(`bad jump to ${ins.to}`);
-      off = target - i - 1;
-    }
-    v.setUint8(8 * i, ins.code);
-    v.setUint8(8 * i + 1, ((ins.src ?? 0) << 4) | (ins.dst ?? 0));
-    v.setInt16(8 * i + 2, off, true);
-    v.setInt32(8 * i + 4, ins.imm ?? 0, true);
-  });
-  return out;
-}
 
 /** Bytes b0..b3 of an IPv4 address (int32, b0 highest) as a little-endian 32-bit load of them reads. */
 const wireLoad = (addr: number) => ((addr & 0xff) << 24) | ((addr >>> 8 & 0xff) << 16) | ((addr >>> 16 & 0xff) << 8) | (addr >>> 24 & 0xff);

@@ -3,7 +3,11 @@
  * AF_PACKET once the kernel has resolved it, the rest (and one probe packet per neighbour a second)
  * through the raw socket. Byte-exact both ways, with offloads on and off; on the wire the frames are
  * well-formed IP-in-IP (tshark checks the outer header checksum we wrote); show, stats and the kernel's
- * own neighbour table agree on what was learned. Every lab is destroyed in `finally`.
+ * own neighbour table agree on what was learned. With offloads, TCP super-packets leave whole (TX GSO,
+ * src/io/tx-gso.ts): across the veth they stay whole, and where the kernel must cut them (segmentation
+ * and checksum offload off on the underlay, as on a NIC without them) the segments on the wire are
+ * well-formed IP-in-IP with good outer and inner checksums and consecutive outer IDs. Every lab is
+ * destroyed in `finally`.
  */
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
@@ -72,10 +76,63 @@ describe.each([['on', 1], ['off', 1], ['on', 2]] as const)('--send packet, --off
       const st = JSON.parse((await lab.cli(A, ['stats', '--json', '--interval', '100'])).stdout)[0];
       expect(st.send).toBe('packet (1 neighbour)');
       expect(st.total.txLinkPackets).toBe(sa.txLinkPackets);
+      // TX GSO with offloads: the bulk of the transfer left as whole super-packets.
+      if (offload === 'on') {
+        expect(sa.txGso).toBe(`on (${A.underlayIf})`);
+        expect(st.total.txGsoFrames, 'super-packets sent whole').toBeGreaterThan(100);
+      } else {
+        expect(sa.txGso).toBeNull();
+        expect(st.total.txGsoFrames).toBe(0);
+      }
 
       // explain --from names the MAC the packet goes to.
       const ex = JSON.parse((await lab.cli(A, ['explain', b.address, '--from', a.address, '--json'])).stdout);
       expect(ex.steps.join('\n')).toContain(`an AF_PACKET socket sends it straight to ${bMac} on ${A.underlayIf}`);
+    } finally {
+      await lab.destroy();
+    }
+  });
+});
+
+describe('--send packet, TX GSO, where the kernel must cut the super-packets', () => {
+  it('puts well-formed IP-in-IP segments on the wire (outer and inner checksums good, consecutive outer IDs) and carries 32 MB byte-exact', async () => {
+    const lab = await createUserfanLab({ workers: 1, upArgs: ['--send', 'packet', '--offload', 'on'] });
+    try {
+      const [A, B] = lab.hosts;
+      const [[a], [b]] = lab.containers;
+      // As on a NIC without IP-in-IP segmentation or checksum offload: the kernel cuts and sums in software.
+      await lab.topo.exec(A, ['ethtool', '-K', A.underlayIf, 'tx-ipxip4-segmentation', 'off', 'tx', 'off']);
+      expect((await lab.topo.ping(a, b.address, { count: 2 })).ok).toBe(true);
+      expect(await neighboursLearned(lab, 1)).toEqual(['packet (1 neighbour)', 'packet (1 neighbour)']);
+      const capture = lab.topo.spawn(B, [
+        'timeout', '60', 'tshark', '-l', '-n', '-i', B.underlayIf, '-c', '300', '-f', `ip proto 4 and src host ${A.underlay} and greater 1000`,
+        '-o', 'ip.check_checksum:TRUE', '-o', 'tcp.check_checksum:TRUE',
+        '-T', 'fields', '-E', 'separator=;', '-e', 'frame.len', '-e', 'ip.id', '-e', 'ip.checksum.status', '-e', 'tcp.checksum.status',
+      ]);
+      await capture.waitForLine(/Capturing on/, 10_000);
+      const before = (await lab.show(A))[0];
+      const ab = await lab.transfer(a, b, 32 << 20, { deadlineMs: 90_000 });
+      expect(ab.match, JSON.stringify(ab)).toBe(true);
+      await capture.wait(20_000);
+      const [sa, sb] = [(await lab.show(A))[0], (await lab.show(B))[0]];
+      expect(sa.txGso).toBe(`on (${A.underlayIf})`);
+      expect(sb.drops, JSON.stringify(sb.dropsByReason)).toBe(0);
+      const st = JSON.parse((await lab.cli(A, ['stats', '--json', '--interval', '100'])).stdout)[0];
+      expect(st.total.txGsoFrames).toBeGreaterThan(100);
+      expect(sa.txPackets - before.txPackets).toBeGreaterThan(20_000); // segments: 32 MB / 1440 B
+
+      const frames = capture.lines.map((l) => l.line.trim()).filter((l) => /^\d+;/.test(l)).map((l) => l.split(';'));
+      expect(frames.length).toBe(300);
+      const outerIds: number[] = [];
+      for (const [len, ids, ipStatus, tcpStatus] of frames) {
+        expect(Number(len), 'a segment, not a super-packet').toBeLessThanOrEqual(1514);
+        expect(ipStatus.split(','), 'outer and inner IPv4 header checksums').toEqual(['1', '1']);
+        expect(tcpStatus, 'inner TCP checksum').toBe('1');
+        outerIds.push(parseInt(ids.split(',')[0], 16));
+      }
+      // The kernel numbers a super-packet's segments on from userfan's ID, which moves on by as many.
+      const steps = outerIds.slice(1).filter((id, i) => id === ((outerIds[i] + 1) & 0xffff)).length;
+      expect(steps, `outer IDs ${outerIds.slice(0, 12).join(' ')} …`).toBeGreaterThan(0.9 * (outerIds.length - 1));
     } finally {
       await lab.destroy();
     }
@@ -122,6 +179,12 @@ describe('--send packet when a neighbour\'s MAC changes', () => {
 });
 
 describe('--send', () => {
+  it('refuses a --tx-gso other than auto or off', () => {
+    const r = spawnSync('node', [CLI, 'up', '-o', '250.0.0.0/8', '-u', '198.18.0.28/16', '--send', 'packet', '--tx-gso', 'on'], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--tx-gso.*on.*must be auto .* or off/);
+  });
+
   it('refuses a value other than raw or packet before it creates anything', () => {
     const r = spawnSync('node', [CLI, 'up', '-o', '250.0.0.0/8', '-u', '198.18.0.28/16', '--send', 'dpdk'], { encoding: 'utf8' });
     expect(r.status).toBe(2);

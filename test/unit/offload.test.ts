@@ -8,6 +8,8 @@ import fc from 'fast-check';
 import { PacketList } from '../../src/io/batch.js';
 import { Arena, BAD_PACKET, finishChecksum, NO_ROOM, segment, splitTcp } from '../../src/offload/segment.js';
 import { Coalescer, partialChecksum } from '../../src/offload/coalesce.js';
+import { GSO_FRAME_HEADROOM, gsoFrame } from '../../src/offload/gso-frame.js';
+import { gsoFixProgram, macWords } from '../../src/io/tx-gso.js';
 import { checksum, fold, onesSum, verifies } from '../../src/wire/checksum.js';
 import { putU16, putU32, u16, u32 } from '../../src/wire/ipv4.js';
 import { sum16, SumBatch } from '../../src/wire/sum.js';
@@ -333,7 +335,7 @@ describe('segment', () => {
         }
         expect(joined).toEqual(payload);
       }),
-      { numRuns: 150 },
+      { numRuns: 100 },
     );
   });
 
@@ -608,5 +610,95 @@ describe('coalesce', () => {
     const c = new Coalescer(12);
     expect(c.run(r.b, r.list, 8192, 0xffff)).toBe(3);
     expect(r.list.lengths[0]).toBeLessThanOrEqual(8192 - 32);
+  });
+});
+
+// ---------- TX GSO: a super-packet made into one frame for the kernel to cut ----------
+
+describe('gsoFrame (TX GSO)', () => {
+  const V = 64; // where the TUN read put the virtio-net header
+  const A = 0x0a000001, B = 0x0a000002; // outer addresses (int32)
+  const [dHi, dLo] = macWords('02:00:00:00:00:27');
+  const [sHi, sLo] = macWords('02:00:00:00:00:28');
+  const place = (sup: Uint8Array) => {
+    const b = new Uint8Array(V + sup.length + 16);
+    b.set(sup, V);
+    return b;
+  };
+
+  it('writes virtio-net, Ethernet and outer headers in front, leaves the inner packet as it was, and says how many segments the kernel will cut', () => {
+    fc.assert(
+      fc.property(arbSuper, fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0, max: 255 }), ({ f, gso, payloadLen }, id, ttl) => {
+        const s = segOf(f, bytesFrom(f.seed, payloadLen));
+        const sup = superPacket(s, gso);
+        const ipLen = sup.length - VNET_HDR_LEN;
+        fc.pre(ipLen + 20 <= 0xffff);
+        const b = place(sup);
+        const n = gsoFrame(b, V, sup.length, dHi, dLo, sHi, sLo, A, B, ttl, id);
+        expect(n).toBe(Math.ceil(payloadLen / gso));
+        const fr = V - GSO_FRAME_HEADROOM;
+        const ihl = 20 + s.ipOptions.length;
+        const hl = ihl + 20 + s.tcpOptions.length;
+        // virtio-net: NEEDS_CSUM from the inner TCP header, TCPV4 (ECN kept), the TUN's gso_size; offsets from the Ethernet header.
+        expect([vnetFlags(b, fr), vnetGsoType(b, fr), vnetGsoSize(b, fr), vnetCsumStart(b, fr), vnetCsumOffset(b, fr), vnetHdrLen(b, fr)]).toEqual([
+          VNET_F_NEEDS_CSUM, vnetGsoType(sup, 0), gso, 34 + ihl, 16, 34 + hl,
+        ]);
+        const e = fr + VNET_HDR_LEN;
+        expect([...b.subarray(e, e + 14)]).toEqual([2, 0, 0, 0, 0, 0x27, 2, 0, 0, 0, 0, 0x28, 8, 0]);
+        const o = e + 14;
+        expect([b[o], b[o + 9], u16(b, o + 2), u16(b, o + 4), u32(b, o + 12), u32(b, o + 16)]).toEqual([0x45, 4, 20 + ipLen, id, A, B]);
+        expect(b[o + 8]).toBe(ttl === 0 ? s.ttl : ttl);
+        expect(verifies(b, o, 20)).toBe(true);
+        expect(b.subarray(o + 20, o + 20 + ipLen)).toEqual(sup.subarray(VNET_HDR_LEN));
+        // What the kernel will do with it, done here: the inner packet cuts into segments that all verify.
+        const cut = new Uint8Array(o + 20 + ipLen + 80 * 1024 + ipLen * 2);
+        cut.set(b.subarray(0, o + 20 + ipLen));
+        const out = new PacketList(cut, 2048);
+        expect(splitTcp(cut, o + 20, ipLen, gso, out, new Arena(o + 20 + ipLen, cut.length), 20)).toBe(n);
+        for (let i = 0; i < n; i++) expect(tcpChecksumVerifies(cut, out.offsets[i], out.lengths[i])).toBe(true);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('refuses, writing nothing, what must be cut in user space', () => {
+    const f = { src: 0xfa001c03, dst: 0xfa001b03, sport: 1, dport: 2, seq: 5, ack: 6, window: 7, tos: 0, ttl: 64, id: 9, df: true, ipOptWords: 0, tcpOptWords: 0, ece: false, cwr: false, psh: false, seed: 3 };
+    const good = () => superPacket(segOf(f, bytesFrom(1, 3000)), 1400);
+    const cases: [string, Uint8Array, number?][] = [];
+    const noGso = good();
+    putVnetHdr(noGso, 0, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, 40, 0, 20, 16);
+    cases.push(['not a super-packet', noGso]);
+    const noCsum = good();
+    noCsum[0] = 0;
+    cases.push(['no NEEDS_CSUM', noCsum]);
+    cases.push(['one segment of payload', superPacket(segOf(f, bytesFrom(1, 1400)), 1400)]);
+    const badSum = good();
+    badSum[VNET_HDR_LEN + 20 + 16] ^= 1;
+    cases.push(['a checksum field without the pseudo-header sum', badSum]);
+    const badLen = good();
+    putU16(badLen, VNET_HDR_LEN + 2, badLen.length - VNET_HDR_LEN - 1);
+    cases.push(['an IP length that is not the packet\'s', badLen]);
+    cases.push(['an outer length above 65535', superPacket(segOf(f, bytesFrom(1, 0xffff - 40 - 10)), 1400)]);
+    cases.push(['no room in front', good(), 20]);
+    for (const [why, sup, v = V] of cases) {
+      const b = new Uint8Array(v + sup.length);
+      b.set(sup, v);
+      const before = Uint8Array.from(b);
+      expect(gsoFrame(b, v, sup.length, dHi, dLo, sHi, sLo, A, B, 0, 1), why).toBe(0);
+      expect(b, why).toEqual(before);
+    }
+  });
+
+  it('builds the TC program with the socket cookie as a 64-bit immediate', () => {
+    const cookie = 2 ** 40 + 12345;
+    const p = gsoFixProgram(cookie);
+    expect(p.length % 8).toBe(0);
+    const v = new DataView(p.buffer);
+    let found = false;
+    for (let i = 0; i + 16 <= p.length; i += 8) {
+      if (p[i] === 0x18 && p[i + 1] === 1) found = v.getUint32(i + 4, true) === 12345 && v.getUint32(i + 12, true) === 2 ** 8;
+    }
+    expect(found).toBe(true);
+    expect(() => macWords('02:00:00:00:00')).toThrow(/not a MAC/);
   });
 });
