@@ -67,6 +67,10 @@ export const userfan1w = userfanPath('userfan-1w', () => 1);
 export const userfan1wNoOffload = userfanPath('userfan-1w-nooffload', () => 1, ['--offload', 'off']);
 /** One worker per host, sending to the other host's MAC through AF_PACKET (up --send packet). */
 export const userfan1wPacket = userfanPath('userfan-1w-packet', () => 1, ['--send', 'packet']);
+/** As userfan-1w-packet, with super-packets cut in user space instead of by the kernel (up --tx-gso off). */
+export const userfan1wPacketNoGso = userfanPath('userfan-1w-packet-nogso', () => 1, ['--send', 'packet', '--tx-gso', 'off']);
+/** The defaults (a worker per CPU) with --send packet: TX GSO with as many workers as CPUs. */
+export const userfanPacket = userfanPath('userfan-packet', (env) => env.workers, ['--send', 'packet']);
 /** One worker per host, receiving IP-in-IP through XDP and AF_XDP (up --recv xdp). */
 export const userfan1wXdp = userfanPath('userfan-1w-xdp', () => 1, ['--recv', 'xdp']);
 /** Both: sending by MAC through AF_PACKET and receiving through AF_XDP. */
