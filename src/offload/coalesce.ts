@@ -135,6 +135,8 @@ export class Coalescer {
     this.count = 0;
     const n = list.count;
     // The one's-complement sums of every TCP segment's TCP part, in one native call; the checks use them.
+    // Not for a packet longer than the MTU with a partial checksum (a super-packet the kernel's GRO or a
+    // sender's TX GSO made): it goes on as it is, and partialChecksum() does not sum those.
     const sums = this.sums;
     sums.count = 0;
     for (let k = 0; k < n; k++) {
@@ -143,7 +145,9 @@ export class Coalescer {
       this.sumOf[k] = -1;
       if (L < IPV4_MIN_HEADER + TCP_MIN_HEADER || b[o] >>> 4 !== 4 || b[o + OFF_PROTO] !== PROTO_TCP) continue;
       const ihl = (b[o] & 0x0f) << 2;
-      if (ihl >= IPV4_MIN_HEADER && ihl + TCP_MIN_HEADER <= L) this.sumOf[k] = sums.add(o + ihl, L - ihl);
+      if (ihl < IPV4_MIN_HEADER || ihl + TCP_MIN_HEADER > L) continue;
+      if (L > mtu && u16(b, o + ihl + OFF_TCP_CHECKSUM) === pseudoHeaderSum(b, o, PROTO_TCP, L - ihl)) continue;
+      this.sumOf[k] = sums.add(o + ihl, L - ihl);
     }
     sums.run(b);
     for (let k = 0; k < n; k++) this.add(b, list.offsets[k], list.lengths[k], slotSize, mtu, k);
