@@ -70,7 +70,7 @@ function sendStep(u: UpFan, srcHost: number, dstHost: number, underlayRoute: str
   if (srcHost !== u.fan.localHost || u.daemon.send !== 'packet') return viaKernel;
   const n = kernelNeighbour(dstHost);
   if (!n) return `${viaKernel}: the kernel has no ARP entry for ${formatIPv4(dstHost)} yet (--send packet sends by MAC once it has one)`;
-  return `an AF_PACKET socket sends it straight to ${n.mac} on ${n.dev}, the kernel's ARP entry for ${formatIPv4(dstHost)} (--send packet; one packet a second still goes through the raw socket, so the kernel keeps checking that entry)`;
+  return `an AF_PACKET socket sends it straight to ${n.mac} on ${n.dev}, the kernel's ARP entry for ${formatIPv4(dstHost)} (--send packet; one packet a second still goes through the raw socket, so the kernel keeps checking that entry; with TUN offloads a TCP super-packet leaves whole and the kernel cuts it, TX GSO: \`show --json\` says whether it is on)`;
 }
 
 export async function explainLive(up: UpFan[], text: string, fromText?: string): Promise<LiveExplanation> {

@@ -138,7 +138,9 @@ export class GsoSender {
         at = `TC egress on ${iface}`;
         const ifindex = n.ifIndex(iface);
         if (ifindex <= 0) throw new Error(`TX GSO: ${iface}: no such interface`);
-        const [macHi, macLo] = macWords(readFileSync(`/sys/class/net/${iface}/address`, 'utf8').trim());
+        const mac = readFileSync(`/sys/class/net/${iface}/address`, 'utf8').trim();
+        if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac)) throw new Error(`TX GSO: ${iface} has no Ethernet address (${mac || 'none'})`);
+        const [macHi, macLo] = macWords(mac);
         opened.push(n.tcxLink(prog, ifindex));
         links.push({ iface, ifindex, macHi, macLo });
       }
