@@ -139,6 +139,27 @@ describe('--send packet, TX GSO, where the kernel must cut the super-packets', (
   });
 });
 
+describe('--send packet --tx-gso off', () => {
+  it('cuts super-packets in user space, and show says TX GSO is off and why', async () => {
+    const lab = await createUserfanLab({ workers: 1, upArgs: ['--send', 'packet', '--tx-gso', 'off'] });
+    try {
+      const [A] = lab.hosts;
+      const [[a], [b]] = lab.containers;
+      expect((await lab.topo.ping(a, b.address, { count: 2 })).ok).toBe(true);
+      expect(await neighboursLearned(lab, 1)).toEqual(['packet (1 neighbour)', 'packet (1 neighbour)']);
+      const ab = await lab.transfer(a, b, 8 << 20, { deadlineMs: 60_000 });
+      expect(ab.match, JSON.stringify(ab)).toBe(true);
+      const sa = (await lab.show(A))[0];
+      expect(sa.txGso).toBe('off (--tx-gso off)');
+      const st = JSON.parse((await lab.cli(A, ['stats', '--json', '--interval', '100'])).stdout)[0];
+      expect(st.total.txGsoFrames).toBe(0);
+      expect(st.total.txLinkPackets).toBeGreaterThan(5000); // 8 MB in 1440-byte segments, by MAC
+    } finally {
+      await lab.destroy();
+    }
+  });
+});
+
 describe('--send packet when a neighbour\'s MAC changes', () => {
   it('follows the kernel: once A\'s kernel has B\'s new MAC, packets go to it within a refresh', async () => {
     const lab = await createUserfanLab({ workers: 1, upArgs: ['--send', 'packet'] });
