@@ -271,23 +271,8 @@ async function protoCompare(o: Options): Promise<void> {
 
   // What an AF_PACKET TX path would save: the same packets as Ethernet frames through a packet socket
   // with PACKET_QDISC_BYPASS (no route, netfilter, neighbour or qdisc per packet), from C, beside C's raw socket.
-  const blast = (packet: boolean) =>
-    inA(1, 'env', ...(packet ? ['BLAST_PACKET=u0,02:00:00:00:00:99'] : []), BLAST, 'ipip', '198.18.0.28', '198.18.0.99', '250.0.28.3', '250.0.99.3', '1420', String(o.seconds));
-  const tx: Record<string, Record<string, any>[]> = { raw: [], packet: [] };
-  for (let i = 0; i < o.rounds; i++) {
-    for (const k of ['raw', 'packet'] as const) {
-      const [cmd, args] = blast(k === 'packet');
-      const r = await measured(cmd, args, (o.seconds + 15) * 1000);
-      r.packets = r.sent;
-      r.drops = 0;
-      r.sendErrors = r.errors;
-      tx[k].push(r);
-    }
-  }
-  console.log(`send only, C (bench/native-blast.c): the same packets through a raw socket and through AF_PACKET, ${o.rounds}×${o.seconds}s each, interleaved`);
-  const raw = summarize('raw socket (IPPROTO_RAW)', tx.raw);
-  const pkt = summarize('AF_PACKET + QDISC_BYPASS', tx.packet);
-  console.log(`  AF_PACKET/raw: ${(pkt.kpps / raw.kpps).toFixed(2)} of the packet rate, ${(median(tx.packet.map(kppsPerCpu)) / median(tx.raw.map(kppsPerCpu))).toFixed(2)} per CPU-second`);
+  await blastCompare(o, 'the same packets through a raw socket and through AF_PACKET', 'AF_PACKET/raw',
+    ['raw socket (IPPROTO_RAW)', []], ['AF_PACKET + QDISC_BYPASS', ['BLAST_PACKET=u0,02:00:00:00:00:99']]);
 }
 
 /**
@@ -297,13 +282,20 @@ async function protoCompare(o: Options): Promise<void> {
  * space) and holds each until the kernel frees its skb.
  */
 async function txRingCompare(o: Options): Promise<void> {
-  const blast = (ring: boolean) =>
-    inA(1, 'env', 'BLAST_PACKET=u0,02:00:00:00:00:99', 'BLAST_QDISC=1', ...(ring ? ['BLAST_TXRING=1'] : []),
-      BLAST, 'ipip', '198.18.0.28', '198.18.0.99', '250.0.28.3', '250.0.99.3', '1420', String(o.seconds));
-  const tx: Record<string, Record<string, any>[]> = { mmsg: [], ring: [] };
+  const packet = ['BLAST_PACKET=u0,02:00:00:00:00:99', 'BLAST_QDISC=1'];
+  await blastCompare(o, 'AF_PACKET through the qdisc, sendmmsg against PACKET_TX_RING', 'ring/sendmmsg',
+    ['sendmmsg (batch 64)', packet], ['TX ring (64 a flush)', [...packet, 'BLAST_TXRING=1']]);
+}
+
+/**
+ * The C blaster (bench/native-blast.c) sending the same 1420-byte IP-in-IP packets two ways (`env`
+ * settings for each), interleaved rounds; prints both and the second's ratio to the first.
+ */
+async function blastCompare(o: Options, what: string, ratioLabel: string, ...ways: [label: string, env: string[]][]): Promise<void> {
+  const tx: Record<string, any>[][] = ways.map(() => []);
   for (let i = 0; i < o.rounds; i++) {
-    for (const k of ['mmsg', 'ring'] as const) {
-      const [cmd, args] = blast(k === 'ring');
+    for (const [k, [, env]] of ways.entries()) {
+      const [cmd, args] = inA(1, 'env', ...env, BLAST, 'ipip', '198.18.0.28', '198.18.0.99', '250.0.28.3', '250.0.99.3', '1420', String(o.seconds));
       const r = await measured(cmd, args, (o.seconds + 15) * 1000);
       r.packets = r.sent;
       r.drops = 0;
@@ -311,10 +303,9 @@ async function txRingCompare(o: Options): Promise<void> {
       tx[k].push(r);
     }
   }
-  console.log(`send only, C (bench/native-blast.c): AF_PACKET through the qdisc, sendmmsg against PACKET_TX_RING, ${o.rounds}×${o.seconds}s each, interleaved`);
-  const m = summarize('sendmmsg (batch 64)', tx.mmsg);
-  const r = summarize('TX ring (64 a flush)', tx.ring);
-  console.log(`  ring/sendmmsg: ${(r.kpps / m.kpps).toFixed(2)} of the packet rate, ${(median(tx.ring.map(kppsPerCpu)) / median(tx.mmsg.map(kppsPerCpu))).toFixed(2)} per CPU-second`);
+  console.log(`send only, C (bench/native-blast.c): ${what}, ${o.rounds}×${o.seconds}s each, interleaved`);
+  const [a, b] = ways.map(([label], k) => summarize(label, tx[k]));
+  console.log(`  ${ratioLabel}: ${(b.kpps / a.kpps).toFixed(2)} of the packet rate, ${(median(tx[1].map(kppsPerCpu)) / median(tx[0].map(kppsPerCpu))).toFixed(2)} per CPU-second`);
 }
 
 /**

@@ -24,6 +24,16 @@ const ETH_P_IP = 0x0800;
 export const GSO_FRAME_HEADROOM = ETH_HLEN + OUTER_HEADER_LEN;
 const MAX_IP = 0xffff;
 
+/** Writes a MAC kept as (bytes 0–3 as an int32, bytes 4–5) at b[at, at + 6). */
+function putMac(b: Uint8Array, at: number, hi: number, lo: number): void {
+  b[at] = hi >>> 24;
+  b[at + 1] = hi >>> 16;
+  b[at + 2] = hi >>> 8;
+  b[at + 3] = hi;
+  b[at + 4] = lo >>> 8;
+  b[at + 5] = lo;
+}
+
 /**
  * Builds the frame for the packet read at b[v, v + vlen) (virtio-net header first), to the neighbour
  * with MAC (dstHi, dstLo) from this host's (srcHi, srcLo) (NeighbourTable's form: bytes 0–3 as an int32,
@@ -60,18 +70,8 @@ export function gsoFrame(
   // Everything read; now the headers, back to front (the outer header overwrites the TUN's vnet header).
   const o = encapsulate(b, ip, ipLen, src, dst, ttl, id);
   const e = o - ETH_HLEN;
-  b[e] = dstHi >>> 24;
-  b[e + 1] = dstHi >>> 16;
-  b[e + 2] = dstHi >>> 8;
-  b[e + 3] = dstHi;
-  b[e + 4] = dstLo >>> 8;
-  b[e + 5] = dstLo;
-  b[e + 6] = srcHi >>> 24;
-  b[e + 7] = srcHi >>> 16;
-  b[e + 8] = srcHi >>> 8;
-  b[e + 9] = srcHi;
-  b[e + 10] = srcLo >>> 8;
-  b[e + 11] = srcLo;
+  putMac(b, e, dstHi, dstLo);
+  putMac(b, e + 6, srcHi, srcLo);
   b[e + 12] = ETH_P_IP >>> 8;
   b[e + 13] = ETH_P_IP & 0xff;
   const l2 = ETH_HLEN + OUTER_HEADER_LEN;
