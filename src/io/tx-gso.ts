@@ -32,6 +32,7 @@ import type { PacketList } from './batch.js';
 import { IoErrors } from './errors.js';
 import { ADD, ALU64, assembleEbpf, CALL, DW, EXIT, IMM, JEQ, JMP, JNE, K, LD, LDX, MEM, MOV, R0, R1, R2, R3, R4, R5, R6, R7, R10, W, X } from './ebpf.js';
 import { closeFd, native, rethrowAs } from './native.js';
+import { macWords } from './neighbours.js';
 
 // Helpers (enum bpf_func_id) and their flags (linux/bpf.h).
 const FUNC_SKB_STORE_BYTES = 9;
@@ -104,13 +105,6 @@ export interface GsoLink {
   macLo: number;
 }
 
-/** A MAC "aa:bb:cc:dd:ee:ff" as (hi, lo): bytes 0–3 big-endian as an int32, bytes 4–5. */
-export function macWords(mac: string): [number, number] {
-  const b = mac.split(':').map((x) => parseInt(x, 16));
-  if (b.length !== 6 || b.some((x) => !(x >= 0 && x <= 255))) throw new Error(`not a MAC address: ${mac}`);
-  return [(b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3], (b[4] << 8) | b[5]];
-}
-
 /** The daemon's TX GSO path: one AF_PACKET socket for the workers, and the program on every underlay interface. */
 export class GsoSender {
   #fds: number[];
@@ -139,8 +133,13 @@ export class GsoSender {
         const ifindex = n.ifIndex(iface);
         if (ifindex <= 0) throw new Error(`TX GSO: ${iface}: no such interface`);
         const mac = readFileSync(`/sys/class/net/${iface}/address`, 'utf8').trim();
-        if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac)) throw new Error(`TX GSO: ${iface} has no Ethernet address (${mac || 'none'})`);
-        const [macHi, macLo] = macWords(mac);
+        let words: [number, number];
+        try {
+          words = macWords(mac);
+        } catch {
+          throw new Error(`TX GSO: ${iface} has no Ethernet address (${mac || 'none'})`);
+        }
+        const [macHi, macLo] = words;
         opened.push(n.tcxLink(prog, ifindex));
         links.push({ iface, ifindex, macHi, macLo });
       }

@@ -9,7 +9,8 @@ import { PacketList } from '../../src/io/batch.js';
 import { Arena, BAD_PACKET, finishChecksum, NO_ROOM, segment, splitTcp } from '../../src/offload/segment.js';
 import { Coalescer, partialChecksum } from '../../src/offload/coalesce.js';
 import { GSO_FRAME_HEADROOM, gsoFrame } from '../../src/offload/gso-frame.js';
-import { gsoFixProgram, macWords } from '../../src/io/tx-gso.js';
+import { gsoFixProgram } from '../../src/io/tx-gso.js';
+import { macWords } from '../../src/io/neighbours.js';
 import { checksum, fold, onesSum, verifies } from '../../src/wire/checksum.js';
 import { putU16, putU32, u16, u32 } from '../../src/wire/ipv4.js';
 import { sum16, SumBatch } from '../../src/wire/sum.js';
@@ -699,6 +700,5 @@ describe('gsoFrame (TX GSO)', () => {
       if (p[i] === 0x18 && p[i + 1] === 1) found = v.getUint32(i + 4, true) === 12345 && v.getUint32(i + 12, true) === 2 ** 8;
     }
     expect(found).toBe(true);
-    expect(() => macWords('02:00:00:00:00')).toThrow(/not a MAC/);
   });
 });
