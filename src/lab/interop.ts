@@ -17,6 +17,10 @@
 // guest sends through (--keep-offload leaves it on). Measured here: the user-mode Linux guest completes inner
 // checksums itself (its NIC has no encapsulation offloads), so with this peer both settings pass; the setting
 // matters for a native kernel peer on the same machine (kernel ipip in one namespace, userfan in another).
+// userfan's end is made a wire too: `ethtool -K VETH tx-ipxip4-segmentation off tx off` on host A's veth, as
+// a NIC without IP-in-IP segmentation, so with `--send packet` (TX GSO) the kernel cuts userfan's whole
+// frames into wire-sized segments with complete checksums before the guest's NIC reads them (a veth would
+// carry them whole, and the guest's NIC takes at most its MTU).
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -160,6 +164,7 @@ class Interop {
     this.vethB = this.lab.ifName('uB');
     await this.lab.addVeth({ ns, name: this.vethA, mtu: 1500 }, { ns: this.nsB, name: this.vethB, mtu: 1500 });
     await this.lab.exec(ns, ['ip', 'addr', 'add', `${A_UL}/${UL_LEN}`, 'dev', this.vethA]);
+    await this.lab.exec(ns, ['ethtool', '-K', this.vethA, 'tx-ipxip4-segmentation', 'off', 'tx', 'off']);
     const sA = fanSliceOf(OVERLAY, A_UL, UL_LEN);
     this.hostA = {
       name: 'A', ns, underlayIf: this.vethA, underlay: A_UL, underlayLen: UL_LEN, underlayCidr: `${A_UL}/${UL_LEN}`,
@@ -406,6 +411,14 @@ for i in $(seq 200); do grep -q 'listening on' ${f} 2>/dev/null && exit 0; sleep
     });
     await this.udp();
     await this.tcp();
+    if ((this.opts.userfanArgs ?? []).join(' ').includes('--send packet')) {
+      await this.step('TX GSO', async () => {
+        const cli = join(packageRoot(), 'dist/src/control/cli.js');
+        const r = await this.lab.exec(this.hostA.ns, [process.execPath, cli, 'stats', '--json', '--interval', '100'], { timeoutMs: 15_000 });
+        const st = (JSON.parse(r.stdout) as { txGso?: string; total: { txGsoFrames: number } }[])[0];
+        return { ok: !!st.txGso?.startsWith('on') && st.total.txGsoFrames > 0, detail: `TX GSO ${st.txGso}: ${st.total.txGsoFrames} super-packets left whole; the kernel cut them at ${this.vethA}` };
+      });
+    }
     const t1 = await this.tunl0();
     const u1 = await this.userfanCounters();
     // packet counts are lower than bytes/MSS: GRO merges ipip-decapsulated TCP segments; bytes are exact enough
@@ -480,9 +493,10 @@ async function main(): Promise<number> {
     });
   }
   const recv = args.indexOf('--recv');
+  const send = args.indexOf('--send');
   const r = await runInterop({
     keepOffload: args.includes('--keep-offload'),
-    ...(recv >= 0 ? { userfanArgs: ['--recv', args[recv + 1] ?? ''] } : {}),
+    userfanArgs: [...(recv >= 0 ? ['--recv', args[recv + 1] ?? ''] : []), ...(send >= 0 ? ['--send', args[send + 1] ?? ''] : [])],
     log: (m) => console.log(m),
   });
   if (interrupted) return 130;

@@ -11,7 +11,8 @@ const why = missing ?? (existsSync(cli) ? undefined : `${cli} is missing (npm ru
 if (why) console.warn(`interop test skipped: ${why}`);
 
 // The second run receives through XDP and AF_XDP (up --recv xdp): the kernel's frames take the other path in.
-describe.skipIf(!!why).each([[[]], [['--recv', 'xdp']]] as const)('interop with kernel ipip, userfan up %j', (userfanArgs) => {
+// The third sends by MAC with TX GSO (up --send packet): the kernel cuts userfan's whole frames on the way out.
+describe.skipIf(!!why).each([[[]], [['--recv', 'xdp']], [['--send', 'packet']]] as const)('interop with kernel ipip, userfan up %j', (userfanArgs) => {
   it('userfan and Linux ipip talk both ways; both refuse a spoofed inner source', async () => {
     const lines: string[] = [];
     const r = await runInterop({ log: (m) => lines.push(m), userfanArgs: [...userfanArgs] });
@@ -19,6 +20,7 @@ describe.skipIf(!!why).each([[[]], [['--recv', 'xdp']]] as const)('interop with 
     expect(failed, `${r.summary}\n${lines.join('\n')}`).toEqual([]);
     const names = r.checks.map((c) => c.name);
     for (const n of ['ICMP A→B', 'ICMP B→A', 'UDP A→B', 'UDP B→A', 'TCP 16 MiB A→B', 'TCP 16 MiB B→A', 'kernel ipip counters']) expect(names).toContain(n);
+    if (userfanArgs.join(' ') === '--send packet') expect(names).toContain('TX GSO');
     expect(r.ok).toBe(true);
     expect(r.summary).toMatch(/^interop: PASS/);
   }, 300_000);
