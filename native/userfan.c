@@ -789,9 +789,10 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
 }
 
 /*
- * The sendmmsg loop both send paths share: packets from..to-1 of s, packet i addressed to the IPv4
- * address dsts[i] (host-order uint32) when lladdr is NULL, else to the link-layer neighbour
- * (ifindex[i], MAC lladdr[2i] = its first four bytes, big-endian, lladdr[2i+1] = its last two).
+ * The sendmmsg loop the send paths share: packets from..to-1 of s, packet i addressed to the IPv4
+ * address dsts[i] (host-order uint32) when dsts is given; else to the link-layer neighbour (ifindex[i],
+ * MAC lladdr[2i] = its first four bytes, big-endian, lladdr[2i+1] = its last two); or, with neither,
+ * whole frames (they carry their own Ethernet header) out of interface ifindex[i].
  * A packet the kernel refuses (EMSGSIZE, ENETUNREACH, EPERM from a firewall; on the link path also
  * ENXIO or ENODEV: the neighbour's interface is gone) is skipped and counted in errs. Stops early only when the socket buffer is full
  * (EAGAIN) and returns the index of the first packet not sent (== to when all were handled).
@@ -1175,19 +1176,18 @@ static napi_value bpf_xsk_map(napi_env env, napi_callback_info info) {
 }
 
 /*
- * bpfLoadXdp(insns, license) -> fd of the loaded XDP program. insns: the eBPF instructions as bytes
- * (struct bpf_insn, 8 each). A program the verifier refuses throws with the verifier's last lines.
+ * bpfLoadXdp(insns, license) -> fd of the loaded XDP program; bpfLoadTc(insns, license) -> fd of a TC
+ * program for tcx egress (tcxLink). insns: the eBPF instructions as bytes (struct bpf_insn, 8 each). A
+ * program the verifier refuses throws with the verifier's last lines.
  */
-static napi_value bpf_load_xdp(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
+static napi_value bpf_load(napi_env env, napi_callback_info info, int tc) {
+  napi_value argv[2];
   uint8_t *insns;
   size_t len;
   char license[64];
-  int tc = 0;
-  if (get_args(env, info, 3, argv) || get_typed(env, argv[0], napi_uint8_array, "insns", (void **)&insns, &len) ||
+  if (get_args(env, info, 2, argv) || get_typed(env, argv[0], napi_uint8_array, "insns", (void **)&insns, &len) ||
       get_string(env, argv[1], "license", license, sizeof license))
     return NULL;
-  if (!is_nullish(env, argv[2]) && get_bool(env, argv[2], &tc)) return NULL;
   const char *what = tc ? "TC program" : "XDP program";
   if (len == 0 || len % 8 || len / 8 > 4096) return throw_range(env, "insns must be 1 to 4096 eBPF instructions (8 bytes each)");
   static __thread char log[8192];
@@ -1224,8 +1224,11 @@ static napi_value bpf_load_xdp(napi_env env, napi_callback_info info) {
   return throw_errno(env, "BPF_PROG_LOAD", what, e);
 }
 
+static napi_value bpf_load_xdp(napi_env env, napi_callback_info info) { return bpf_load(env, info, 0); }
+static napi_value bpf_load_tc(napi_env env, napi_callback_info info) { return bpf_load(env, info, 1); }
+
 /*
- * tcxLink(prog, ifindex) -> fd of a BPF link that attaches a TC program (bpfLoadXdp(..., true)) to the
+ * tcxLink(prog, ifindex) -> fd of a BPF link that attaches a TC program (bpfLoadTc) to the
  * interface's egress (tcx, Linux 6.6 and later) until the fd is closed, also when the daemon dies.
  */
 static napi_value tcx_link(napi_env env, napi_callback_info info) {
@@ -1569,6 +1572,7 @@ NAPI_MODULE_INIT() {
     FN("bpfXskMap", bpf_xsk_map),
     FN("bpfLoadXdp", bpf_load_xdp),
     FN("xdpLink", xdp_link),
+    FN("bpfLoadTc", bpf_load_tc),
     FN("tcxLink", tcx_link),
     FN("sendFrameBatch", send_frame_batch),
     FN("socketCookie", socket_cookie),

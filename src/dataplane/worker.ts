@@ -186,10 +186,11 @@ function loop(
   const txLl = new Int32Array(2 * tx.capacity);
   const hop = new Int32Array(2);
   // TX GSO (src/io/tx-gso.ts): whole super-packet frames, at most one per TUN read slot, each with its
-  // interface and segment count; this host's MAC per underlay interface.
+  // interface and the number of segments the kernel will cut it into; this host's MAC per underlay interface.
   const gso = task.gso && links && offload ? new GsoFrameSocket(task.gso.fd) : undefined;
   const gtx = new PacketList(outBytes, outSlots);
   const gtxIf = new Int32Array(outSlots);
+  const gtxSegs = new Int32Array(outSlots);
   const gsoIf = Int32Array.from(task.gso?.links ?? [], (l) => l.ifindex);
   const gsoMacHi = Int32Array.from(task.gso?.links ?? [], (l) => l.macHi);
   const gsoMacLo = Int32Array.from(task.gso?.links ?? [], (l) => l.macLo);
@@ -312,7 +313,9 @@ function loop(
 
   /**
    * Sends the whole frames `gtx` holds through the TX GSO socket (waiting briefly while its send buffer is
-   * full); empties it. A frame the kernel refuses, or one that does not fit, counts as one dropped packet.
+   * full); empties it. A frame that did not go counts as one dropped packet (tx-send-error), and its
+   * segments come off the tx counts: exactly for frames the send buffer never took; for frames the kernel
+   * refused (which ones the batch call does not say), this flush's mean segments per frame.
    */
   const flushGso = () => {
     const n = gtx.count;
@@ -330,11 +333,20 @@ function loop(
       if (from >= n) break;
       gsoRoom.wait(2);
     }
-    const lost = n - from + gso!.errors.total - gsoErrors;
+    const refused = gso!.errors.total - gsoErrors;
     gsoErrors = gso!.errors.total;
-    c[C_DROPS + Drop['tx-send-error']] += lost;
-    c[C_TX_PACKETS] -= lost;
-    c[C_TX_LINK] -= lost;
+    if (from < n || refused > 0) {
+      let unsent = 0;
+      let all = 0;
+      for (let k = 0; k < n; k++) {
+        all += gtxSegs[k];
+        if (k >= from) unsent += gtxSegs[k];
+      }
+      const segs = unsent + (refused > 0 ? Math.round((refused * all) / n) : 0);
+      c[C_DROPS + Drop['tx-send-error']] += n - from + refused;
+      c[C_TX_PACKETS] -= segs;
+      c[C_TX_LINK] -= segs;
+    }
     gtx.count = 0;
   };
   if (gso) for (let i = 0; i < 16; i++) flushGso();
@@ -536,6 +548,7 @@ function loop(
               if (tx.count > 0) flushTx(); // keep the TUN's order
               gtx.push(off - GSO_FRAME_HEADROOM, len + GSO_FRAME_HEADROOM);
               gtxIf[gtx.count - 1] = ifindex;
+              gtxSegs[gtx.count - 1] = n;
               id = (id + n) & 0xffff;
               // Inner bytes as they will leave: the headers once per segment.
               const ihl = (bytes[ip] & 0x0f) << 2;

@@ -111,8 +111,10 @@ export interface NativeAddon {
   /** A BPF_MAP_TYPE_XSKMAP of `entries` RX queues (src/io/xdp.ts). */
   bpfXskMap(entries: number): number;
   /** Loads an XDP program (struct bpf_insn bytes); a refusal's message carries the verifier's last lines. */
-  bpfLoadXdp(insns: Uint8Array, license: string, tcEgress?: boolean): number;
-  /** With tcEgress: a TC program for tcx egress (tcxLink). */
+  bpfLoadXdp(insns: Uint8Array, license: string): number;
+  /** Loads a TC program for tcx egress (src/io/tx-gso.ts), refused as bpfLoadXdp. */
+  bpfLoadTc(insns: Uint8Array, license: string): number;
+  /** Attaches a TC program to the interface's egress (tcx, Linux 6.6) through a BPF link (fd): detached when the fd closes. */
   tcxLink(prog: number, ifindex: number): number;
   /** Attaches the program to the interface through a BPF link (fd): detached when the fd closes. */
   xdpLink(prog: number, ifindex: number, generic: boolean): number;

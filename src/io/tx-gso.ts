@@ -125,7 +125,7 @@ export class GsoSender {
       const fd = n.linkOpen({ sndbuf, vnet: true });
       opened.push(fd);
       at = 'TC program';
-      const prog = n.bpfLoadXdp(gsoFixProgram(n.socketCookie(fd)), 'Dual MIT/GPL', true);
+      const prog = n.bpfLoadTc(gsoFixProgram(n.socketCookie(fd)), 'Dual MIT/GPL');
       opened.push(prog);
       const links: GsoLink[] = [];
       for (const iface of new Set(ifaces)) {
