@@ -56,7 +56,12 @@ export class BusyPoll {
 
   /** Whether the next wait should spin first. */
   get spins(): boolean {
-    return this.spinUs > 0 && this.#armed && this.#longWait && this.#idleShare >= IDLE_SHARE;
+    // Every field read, every time: a read that a flood's rounds never reach (&& stops early) deoptimizes
+    // the worker loop this is inlined in when sparse traffic first gets there (deopt.test.ts).
+    const armed = this.#armed;
+    const longWait = this.#longWait;
+    const idle = this.#idleShare >= IDLE_SHARE;
+    return this.spinUs > 0 && armed && longWait && idle;
   }
 
   /** The share of the last completed window the worker spent waiting (0 before the first). */

@@ -286,13 +286,21 @@ function loop(
     if (links === undefined) {
       sendRun(0, tx.count, false);
     } else {
-      // Runs of consecutive entries that take the same socket, in order.
-      for (let from = 0; from < tx.count; ) {
-        const viaLink = txIf[from] !== 0;
-        let to = from + 1;
-        while (to < tx.count && (txIf[to] !== 0) === viaLink) to++;
-        sendRun(from, to, viaLink);
-        from = to;
+      // Runs of consecutive entries that take the same socket, in order. Every round reads txIf and
+      // compares, also the last (the result then unused): a read or compare first run by a batch of two
+      // packets after a flood of single ones (TX GSO takes the bulk elsewhere) deoptimized flushTx
+      // (deopt.test.ts).
+      const n = tx.count;
+      let from = 0;
+      let viaLink = txIf[0] !== 0;
+      for (let k = 1; k <= n; k++) {
+        const next = txIf[k < n ? k : 0] !== 0;
+        const change = next !== viaLink;
+        if (k === n || change) {
+          sendRun(from, k, viaLink);
+          from = k;
+          viaLink = next;
+        }
       }
       const lerrs = links.sock.errors.total;
       if (lerrs !== linkErrors) {
