@@ -12,6 +12,7 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { CLI, createUserfanLab, type UserfanLab } from '../../src/lab/userfan-lab.js';
+import { Lab } from '../../src/lab/netns.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -154,6 +155,32 @@ describe('--send packet --tx-gso off', () => {
       const st = JSON.parse((await lab.cli(A, ['stats', '--json', '--interval', '100'])).stdout)[0];
       expect(st.total.txGsoFrames).toBe(0);
       expect(st.total.txLinkPackets).toBeGreaterThan(5000); // 8 MB in 1440-byte segments, by MAC
+    } finally {
+      await lab.destroy();
+    }
+  });
+});
+
+describe('--send packet, TX GSO refused', () => {
+  it('on an underlay without an Ethernet address: the daemon comes up, cuts in user space, and show says why', async () => {
+    const lab = await Lab.create();
+    try {
+      const ns = await lab.addNamespace('L3');
+      const ul = lab.ifName('u');
+      // An L3 underlay (a TUN device, kept up by a process holding it): no MAC for the frame's header.
+      const hold = `import fcntl,os,struct,time;fd=os.open('/dev/net/tun',os.O_RDWR);fcntl.ioctl(fd,0x400454ca,struct.pack('16sH',b'${ul}',0x1001));print('held',flush=True);time.sleep(60)`;
+      const holder = lab.spawn(ns, ['python3', '-c', hold]);
+      await holder.waitForLine(/held/, 10_000);
+      await lab.exec(ns, ['ip', 'addr', 'add', '198.18.0.28/16', 'dev', ul]);
+      await lab.exec(ns, ['ip', 'link', 'set', ul, 'up']);
+      const daemon = lab.spawn(ns, [process.execPath, CLI, 'up', '-o', '250.0.0.0/8', '-u', '198.18.0.28/16', '--send', 'packet', '--workers', '1']);
+      await daemon.waitForLine(/"event":"ready"/, 15_000);
+      const refused = daemon.lines.map((l) => l.line).find((l) => l.includes('"tx-gso-off"'));
+      expect(refused).toMatch(new RegExp(`TX GSO: ${ul} has no Ethernet address`));
+      const row = JSON.parse((await lab.exec(ns, [process.execPath, CLI, 'show', '--json'])).stdout)[0];
+      expect([row.offload, row.txGso]).toEqual(['on', `off (TX GSO: ${ul} has no Ethernet address (none))`]);
+      await daemon.stop(10_000);
+      expect(daemon.exitCode).toBe(0);
     } finally {
       await lab.destroy();
     }
