@@ -69,6 +69,8 @@ export const userfan1wNoOffload = userfanPath('userfan-1w-nooffload', () => 1, [
 export const userfan1wPacket = userfanPath('userfan-1w-packet', () => 1, ['--send', 'packet']);
 /** As userfan-1w-packet, with super-packets cut in user space instead of by the kernel (up --tx-gso off). */
 export const userfan1wPacketNoGso = userfanPath('userfan-1w-packet-nogso', () => 1, ['--send', 'packet', '--tx-gso', 'off']);
+/** One worker per host, TCP super-packets whole by MAC (TX GSO), everything else through the raw socket (up --send gso). */
+export const userfan1wGso = userfanPath('userfan-1w-gso', () => 1, ['--send', 'gso']);
 /** The defaults (a worker per CPU) with --send packet: TX GSO with as many workers as CPUs. */
 export const userfanPacket = userfanPath('userfan-packet', (env) => env.workers, ['--send', 'packet']);
 /** One worker per host, receiving IP-in-IP through XDP and AF_XDP (up --recv xdp). */

@@ -34,8 +34,8 @@ const HELP = `userfan — Ubuntu's Fan networking in user space (IP-in-IP over T
 
 usage:
   userfan up -o OVERLAY -u UNDERLAY [--bridge NAME] [--host-reserve N] [--dhcp] [--workers N] [--ttl N] [--no-nat]
-             [--metrics [HOST:]PORT] [--offload auto|on|off] [--send raw|packet] [--recv raw|xdp] [--no-trace]
-             [--tx-gso auto|off]           with --send packet: TCP super-packets leave whole, the kernel cuts them (auto)
+             [--metrics [HOST:]PORT] [--offload auto|on|off] [--send raw|packet|gso] [--recv raw|xdp] [--no-trace]
+             [--tx-gso auto|off]           with --send packet or gso: TCP super-packets leave whole, the kernel cuts them (auto)
              [--busy-poll US]              after sparse traffic a worker looks again for US µs before it sleeps (200; 0: off)
              [--cpus LIST]                 pin worker i to LIST's i-th lowest CPU (as taskset -c: 1, 0,2, 0-3)
   userfan up -a [--config FILE]            every enabled fan of FILE (default /etc/network/fan)
@@ -113,7 +113,7 @@ const commands: Record<string, Handler> = {
     });
     if (values.offload !== undefined && !(OFFLOAD_MODES as readonly string[]).includes(values.offload)) throw new ConfigError('--offload', values.offload, 'must be auto, on or off');
     if (values.send !== undefined && !(SEND_PATHS as readonly string[]).includes(values.send)) {
-      throw new ConfigError('--send', values.send, 'must be raw (every packet through the kernel\'s IP output) or packet (to known underlay neighbours through AF_PACKET)');
+      throw new ConfigError('--send', values.send, 'must be raw (every packet through the kernel\'s IP output), packet (to known underlay neighbours through AF_PACKET) or gso (only TCP super-packets by MAC, whole; the rest through the kernel\'s IP output)');
     }
     if (values.recv !== undefined && !(RECV_PATHS as readonly string[]).includes(values.recv)) {
       throw new ConfigError('--recv', values.recv, 'must be raw (IP-in-IP through the kernel\'s IP receive and raw sockets) or xdp (taken off the underlay interface by an XDP program into AF_XDP sockets)');

@@ -42,7 +42,8 @@ export interface UpOptions {
   /**
    * How packets leave: raw (default) through the raw IP socket, i.e. the kernel's IP output (routing,
    * netfilter, neighbours) per packet; packet: to underlay neighbours the kernel has resolved, through a
-   * link-layer socket (src/io/linksocket.ts), the rest through the raw socket.
+   * link-layer socket (src/io/linksocket.ts), the rest through the raw socket; gso: only TCP
+   * super-packets by MAC, whole (TX GSO, src/io/tx-gso.ts), everything else through the raw socket.
    */
   send?: SendPath;
   /**
@@ -61,7 +62,7 @@ export interface UpOptions {
   busyPollUs?: number;
 }
 
-export const SEND_PATHS = ['raw', 'packet'] as const;
+export const SEND_PATHS = ['raw', 'packet', 'gso'] as const;
 export type SendPath = (typeof SEND_PATHS)[number];
 export const RECV_PATHS = ['raw', 'xdp'] as const;
 export type RecvPath = (typeof RECV_PATHS)[number];
@@ -155,13 +156,13 @@ export async function up(o: UpOptions): Promise<number> {
     }
     offload = decideOffload(id, o.offload ?? 'auto');
     log('offload', { offload: offload.text });
-    const links = o.send === 'packet'
+    const links = o.send === 'packet' || o.send === 'gso'
       ? o.fans.map((f, i) => ({ iface: underlays[i].iface, ifindex: native().ifIndex(underlays[i].iface), net: f.underlay.net, len: f.underlay.len, local: f.localHost }))
       : undefined;
     log('send', { send: o.send ?? 'raw', ...(links ? { interfaces: [...new Set(links.map((l) => l.iface))] } : {}) });
     const xdp = o.recv === 'xdp' ? { iface: underlays[0].iface, local: o.fans[0].localHost } : undefined;
     plane = new DataPlane({
-      tun: id, fans: o.fans, workers: o.workers, cpus: o.cpus, busyPollUs: state.busyPollUs, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, links, xdp, txGso: o.txGso, trace: o.trace !== false, log,
+      tun: id, fans: o.fans, workers: o.workers, cpus: o.cpus, busyPollUs: state.busyPollUs, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, links, smallByMac: o.send !== 'gso', xdp, txGso: o.txGso, trace: o.trace !== false, log,
       onFatal: (why) => {
         log('fatal', { error: why });
         void finish(1, why);

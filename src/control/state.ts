@@ -38,7 +38,7 @@ export interface DaemonState {
   ttl: number;
   nat: boolean;
   /** How packets leave (up --send); absent in state files of older versions: raw. */
-  send?: 'raw' | 'packet';
+  send?: 'raw' | 'packet' | 'gso';
   /** How IP-in-IP arrives (up --recv); absent in state files of older versions: raw. */
   recv?: 'raw' | 'xdp';
   /** Busy polling, µs (up --busy-poll); absent in state files of older versions: 0 (off). */

@@ -48,7 +48,7 @@ export function statusOf(state: DaemonState, plane: DataPlane, offload?: string)
 
 export function sendText(plane: DataPlane): string {
   const n = plane.neighbours?.size;
-  return n === undefined ? 'raw' : `packet (${n} neighbour${n === 1 ? '' : 's'})`;
+  return n === undefined ? 'raw' : `${plane.smallByMac ? 'packet' : 'gso'} (${n} neighbour${n === 1 ? '' : 's'})`;
 }
 
 export function recvText(plane: DataPlane): string {

@@ -49,6 +49,11 @@ export interface DataPlaneOptions {
    */
   links?: UnderlayLink[];
   /**
+   * With `links`: whether packets other than TX GSO's whole frames also go by MAC (up --send packet,
+   * the default) or through the raw socket (up --send gso).
+   */
+  smallByMac?: boolean;
+  /**
    * Receive IP-in-IP through AF_XDP (up --recv xdp): the underlay interface and this host's address on
    * it (int32). Absent: everything through the raw sockets.
    */
@@ -118,7 +123,7 @@ export class DataPlane {
       index, count: o.workers, tun: o.tun, ttl: o.ttl, ...(o.cpus?.length ? { cpu: o.cpus[index % o.cpus.length] } : {}), policy: o.policy, offload: o.offload, busyPollUs: o.busyPollUs ?? 0,
       fans: o.fans.map((f) => ({ overlayNet: f.overlay.net, overlayLen: f.overlay.len, underlayNet: f.underlay.net, underlayLen: f.underlay.len, localHost: f.localHost })),
       control: this.control.buffer as SharedArrayBuffer, counters: this.counters.buffer, fds: this.fds.buffer as SharedArrayBuffer,
-      waker: this.wakers[index].fd, trace: this.rings[index]?.buffer, neighbours: this.neighbours?.buffer,
+      waker: this.wakers[index].fd, trace: this.rings[index]?.buffer, neighbours: this.neighbours?.buffer, ...(o.smallByMac === false ? { smallByMac: false } : {}),
       ...(this.gso ? { gso: { fd: this.gso.fd, links: this.gso.links.map((l) => ({ ifindex: l.ifindex, macHi: l.macHi, macLo: l.macLo })) } } : {}),
       ...(this.xdp && index < this.xdp.queues ? { xsk: { ifindex: this.xdp.ifindex, queue: index, map: this.xdp.map } } : {}),
     };
@@ -301,6 +306,11 @@ export class DataPlane {
     await this.pool.destroy();
     this.gso?.close();
     for (const w of this.wakers) w.close();
+  }
+
+  /** With a link-layer send path: whether packets other than TX GSO frames go by MAC (false: up --send gso). */
+  get smallByMac(): boolean {
+    return this.opts.smallByMac !== false;
   }
 
   /**

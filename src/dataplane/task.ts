@@ -54,6 +54,11 @@ export interface WorkerTask {
    */
   gso?: { fd: number; links: { ifindex: number; macHi: number; macLo: number }[] };
   /**
+   * With `neighbours`: false sends only TX GSO's whole frames by MAC and every other packet through the
+   * raw socket (up --send gso); absent or true: every packet to a known neighbour by MAC (up --send packet).
+   */
+  smallByMac?: boolean;
+  /**
    * This worker's AF_XDP socket (up --recv xdp): the underlay interface, the RX queue it serves, and the
    * XdpRedirect's socket map it enters itself in. Absent: everything arrives through the raw socket.
    */

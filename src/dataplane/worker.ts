@@ -197,6 +197,8 @@ function loop(
   const gsoRoom = new Poller(1);
   if (gso) gsoRoom.add(gso.fd, native().POLLOUT);
   let gsoErrors = 0;
+  // up --send gso: only TX GSO's whole frames go by MAC; every other packet through the raw socket.
+  const smallByMac = task.smallByMac !== false;
 
   // Underlay → TUN: 64 KiB slots (kernel-GRO packets), an arena for cutting them when offloads are off.
   const inRegion = BATCH * BIG_SLOT;
@@ -544,7 +546,7 @@ function loop(
           if (!offload) {
             if (tx.count >= tx.capacity) flushTx();
             tx.push(ip, ipLen);
-            encapsulateFrom(bytes, tx.count - 1, src, dst, ifindex);
+            encapsulateFrom(bytes, tx.count - 1, src, dst, smallByMac ? ifindex : 0);
             continue;
           }
           if (gso !== undefined && ifindex !== 0) {
@@ -570,6 +572,7 @@ function loop(
             }
           }
           if (gtx.count > 0) flushGso(); // keep the TUN's order
+          const smallIf = smallByMac ? ifindex : 0;
           let r = segment(bytes, off, len, tx, txArena, OUTER_HEADER_LEN);
           if (r === NO_ROOM) {
             // The list or the arena is full: send what they hold and cut this packet into empty ones.
@@ -582,7 +585,7 @@ function loop(
             if (tracing && traceMatches(bytes, ip, ipLen, filter)) ring!.append(bytes, ip, ipLen, TRACE_OUT, Drop['tx-malformed']);
             continue;
           }
-          encapsulateFrom(bytes, tx.count - r, src, dst, ifindex);
+          encapsulateFrom(bytes, tx.count - r, src, dst, smallIf);
         }
         flushTx();
         if (gtx.count > 0) flushGso();

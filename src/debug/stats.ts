@@ -68,7 +68,7 @@ export function formatStats(stats: DaemonStats[]): string {
     lines.push(`  rates: tx ${r.txPps.toFixed(0)} pkt/s ${r.txGbps.toFixed(3)} Gbit/s, rx ${r.rxPps.toFixed(0)} pkt/s ${r.rxGbps.toFixed(3)} Gbit/s`);
     const drops = Object.entries(d.dropsAll).filter(([, v]) => v > 0);
     lines.push(drops.length ? `  drops: ${drops.map(([k, v]) => `${k} ${v}`).join(', ')}` : '  drops: none');
-    if (d.send?.startsWith('packet')) lines.push(`  link-layer sends: ${t.txLinkPackets} of ${t.txPackets} tx packets went straight to a neighbour's MAC`);
+    if (d.send?.startsWith('packet') || d.send?.startsWith('gso')) lines.push(`  link-layer sends: ${t.txLinkPackets} of ${t.txPackets} tx packets went straight to a neighbour's MAC`);
     if (d.txGso) lines.push(`  TX GSO ${d.txGso}: ${t.txGsoFrames} super-packets left whole for the kernel to cut`);
     if (d.recv?.startsWith('xdp')) lines.push(`  AF_XDP receives: ${t.rxXdpPackets} packets came off the underlay through XDP (the rest through the raw sockets)`);
     if (d.busyPollUs) lines.push(`  busy poll ${d.busyPollUs} µs: ${t.busyPolls} waits looked again before sleeping, ${t.busyPollHits} of them caught a packet`);

@@ -140,6 +140,43 @@ describe('--send packet, TX GSO, where the kernel must cut the super-packets', (
   });
 });
 
+describe('--send gso', () => {
+  it('sends only TCP super-packets by MAC, whole, and every other packet through the raw socket; 32 MB byte-exact', async () => {
+    const lab = await createUserfanLab({ workers: 1, upArgs: ['--send', 'gso', '--offload', 'on'] });
+    try {
+      const [A, B] = lab.hosts;
+      const [[a], [b]] = lab.containers;
+      expect((await lab.topo.ping(a, b.address, { count: 2 })).ok).toBe(true);
+      const until = Date.now() + 5000;
+      let send = '';
+      while (Date.now() < until && send !== 'gso (1 neighbour)') {
+        send = (await lab.show(A))[0].send;
+        await sleep(100);
+      }
+      expect(send).toBe('gso (1 neighbour)');
+      // Echoes: small packets, through the raw socket although the neighbour is known.
+      const before = (await lab.show(A))[0];
+      expect((await lab.topo.ping(a, b.address, { count: 5 })).ok).toBe(true);
+      const afterPing = (await lab.show(A))[0];
+      expect(afterPing.txPackets - before.txPackets).toBeGreaterThanOrEqual(5);
+      expect(afterPing.txLinkPackets - before.txLinkPackets, 'no echo went by MAC').toBe(0);
+      // A transfer: its super-packets by MAC, whole.
+      const ab = await lab.transfer(a, b, 32 << 20, { deadlineMs: 90_000 });
+      expect(ab.match, JSON.stringify(ab)).toBe(true);
+      const [sa, sb] = [(await lab.show(A))[0], (await lab.show(B))[0]];
+      expect(sa.txGso).toBe(`on (${A.underlayIf})`);
+      expect(sb.drops, JSON.stringify(sb.dropsByReason)).toBe(0);
+      const st = JSON.parse((await lab.cli(A, ['stats', '--json', '--interval', '100'])).stdout)[0];
+      expect(st.total.txGsoFrames).toBeGreaterThan(100);
+      expect(st.total.txLinkPackets - afterPing.txLinkPackets, 'segments of whole frames').toBeGreaterThan(20_000);
+      const ex = JSON.parse((await lab.cli(A, ['explain', b.address, '--from', a.address, '--json'])).stdout);
+      expect(ex.steps.join('\n')).toContain('a TCP super-packet instead leaves whole through an AF_PACKET socket');
+    } finally {
+      await lab.destroy();
+    }
+  });
+});
+
 describe('--send packet --tx-gso off', () => {
   it('cuts super-packets in user space, and show says TX GSO is off and why', async () => {
     const lab = await createUserfanLab({ workers: 1, upArgs: ['--send', 'packet', '--tx-gso', 'off'] });
@@ -236,6 +273,6 @@ describe('--send', () => {
   it('refuses a value other than raw or packet before it creates anything', () => {
     const r = spawnSync('node', [CLI, 'up', '-o', '250.0.0.0/8', '-u', '198.18.0.28/16', '--send', 'dpdk'], { encoding: 'utf8' });
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/--send.*dpdk.*must be raw .* or packet/);
+    expect(r.stderr).toMatch(/--send.*dpdk.*must be raw .*, packet .* or gso/);
   });
 });
