@@ -15,6 +15,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createUserfanLab } from '../../src/lab/userfan-lab.js';
+import { NEIGHBOUR_REFRESH_MS } from '../../src/dataplane/pool.js';
 
 const DEOPT = /\bbailout\b|\bdeoptimiz/;
 
@@ -33,7 +34,10 @@ describe('sparse traffic after a flood', () => {
       // packet the transfer then goes by MAC, its super-packets whole: TX GSO), a TCP transfer.
       const flood = await lab.topo.exec(a, ['ping', '-f', '-c', '3000', '-q', b.address], { timeoutMs: 30_000 });
       expect(flood.stdout).toMatch(/3000 received/);
-      await new Promise((r) => setTimeout(r, 1200));
+      // The copy is refreshed every NEIGHBOUR_REFRESH_MS (1 s): a bound, not luck, and the TX GSO count
+      // below checks it. (Polling `show` instead makes the daemons' main threads optimize and then
+      // deoptimize NeighbourTable.entries, which this test would report.)
+      await new Promise((r) => setTimeout(r, NEIGHBOUR_REFRESH_MS + 200));
       expect((await lab.transfer(a, b, 16 << 20)).match).toBe(true);
       await new Promise((r) => setTimeout(r, 300)); // the transfer's last packets
       if (upArgs.includes('packet') || upArgs.includes('gso')) {
