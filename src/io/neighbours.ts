@@ -46,6 +46,8 @@ const slotOf = (address: number) => Math.imul(address | 0, 0x9e3779b1) >>> 21; /
 
 export class NeighbourTable {
   readonly words: Int32Array;
+  /** What replace() last wrote (main thread), as its sorted keys. */
+  #written = '';
 
   constructor(readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(4 * (HEADER + SLOTS * W))) {
     this.words = new Int32Array(buffer);
@@ -104,10 +106,11 @@ export class NeighbourTable {
    */
   replace(list: readonly Neighbour[]): boolean {
     const want = list.slice(0, MAX_NEIGHBOURS);
-    const have = this.entries();
-    const key = (n: Neighbour) => `${n.address}/${n.ifindex}/${n.mac}`;
-    const sorted = [...want].sort((x, y) => x.address - y.address);
-    if (have.length === sorted.length && have.every((n, i) => key(n) === key(sorted[i]))) return false;
+    // Compared with what this table last wrote, not read back with entries(): a scan of every slot once
+    // a second got entries() optimized on the main thread, and deoptimized when the first neighbour came.
+    const written = [...want].sort((x, y) => x.address - y.address).map((n) => `${n.address}/${n.ifindex}/${n.mac}`).join(' ');
+    if (written === this.#written) return false;
+    this.#written = written;
     const t = this.words;
     Atomics.add(t, VERSION, 1); // odd: lookups answer "unknown" until the second add
     t.fill(0, HEADER);
