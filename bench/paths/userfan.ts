@@ -61,8 +61,13 @@ function userfanPath(name: string, workers: (env: PathEnv) => number, extraArgs:
   };
 }
 
+/** The defaults: a worker per CPU, --send gso (TX GSO where the kernel takes it), --recv raw. */
 export const userfan = userfanPath('userfan', (env) => env.workers);
+/** The defaults before --send gso was: every packet through the raw socket, super-packets cut in user space. */
+export const userfanRaw = userfanPath('userfan-raw', (env) => env.workers, ['--send', 'raw']);
 export const userfan1w = userfanPath('userfan-1w', () => 1);
+/** One worker per host, every packet through the raw socket (up --send raw). */
+export const userfan1wRaw = userfanPath('userfan-1w-raw', () => 1, ['--send', 'raw']);
 /** One worker per host without TUN offloads: one packet per 1480 bytes all the way. */
 export const userfan1wNoOffload = userfanPath('userfan-1w-nooffload', () => 1, ['--offload', 'off']);
 /** One worker per host, sending to the other host's MAC through AF_PACKET (up --send packet). */
