@@ -34,8 +34,12 @@ const HELP = `userfan — Ubuntu's Fan networking in user space (IP-in-IP over T
 
 usage:
   userfan up -o OVERLAY -u UNDERLAY [--bridge NAME] [--host-reserve N] [--dhcp] [--workers N] [--ttl N] [--no-nat]
-             [--metrics [HOST:]PORT] [--offload auto|on|off] [--send raw|packet|gso] [--recv raw|xdp] [--no-trace]
-             [--tx-gso auto|off]           with --send packet or gso: TCP super-packets leave whole, the kernel cuts them (auto)
+             [--metrics [HOST:]PORT] [--offload auto|on|off] [--recv raw|xdp] [--no-trace]
+             [--send gso|raw|packet]       gso (default): TCP super-packets leave whole by MAC, the kernel cuts them
+                                           (TX GSO), the rest through the raw socket; raw: every packet through
+                                           the kernel's IP output (netfilter sees all); packet: all by MAC to known
+                                           neighbours
+             [--tx-gso auto|off]           with --send gso or packet: off cuts super-packets in user space (auto)
              [--busy-poll US]              after sparse traffic a worker looks again for US µs before it sleeps (200; 0: off)
              [--cpus LIST]                 pin worker i to LIST's i-th lowest CPU (as taskset -c: 1, 0,2, 0-3)
   userfan up -a [--config FILE]            every enabled fan of FILE (default /etc/network/fan)

@@ -40,9 +40,9 @@ export interface UpOptions {
   /** TUN offloads: auto (default: on unless the kernel refuses), on (fail if refused), off. */
   offload?: OffloadMode;
   /**
-   * How packets leave: raw (default) through the raw IP socket, i.e. the kernel's IP output (routing,
-   * netfilter, neighbours) per packet; packet: to underlay neighbours the kernel has resolved, through a
-   * link-layer socket (src/io/linksocket.ts), the rest through the raw socket; gso: only TCP
+   * How packets leave: raw through the raw IP socket, i.e. the kernel's IP output (routing, netfilter,
+   * neighbours) per packet; packet: to underlay neighbours the kernel has resolved, through a link-layer
+   * socket (src/io/linksocket.ts), the rest through the raw socket; gso (default): only TCP
    * super-packets by MAC, whole (TX GSO, src/io/tx-gso.ts), everything else through the raw socket.
    */
   send?: SendPath;
@@ -52,7 +52,7 @@ export interface UpOptions {
    * (src/io/xdp.ts); what it leaves to the kernel still reaches the raw sockets.
    */
   recv?: RecvPath;
-  /** With send packet and offloads: TX GSO (src/io/tx-gso.ts), auto (default) or off. */
+  /** With send packet or gso and offloads: TX GSO (src/io/tx-gso.ts), auto (default) or off. */
   txGso?: 'auto' | 'off';
   /** false: refuse `userfan trace`; the workers then skip even the per-batch check for one. */
   trace?: boolean;
@@ -64,6 +64,12 @@ export interface UpOptions {
 
 export const SEND_PATHS = ['raw', 'packet', 'gso'] as const;
 export type SendPath = (typeof SEND_PATHS)[number];
+/**
+ * gso: TCP super-packets leave whole by MAC where the kernel takes the TC program (TX GSO), the rest
+ * through the raw socket; where TX GSO is off (no TUN offloads, an older kernel, no Ethernet underlay)
+ * that is what raw does. `--send raw` keeps every packet on the kernel's IP output (netfilter OUTPUT).
+ */
+export const DEFAULT_SEND: SendPath = 'gso';
 export const RECV_PATHS = ['raw', 'xdp'] as const;
 export type RecvPath = (typeof RECV_PATHS)[number];
 
@@ -115,7 +121,7 @@ export async function up(o: UpOptions): Promise<number> {
 
   const id = o.tun ?? tunNameFor(o.fans[0]);
   const state: DaemonState = {
-    id, pid: process.pid, startedAt: new Date().toISOString(), workers: o.workers, ttl: o.ttl, nat: o.nat, send: o.send ?? 'raw', recv: o.recv ?? 'raw',
+    id, pid: process.pid, startedAt: new Date().toISOString(), workers: o.workers, ttl: o.ttl, nat: o.nat, send: o.send ?? DEFAULT_SEND, recv: o.recv ?? 'raw',
     busyPollUs: o.busyPollUs ?? DEFAULT_BUSY_POLL_US,
     ...(o.cpus?.length ? { cpus: o.cpus } : {}), fans: o.fans.map(fanRecord), host: emptyState(),
   };
@@ -156,13 +162,14 @@ export async function up(o: UpOptions): Promise<number> {
     }
     offload = decideOffload(id, o.offload ?? 'auto');
     log('offload', { offload: offload.text });
-    const links = o.send === 'packet' || o.send === 'gso'
+    const send = o.send ?? DEFAULT_SEND;
+    const links = send === 'packet' || send === 'gso'
       ? o.fans.map((f, i) => ({ iface: underlays[i].iface, ifindex: native().ifIndex(underlays[i].iface), net: f.underlay.net, len: f.underlay.len, local: f.localHost }))
       : undefined;
-    log('send', { send: o.send ?? 'raw', ...(links ? { interfaces: [...new Set(links.map((l) => l.iface))] } : {}) });
+    log('send', { send, ...(links ? { interfaces: [...new Set(links.map((l) => l.iface))] } : {}) });
     const xdp = o.recv === 'xdp' ? { iface: underlays[0].iface, local: o.fans[0].localHost } : undefined;
     plane = new DataPlane({
-      tun: id, fans: o.fans, workers: o.workers, cpus: o.cpus, busyPollUs: state.busyPollUs, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, links, smallByMac: o.send !== 'gso', xdp, txGso: o.txGso, trace: o.trace !== false, log,
+      tun: id, fans: o.fans, workers: o.workers, cpus: o.cpus, busyPollUs: state.busyPollUs, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, links, smallByMac: send === 'packet', xdp, txGso: o.txGso, trace: o.trace !== false, log,
       onFatal: (why) => {
         log('fatal', { error: why });
         void finish(1, why);

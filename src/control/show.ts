@@ -24,7 +24,7 @@ export interface ShowRow {
   offload: string | null;
   /** How packets leave: "raw" or "packet (N neighbours)"; null when the daemon did not answer. */
   send: string | null;
-  /** TX GSO (up --send packet with offloads): "on (IFACES)" or "off (why)"; null where it does not apply or without an answer. */
+  /** TX GSO (up --send gso or packet): "on (IFACES)" or "off (why)"; null where it does not apply (--send raw) or without an answer. */
   txGso: string | null;
   /** How IP-in-IP arrives: "raw" or "xdp on IFACE (…)"; null when the daemon did not answer. */
   recv: string | null;

@@ -27,9 +27,9 @@ export interface DaemonStatus {
   perWorker: CounterSnapshot[];
   /** TUN offload state, when the data plane reports one. */
   offload?: string;
-  /** How packets leave: "raw", or "packet (N neighbours)" (up --send packet). */
+  /** How packets leave: "raw", "packet (N neighbours)", "gso (N neighbours)" (up --send; sendText). */
   send?: string;
-  /** With up --send packet and offloads: TX GSO, "on (IFACES)" or "off (why)". */
+  /** With up --send gso or packet: TX GSO, "on (IFACES)" or "off (why)". */
   txGso?: string;
   /** With up --send packet: the neighbours the workers send to by MAC now. */
   neighbours?: { address: string; mac: string }[];
@@ -46,9 +46,15 @@ export function statusOf(state: DaemonState, plane: DataPlane, offload?: string)
     neighbours: plane.neighbours?.entries().map((n) => ({ address: formatIPv4(n.address), mac: n.mac })) };
 }
 
+/**
+ * "raw"; "packet (N neighbours)"; "gso (N neighbours)"; or, for --send gso without TX GSO (txGso says
+ * why), "raw (gso without TX GSO)": then every packet goes through the raw socket.
+ */
 export function sendText(plane: DataPlane): string {
   const n = plane.neighbours?.size;
-  return n === undefined ? 'raw' : `${plane.smallByMac ? 'packet' : 'gso'} (${n} neighbour${n === 1 ? '' : 's'})`;
+  if (n === undefined) return 'raw';
+  if (!plane.smallByMac && !plane.txGsoOn) return 'raw (gso without TX GSO)';
+  return `${plane.smallByMac ? 'packet' : 'gso'} (${n} neighbour${n === 1 ? '' : 's'})`;
 }
 
 export function recvText(plane: DataPlane): string {

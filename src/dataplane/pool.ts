@@ -201,7 +201,9 @@ export class DataPlane {
         note: `while it is attached the kernel does no GRO on ${this.xdp.iface}, and it has turned the interface's LRO and hardware GRO off (they stay off)`,
       });
     }
-    if (this.opts.links && this.opts.offload) {
+    if (this.opts.links && !this.opts.offload) {
+      this.gsoWhy = 'off (no TUN offloads: no super-packets to send whole)';
+    } else if (this.opts.links) {
       if (this.opts.txGso === 'off') {
         this.gsoWhy = 'off (--tx-gso off)';
       } else {
@@ -313,13 +315,17 @@ export class DataPlane {
     return this.opts.smallByMac !== false;
   }
 
+  /** Whether TX GSO frames go out now (src/io/tx-gso.ts). */
+  get txGsoOn(): boolean {
+    return this.gso !== undefined && !this.gso.closed;
+  }
+
   /**
-   * TX GSO: "on (IFACES)", "off (why)", or undefined where it does not apply (no --send packet, or
-   * offloads off).
+   * TX GSO: "on (IFACES)", "off (why)", or undefined where it does not apply (--send raw).
    */
   get txGso(): string | undefined {
     const g = this.gso;
-    if (g && !g.closed) return `on (${g.links.map((l) => l.iface).join(', ')})`;
+    if (g && this.txGsoOn) return `on (${g.links.map((l) => l.iface).join(', ')})`;
     return this.gsoWhy || undefined;
   }
 
