@@ -73,6 +73,15 @@ export const DEFAULT_SEND: SendPath = 'gso';
 export const RECV_PATHS = ['raw', 'xdp'] as const;
 export type RecvPath = (typeof RECV_PATHS)[number];
 
+/**
+ * USERFAN_NEIGHBOUR_REFRESH_MS (100 to 3,600,000), for tests only: how often the neighbour copy is
+ * refreshed regardless of misses. Anything else: the default.
+ */
+function neighbourRefreshMs(): number | undefined {
+  const v = Number(process.env.USERFAN_NEIGHBOUR_REFRESH_MS);
+  return Number.isInteger(v) && v >= 100 && v <= 3_600_000 ? v : undefined;
+}
+
 export function log(event: string, fields: Record<string, unknown> = {}): void {
   process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), event, ...fields })}\n`);
 }
@@ -169,7 +178,7 @@ export async function up(o: UpOptions): Promise<number> {
     log('send', { send, ...(links ? { interfaces: [...new Set(links.map((l) => l.iface))] } : {}) });
     const xdp = o.recv === 'xdp' ? { iface: underlays[0].iface, local: o.fans[0].localHost } : undefined;
     plane = new DataPlane({
-      tun: id, fans: o.fans, workers: o.workers, cpus: o.cpus, busyPollUs: state.busyPollUs, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, links, smallByMac: send === 'packet', xdp, txGso: o.txGso, trace: o.trace !== false, log,
+      tun: id, fans: o.fans, workers: o.workers, cpus: o.cpus, busyPollUs: state.busyPollUs, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, links, smallByMac: send === 'packet', xdp, txGso: o.txGso, neighbourRefreshMs: neighbourRefreshMs(), trace: o.trace !== false, log,
       onFatal: (why) => {
         log('fatal', { error: why });
         void finish(1, why);

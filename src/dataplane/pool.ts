@@ -63,6 +63,8 @@ export interface DataPlaneOptions {
    * the program, off never does (up --tx-gso).
    */
   txGso?: 'auto' | 'off';
+  /** The neighbour refresh, ms (default NEIGHBOUR_REFRESH_MS; tests lengthen it to see the copy after a miss alone). */
+  neighbourRefreshMs?: number;
   /** false: no trace can attach, and the workers skip even the per-batch check for one (up --no-trace). */
   trace?: boolean;
   log: LogFn;
@@ -73,6 +75,13 @@ export interface DataPlaneOptions {
 const FD_STARTING = -2;
 /** How often the neighbour copy is refreshed and each neighbour gets a packet through the kernel. */
 export const NEIGHBOUR_REFRESH_MS = 1000;
+/**
+ * How often the main thread looks whether a lookup missed, and if one did copies the kernel's table at
+ * once (a new host is resolved within milliseconds of its first packet through the kernel). While
+ * packets go to a host the table cannot have (behind a gateway), that is a read of /proc/net/arp this
+ * often.
+ */
+export const NEIGHBOUR_MISS_CHECK_MS = 50;
 
 export class DataPlane {
   readonly counters: CounterTable;
@@ -88,6 +97,7 @@ export class DataPlane {
   /** The workers' copy of the kernel's neighbours (up --send packet). */
   readonly neighbours?: NeighbourTable;
   private neighbourTimer?: NodeJS.Timeout;
+  private missTimer?: NodeJS.Timeout;
   private neighbourError = '';
   private truncationLogged = false;
   /** The XDP program and socket map (up --recv xdp), from start() to stop(). */
@@ -190,8 +200,12 @@ export class DataPlane {
     const all = [...Array(this.opts.workers).keys()];
     if (this.neighbours) {
       this.refreshNeighbours();
-      this.neighbourTimer = setInterval(() => this.refreshNeighbours(), NEIGHBOUR_REFRESH_MS);
+      this.neighbourTimer = setInterval(() => this.refreshNeighbours(), this.opts.neighbourRefreshMs ?? NEIGHBOUR_REFRESH_MS);
       this.neighbourTimer.unref();
+      this.missTimer = setInterval(() => {
+        if (this.neighbours!.takeMissed()) this.copyNeighbours('miss');
+      }, NEIGHBOUR_MISS_CHECK_MS);
+      this.missTimer.unref();
     }
     if (this.opts.xdp) {
       this.xdp = XdpRedirect.attach(this.opts.xdp.iface, this.opts.xdp.local);
@@ -232,6 +246,15 @@ export class DataPlane {
    * for one packet through the kernel (what keeps the kernel resolving and re-checking it).
    */
   private refreshNeighbours(): void {
+    this.copyNeighbours('refresh');
+    this.neighbours!.markProbes();
+  }
+
+  /**
+   * Copies the kernel's ARP entries for the underlay into the workers' table: on the refresh, or because
+   * a lookup missed (logged with a change as `after`).
+   */
+  private copyNeighbours(after: 'refresh' | 'miss'): void {
     const t = this.neighbours!;
     try {
       // Interface indexes looked up afresh: an underlay interface that was recreated has a new one.
@@ -242,14 +265,13 @@ export class DataPlane {
         this.truncationLogged = true;
         this.opts.log('neighbours-truncated', { neighbours: list.length, kept: MAX_NEIGHBOURS, rest: 'sent through the raw socket' });
       }
-      if (t.replace(list)) this.opts.log('neighbours', { count: t.size });
+      if (t.replace(list)) this.opts.log('neighbours', { count: t.size, after });
     } catch (e) {
       const why = (e as Error).message;
       if (why !== this.neighbourError) this.opts.log('neighbours-unreadable', { error: why, effect: 'every packet goes through the raw socket' });
       this.neighbourError = why;
       t.replace([]);
     }
-    t.markProbes();
   }
 
   /** Fault injection for tests: make worker i throw, as a crash would. */
@@ -300,6 +322,7 @@ export class DataPlane {
   async stop(): Promise<void> {
     this.stopping = true;
     clearInterval(this.neighbourTimer);
+    clearInterval(this.missTimer);
     Atomics.store(this.control, CONTROL_STOP, 1);
     for (const w of this.wakers) w.wake();
     await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, 3000))]);

@@ -12,8 +12,14 @@
  * the next copy then picks up. A host reached through a gateway never has its own entry, so it is
  * always sent through the kernel, which routes it.
  *
+ * A lookup that finds no entry raises a flag the main thread looks at every NEIGHBOUR_MISS_CHECK_MS
+ * (src/dataplane/pool.ts) and then copies the table at once: the kernel resolves a new host within
+ * milliseconds of its first packet, and a transfer to it should not wait for the next second's copy
+ * to leave by MAC (with TX GSO: whole).
+ *
  * Layout (Int32Array over a SharedArrayBuffer): [0] version (odd while the main thread rewrites the
- * table: a lookup that sees it odd, or changed, answers "unknown"), [1] entries, then SLOTS slots of
+ * table: a lookup that sees it odd, or changed, answers "unknown"), [1] entries, [2] missed (set by a
+ * lookup that found no entry, cleared by takeMissed), then SLOTS slots of
  * [address (int32), ifindex (0 = empty), MAC bytes 0–3 (big-endian), MAC bytes 4–5, probe due]
  * with linear probing. Lookups allocate nothing.
  */
@@ -22,7 +28,8 @@ import { parseIPv4, prefixMask } from '../fan/addr.js';
 
 const VERSION = 0;
 const COUNT = 1;
-const HEADER = 2;
+const MISSED = 2;
+const HEADER = 3;
 const W = 5;
 const ADDR = 0;
 const IFINDEX = 1;
@@ -68,7 +75,10 @@ export class NeighbourTable {
     for (let n = 0; n < SLOTS; n++) {
       const b = HEADER + i * W;
       const ifindex = Atomics.load(t, b + IFINDEX);
-      if (ifindex === 0) return 0;
+      if (ifindex === 0) {
+        t[MISSED] = 1; // (a plain store: the main thread's exchange reads it soon enough)
+        return 0;
+      }
       if (Atomics.load(t, b + ADDR) === a) {
         const hi = Atomics.load(t, b + MAC_HI);
         const lo = Atomics.load(t, b + MAC_LO);
@@ -81,6 +91,11 @@ export class NeighbourTable {
       i = (i + 1) & MASK;
     }
     return 0;
+  }
+
+  /** Whether a lookup found no entry since the last call (main thread; clears the flag). */
+  takeMissed(): boolean {
+    return Atomics.exchange(this.words, MISSED, 0) !== 0;
   }
 
   /** How many neighbours the table holds. */

@@ -22,6 +22,8 @@ export interface UserfanLabOptions extends TopologyOptions {
   onLog?: (host: string, line: string) => void;
   /** Options for node itself, before the CLI (e.g. --trace-deopt). */
   nodeArgs?: string[];
+  /** Extra environment for every daemon (e.g. USERFAN_NEIGHBOUR_REFRESH_MS). */
+  env?: Record<string, string>;
 }
 
 export interface Daemon {
@@ -81,9 +83,9 @@ export class UserfanLab {
 
 /** Start a userfan daemon on a host and wait for its "ready" line. */
 export async function startDaemon(
-  topo: FanTopology, host: Host, args: string[], onLog?: (host: string, line: string) => void, nodeArgs: string[] = [],
+  topo: FanTopology, host: Host, args: string[], onLog?: (host: string, line: string) => void, nodeArgs: string[] = [], env?: Record<string, string>,
 ): Promise<Daemon> {
-  const p = topo.spawn(host, ['node', ...nodeArgs, CLI, 'up', ...args], { onLine: onLog ? (l: string) => onLog(host.name, l) : undefined });
+  const p = topo.spawn(host, ['node', ...nodeArgs, CLI, 'up', ...args], { onLine: onLog ? (l: string) => onLog(host.name, l) : undefined, ...(env ? { env } : {}) });
   try {
     await p.waitForLine(/"event":"ready"/, 20_000);
   } catch (e) {
@@ -98,7 +100,7 @@ export async function createUserfanLab(opts: UserfanLabOptions = {}): Promise<Us
   const daemons: Daemon[] = [];
   try {
     for (const h of topo.hosts) {
-      daemons.push(await startDaemon(topo, h, ['-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', String(opts.workers ?? 1), ...(opts.upArgs ?? [])], opts.onLog, opts.nodeArgs));
+      daemons.push(await startDaemon(topo, h, ['-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', String(opts.workers ?? 1), ...(opts.upArgs ?? [])], opts.onLog, opts.nodeArgs, opts.env));
     }
     const containers: Container[][] = [];
     for (const h of topo.hosts) {

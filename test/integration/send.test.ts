@@ -177,6 +177,35 @@ describe('--send gso', () => {
   });
 });
 
+describe('the neighbour copy after a miss (the defaults, --send gso)', () => {
+  it('copies a new host from the kernel as soon as a lookup misses, without waiting for the refresh, and a transfer to it then leaves whole', async () => {
+    const logs: string[] = [];
+    // The refresh is an hour here: only a copy after a miss can learn B (the start's copy finds nothing).
+    const lab = await createUserfanLab({ workers: 1, env: { USERFAN_NEIGHBOUR_REFRESH_MS: '3600000' }, onLog: (h, l) => logs.push(`${h} ${l}`) });
+    try {
+      const [A] = lab.hosts;
+      const [[a], [b]] = lab.containers;
+      // Echoes 0.2 s apart: the first one's lookup misses (its packet goes through the raw socket and the
+      // kernel resolves B); should the copy run before the kernel has B, the next echo misses again.
+      const ping = await lab.topo.ping(a, b.address, { count: 3 });
+      expect(ping.ok, ping.output).toBe(true);
+      let send = '';
+      const until = Date.now() + 5000;
+      while (Date.now() < until && (send = (await lab.show(A))[0].send) !== 'gso (1 neighbour)') await sleep(50);
+      expect(send).toBe('gso (1 neighbour)');
+      const learned = logs.filter((l) => l.startsWith(`${A.name} `) && l.includes('"event":"neighbours"'));
+      expect(learned.length, learned.join('\n')).toBeGreaterThan(0);
+      expect(JSON.parse(learned[0].slice(A.name.length + 1))).toMatchObject({ count: 1, after: 'miss' });
+      const t = await lab.transfer(a, b, 16 << 20);
+      expect(t.match, JSON.stringify(t)).toBe(true);
+      const st = JSON.parse((await lab.cli(A, ['stats', '--json', '--interval', '100'])).stdout)[0];
+      expect(st.total.txGsoFrames, 'super-packets left whole').toBeGreaterThan(0);
+    } finally {
+      await lab.destroy();
+    }
+  });
+});
+
 describe('--send packet --tx-gso off', () => {
   it('cuts super-packets in user space, and show says TX GSO is off and why', async () => {
     const lab = await createUserfanLab({ workers: 1, upArgs: ['--send', 'packet', '--tx-gso', 'off'] });

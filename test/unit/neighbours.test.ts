@@ -70,6 +70,20 @@ describe('NeighbourTable', () => {
     expect([t.size, t.lookup(parseIPv4('172.30.0.27'), ll, 0)]).toEqual([0, 0]);
   });
 
+  it('flags a lookup that found no entry, for the main thread to copy the kernel\'s table at once; hits and probes do not', () => {
+    const t = new NeighbourTable();
+    const a = parseIPv4('172.30.0.27');
+    expect(t.takeMissed()).toBe(false);
+    expect(t.lookup(a, ll, 0)).toBe(0); // empty table: a miss
+    expect([t.takeMissed(), t.takeMissed()]).toEqual([true, false]);
+    t.replace([n('172.30.0.27', '52:54:00:00:00:01')]);
+    t.markProbes();
+    expect([t.lookup(a, ll, 0), t.lookup(a, ll, 0)]).toEqual([0, 7]); // the probe, then a hit
+    expect(t.takeMissed()).toBe(false);
+    expect(t.lookup(parseIPv4('172.30.0.26'), ll, 0)).toBe(0);
+    expect(t.takeMissed()).toBe(true);
+  });
+
   it('answers 0 while the main thread is rewriting it (odd version)', () => {
     const t = new NeighbourTable();
     t.replace([n('172.30.0.27', '52:54:00:00:00:01')]);
