@@ -197,6 +197,9 @@ export async function up(o: UpOptions): Promise<number> {
   // Devices deleted from under us (ip link del): say what happened and exit non-zero. The workers notice a
   // deleted TUN on their own (POLLERR); a deleted bridge only shows here.
   const watch = setInterval(() => {
+    // Stopping deletes them itself: not a fault then (under load a tick fell inside the teardown and
+    // logged a stop as fatal).
+    if (finishing) return clearInterval(watch);
     for (const dev of [id, ...state.host.bridges]) {
       if (!existsSync(`/sys/class/net/${dev}`)) {
         clearInterval(watch);
