@@ -78,10 +78,12 @@ export async function demo(o: DemoOptions): Promise<number> {
     summary.gbps = t.sent.gbps ?? null;
     say(`   sent     ${t.sent.bytes} bytes  sha256 ${t.sent.sha256}`);
     say(`   received ${t.received.bytes} bytes  sha256 ${t.received.sha256}`);
-    say(`   ${t.match ? 'match' : 'MISMATCH'}; ${(t.sent.gbps ?? 0).toFixed(2)} Gbit/s (one worker per host; both hosts share this machine's cores)`);
+    say(`   ${t.match ? 'match' : 'MISMATCH'}; ${(t.sent.gbps ?? 0).toFixed(2)} Gbit/s (one worker per host; both hosts share this machine's cores; a Node sender and receiver hashing every byte: for throughput, npm run bench uses iperf3)`);
 
     const rows = await lab.show(A);
     say(`\n4. userfan show on host A: ${rows[0].txPackets} packets encapsulated, ${rows[0].rxPackets} decapsulated, ${rows[0].drops} dropped`);
+    // The default --send gso: TCP super-packets leave whole by MAC and the kernel cuts them (TX GSO).
+    if (rows[0].txGso !== null) say(`   send ${rows[0].send}, TX GSO ${rows[0].txGso}: ${rows[0].txLinkPackets} of the ${rows[0].txPackets} left by MAC, in super-packets the kernel cut`);
     summary.ok = ping.ok && t.match;
     say(`\n${summary.ok ? 'OK' : 'FAILED'}: container ${a.address} on host A reached ${b.address} on host B through userfan (ICMP and ${(o.bytes / 1e6).toFixed(0)} MB of TCP, byte-exact).`);
 
