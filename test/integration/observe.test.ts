@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createFanTopology, type FanTopology, type Host } from '../../src/lab/topology.js';
+import { createFanTopology, type FanTopology, type Host, type Target } from '../../src/lab/topology.js';
 import { startDaemon, UserfanLab, type Daemon } from '../../src/lab/userfan-lab.js';
 import { dist } from '../../src/lab/paths.js';
 
@@ -37,6 +37,13 @@ describe('trace, stats and metrics', () => {
   });
 
   /** Starts `userfan trace ARGS` on a host and resolves once its daemon says the trace is attached. */
+  /** The UDP RcvbufErrors counter of a namespace (datagrams dropped because a socket's buffer was full). */
+  async function udpRcvbufErrors(t: Target): Promise<number> {
+    const lines = (await topo.exec(t, ['cat', '/proc/net/snmp'])).stdout.split('\n').filter((l) => l.startsWith('Udp:'));
+    const [names, values] = lines.map((l) => l.split(/\s+/).slice(1));
+    return Number(values[names.indexOf('RcvbufErrors')]);
+  }
+
   async function startTrace(host: Host, args: string[]) {
     const attached = () => logs.filter((l) => l.startsWith(`${host.name} `) && l.includes('"event":"trace-attached"')).length;
     const before = attached();
@@ -102,11 +109,24 @@ describe('trace, stats and metrics', () => {
     const N = 400;
     const SIZE = 1000;
     const before = [await stats(A), await stats(B)];
-    const rx = topo.spawn(b, ['node', '-e', `const s=require('dgram').createSocket('udp4');let n=0;s.on('message',()=>{if(++n===${N}){console.log('got '+n);process.exit(0)}});s.bind(9998,()=>console.log('bound'));setTimeout(()=>{console.log('got '+n);process.exit(1)},15000)`]);
+    const overflowsBefore = await udpRcvbufErrors(b);
+    const rx = topo.spawn(b, ['node', '-e', `const s=require('dgram').createSocket('udp4');let n=0;s.on('message',()=>{if(++n===${N}){console.log('got '+n);process.exit(0)}});s.bind(9998,()=>console.log('bound'));process.on('SIGTERM',()=>{console.log('got '+n);process.exit(1)})`]);
     await rx.waitForLine(/bound/, 5000);
     // Paced in groups of 20 so no queue on the way overflows: what is counted must be what was sent.
     await topo.exec(a, ['node', '-e', `const s=require('dgram').createSocket('udp4');let i=0;const go=()=>{for(let k=0;k<20&&i<${N};k++,i++)s.send(Buffer.alloc(${SIZE},i),9998,'${b.address}');if(i<${N})setTimeout(go,2);else setTimeout(()=>process.exit(0),50)};go()`]);
-    expect(await rx.waitForLine(/got/, 15_000)).toBe(`got ${N}`);
+    // The receiving program's own socket buffer is the one queue the pacing cannot protect: a program
+    // starved of CPU overflows it (under the whole suite's load on two CPUs 353 of 400 once arrived; a
+    // receiver made to stall 0.8 s lost 308, all counted here). The kernel counts those (RcvbufErrors);
+    // what userfan delivered is the sum. A receiver that got them all has said so and exited; one that
+    // did not says how many it got when stopped. A datagram lost anywhere else fails the test.
+    const line = await rx.waitForLine(/got/, 5000).catch(async () => {
+      await rx.stop(2000);
+      return rx.lines.map((x) => x.line).find((x) => /got/.test(x)) ?? '';
+    });
+    const got = Number(/got (\d+)/.exec(line)?.[1] ?? -1);
+    const overflows = (await udpRcvbufErrors(b)) - overflowsBefore;
+    expect(`got ${got} + ${overflows} lost to the receiver's full socket buffer`).toBe(`got ${N - overflows} + ${overflows} lost to the receiver's full socket buffer`);
+    expect(overflows, 'most arrive').toBeLessThan(N / 2);
     const after = [await stats(A), await stats(B)];
     const inner = SIZE + 8 + 20;
     expect(after[0].total.txPackets - before[0].total.txPackets).toBe(N);
