@@ -9,7 +9,13 @@
  *                                    header in the headroom -> sendmmsg on a protocol-4 raw socket
  *   loop decap TUN SECONDS [BATCH]   recvmmsg on a protocol-4 raw socket -> outer/inner checks,
  *                                    anti-spoofing, RFC 6040 ECN -> TUN write
+ *   loop relay TUN SECONDS [SPIN_US] both, as one userfan worker does them: poll on the TUN and the
+ *                                    raw socket, handle what is there, then (SPIN_US > 0) look again
+ *                                    with poll(0) and sched_yield() for SPIN_US before sleeping, as
+ *                                    userfan's busy poll does. The yardstick for echo latency
+ *                                    (bench/paths/c-relay.ts): a TUN relay with no JavaScript in it.
  *
+ * LOCAL (environment, dotted quad; default 198.18.0.28) is this host's underlay address.
  * The fan is 250.0.0.0/8 over 198.18.0.0/16 with this host 198.18.0.28 (bench/native-bench.ts builds
  * that lab). TUN is an existing multi-queue device: this attaches one queue. Prints one JSON line:
  * {"impl":"c","mode":...,"packets":N,"drops":N,"sendErrors":N,"seconds":S,"cpuSeconds":C}
@@ -19,7 +25,9 @@
 #define _GNU_SOURCE
 #define PROG "loop"
 #include "bench.h"
+#include <arpa/inet.h>
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
@@ -42,7 +50,7 @@
 static const uint32_t O_NET = 0xfa000000u, O_MASK = 0xff000000u;   /* 250.0.0.0/8 */
 static const uint32_t U_NET = 0xc6120000u, U_MASK = 0xffff0000u;   /* 198.18.0.0/16 */
 static const int SHIFT = 8;                                         /* 32 - (8 + 16) */
-static const uint32_t LOCAL = 0xc612001cu;                          /* 198.18.0.28 */
+static uint32_t LOCAL = 0xc612001cu;                                /* 198.18.0.28; env LOCAL */
 static const uint32_t SLICE_MASK = 0xffffff00u;
 
 static double user_cpu(void) {
@@ -142,24 +150,133 @@ static int raw_open(void) {
 }
 
 static uint8_t slots[MAXBATCH * SLOT];
+static struct mmsghdr msgs[MAXBATCH];
+static struct iovec iov[MAXBATCH];
+static struct sockaddr_in sa[MAXBATCH];
+static uint32_t lens[MAXBATCH];
+static uint64_t packets, drops, errors, batches, polls;
+static uint16_t id;
+
+/* TUN read until EAGAIN or `batch` -> encapsulate -> sendmmsg. Returns how many packets were read. */
+static int do_encap(int tun, int sock, int batch) {
+  int n = 0;
+  while (n < batch) {
+    ssize_t r = read(tun, slots + n * SLOT + HEADROOM, SLOT - HEADROOM);
+    if (r < 0) { if (errno == EINTR) continue; if (errno == EAGAIN) break; die("read"); }
+    lens[n++] = (uint32_t)r;
+  }
+  if (n > 0) batches++;
+  int m = 0;
+  for (int i = 0; i < n; i++) {
+    uint8_t *pk = slots + i * SLOT + HEADROOM;
+    uint32_t dst = encap(pk, lens[i], id);
+    if (!dst) { drops++; continue; }
+    id++;
+    memset(&sa[m], 0, sizeof sa[m]);
+    sa[m].sin_family = AF_INET;
+    sa[m].sin_addr.s_addr = htonl(dst);
+    iov[m].iov_base = pk - 20;
+    iov[m].iov_len = lens[i] + 20;
+    memset(&msgs[m].msg_hdr, 0, sizeof msgs[m].msg_hdr);
+    msgs[m].msg_hdr.msg_name = &sa[m];
+    msgs[m].msg_hdr.msg_namelen = sizeof sa[m];
+    msgs[m].msg_hdr.msg_iov = &iov[m];
+    msgs[m].msg_hdr.msg_iovlen = 1;
+    m++;
+  }
+  int done = 0;
+  while (done < m) {
+    int r = sendmmsg(sock, msgs + done, m - done, MSG_DONTWAIT);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) { errors += m - done; break; }
+      errors++; done++; continue;
+    }
+    done += r;
+    packets += r;
+  }
+  return n;
+}
+
+/* recvmmsg (up to `batch`) -> decapsulate -> TUN write. Returns how many packets were received. */
+static int do_decap(int tun, int sock, int batch) {
+  for (int i = 0; i < batch; i++) {
+    iov[i].iov_base = slots + i * SLOT + HEADROOM;
+    iov[i].iov_len = SLOT - HEADROOM;
+    memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
+    msgs[i].msg_hdr.msg_name = &sa[i];
+    msgs[i].msg_hdr.msg_namelen = sizeof sa[i];
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  int n = recvmmsg(sock, msgs, batch, MSG_DONTWAIT | MSG_TRUNC, NULL);
+  if (n < 0) { if (errno != EAGAIN && errno != EINTR) errors++; return 0; }
+  if (n > 0) batches++;
+  for (int i = 0; i < n; i++) {
+    uint8_t *pk = slots + i * SLOT + HEADROOM;
+    uint32_t len = msgs[i].msg_len;
+    if (len > SLOT - HEADROOM) { drops++; continue; }
+    int inner = decap(pk, len);
+    if (inner < 0) { drops++; continue; }
+    for (;;) {
+      ssize_t r = write(tun, pk + inner, len - inner);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) errors++; else packets++;
+      break;
+    }
+  }
+  return n;
+}
+
+/* Both directions until SECONDS pass (see the header). */
+static void relay(int tun, int sock, double seconds, int spin_us) {
+  struct pollfd p[2] = { { .fd = tun, .events = POLLIN }, { .fd = sock, .events = POLLIN } };
+  double end = now() + seconds;
+  while (now() < end) {
+    polls++;
+    if (poll(p, 2, 250) <= 0) continue;
+    for (;;) {
+      int worked = do_encap(tun, sock, 64) + do_decap(tun, sock, 64);
+      if (worked) continue;
+      int again = 0;
+      if (spin_us > 0) {
+        double until = now() + spin_us / 1e6;
+        while (!again && now() < until) {
+          polls++;
+          if (poll(p, 2, 0) > 0) again = 1;
+          else sched_yield();
+        }
+      }
+      if (!again) break;
+    }
+  }
+}
 
 int main(int argc, char **argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: loop encap|decap TUN SECONDS [BATCH]\n");
+    fprintf(stderr, "usage: loop encap|decap TUN SECONDS [BATCH] | loop relay TUN SECONDS [SPIN_US]\n");
     return 2;
   }
-  int encap_mode = strcmp(argv[1], "encap") == 0;
+  const char *local = getenv("LOCAL");
+  if (local) {
+    struct in_addr a;
+    if (inet_pton(AF_INET, local, &a) != 1) { fprintf(stderr, PROG ": LOCAL=%s: not an IPv4 address\n", local); return 2; }
+    LOCAL = ntohl(a.s_addr);
+  }
   double seconds = atof(argv[3]);
-  int batch = argc > 4 ? atoi(argv[4]) : 64;
-  if (batch < 1 || batch > MAXBATCH) batch = 64;
   int tun = tun_attach(argv[2]);
   int sock = raw_open();
-  struct mmsghdr msgs[MAXBATCH];
-  struct iovec iov[MAXBATCH];
-  struct sockaddr_in sa[MAXBATCH];
-  uint32_t lens[MAXBATCH];
-  uint64_t packets = 0, drops = 0, errors = 0, batches = 0, polls = 0;
-  uint16_t id = 0;
+  if (strcmp(argv[1], "relay") == 0) {
+    int spin_us = argc > 4 ? atoi(argv[4]) : 0;
+    double cpu0 = cpu(), t0 = now();
+    relay(tun, sock, seconds, spin_us);
+    printf("{\"impl\":\"c\",\"mode\":\"relay\",\"packets\":%llu,\"drops\":%llu,\"sendErrors\":%llu,\"polls\":%llu,\"seconds\":%.4f,\"cpuSeconds\":%.4f}\n",
+           (unsigned long long)packets, (unsigned long long)drops, (unsigned long long)errors, (unsigned long long)polls, now() - t0, cpu() - cpu0);
+    return 0;
+  }
+  int encap_mode = strcmp(argv[1], "encap") == 0;
+  int batch = argc > 4 ? atoi(argv[4]) : 64;
+  if (batch < 1 || batch > MAXBATCH) batch = 64;
   struct pollfd p = { .fd = encap_mode ? tun : sock, .events = POLLIN };
 
   /* Warm up for WARMUP seconds (counted separately, like the TypeScript loop's JIT warm-up), then measure. */
@@ -175,70 +292,8 @@ int main(int argc, char **argv) {
     }
     polls++;
     if (poll(&p, 1, 20) <= 0) continue;
-    if (encap_mode) {
-      int n = 0;
-      while (n < batch) {
-        ssize_t r = read(tun, slots + n * SLOT + HEADROOM, SLOT - HEADROOM);
-        if (r < 0) { if (errno == EINTR) continue; if (errno == EAGAIN) break; die("read"); }
-        lens[n++] = (uint32_t)r;
-      }
-      if (n > 0) batches++;
-      int m = 0;
-      for (int i = 0; i < n; i++) {
-        uint8_t *pk = slots + i * SLOT + HEADROOM;
-        uint32_t dst = encap(pk, lens[i], id);
-        if (!dst) { drops++; continue; }
-        id++;
-        memset(&sa[m], 0, sizeof sa[m]);
-        sa[m].sin_family = AF_INET;
-        sa[m].sin_addr.s_addr = htonl(dst);
-        iov[m].iov_base = pk - 20;
-        iov[m].iov_len = lens[i] + 20;
-        memset(&msgs[m].msg_hdr, 0, sizeof msgs[m].msg_hdr);
-        msgs[m].msg_hdr.msg_name = &sa[m];
-        msgs[m].msg_hdr.msg_namelen = sizeof sa[m];
-        msgs[m].msg_hdr.msg_iov = &iov[m];
-        msgs[m].msg_hdr.msg_iovlen = 1;
-        m++;
-      }
-      int done = 0;
-      while (done < m) {
-        int r = sendmmsg(sock, msgs + done, m - done, MSG_DONTWAIT);
-        if (r < 0) {
-          if (errno == EINTR) continue;
-          if (errno == EAGAIN) { errors += m - done; break; }
-          errors++; done++; continue;
-        }
-        done += r;
-        packets += r;
-      }
-    } else {
-      for (int i = 0; i < batch; i++) {
-        iov[i].iov_base = slots + i * SLOT + HEADROOM;
-        iov[i].iov_len = SLOT - HEADROOM;
-        memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
-        msgs[i].msg_hdr.msg_name = &sa[i];
-        msgs[i].msg_hdr.msg_namelen = sizeof sa[i];
-        msgs[i].msg_hdr.msg_iov = &iov[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
-      }
-      int n = recvmmsg(sock, msgs, batch, MSG_DONTWAIT | MSG_TRUNC, NULL);
-      if (n < 0) { if (errno == EAGAIN || errno == EINTR) continue; errors++; continue; }
-      if (n > 0) batches++;
-      for (int i = 0; i < n; i++) {
-        uint8_t *pk = slots + i * SLOT + HEADROOM;
-        uint32_t len = msgs[i].msg_len;
-        if (len > SLOT - HEADROOM) { drops++; continue; }
-        int inner = decap(pk, len);
-        if (inner < 0) { drops++; continue; }
-        for (;;) {
-          ssize_t r = write(tun, pk + inner, len - inner);
-          if (r < 0 && errno == EINTR) continue;
-          if (r < 0) errors++; else packets++;
-          break;
-        }
-      }
-    }
+    if (encap_mode) do_encap(tun, sock, batch);
+    else do_decap(tun, sock, batch);
   }
   double wall = now() - t0, used = cpu() - cpu0, user = user_cpu() - user0;
   printf("{\"impl\":\"c\",\"mode\":\"%s\",\"packets\":%llu,\"drops\":%llu,\"sendErrors\":%llu,\"batches\":%llu,\"polls\":%llu,\"seconds\":%.4f,\"cpuSeconds\":%.4f,\"userSeconds\":%.4f}\n",
