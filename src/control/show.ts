@@ -22,7 +22,7 @@ export interface ShowRow {
   dropsByReason?: Record<string, number>;
   /** TUN offloads: "on" or "off (why)"; null when the daemon did not answer. */
   offload: string | null;
-  /** How packets leave: "raw" or "packet (N neighbours)"; null when the daemon did not answer. */
+  /** How packets leave (status.ts sendText): "gso (N neighbours)", "raw", "raw (gso without TX GSO)", "packet (N neighbours)"; null when the daemon did not answer. */
   send: string | null;
   /** TX GSO (up --send gso or packet): "on (IFACES)" or "off (why)"; null where it does not apply (--send raw) or without an answer. */
   txGso: string | null;
@@ -30,7 +30,7 @@ export interface ShowRow {
   recv: string | null;
   /** Of the packets received, those taken through AF_XDP (up --recv xdp). */
   rxXdpPackets: number | null;
-  /** With --send packet: the neighbours sent to by MAC (address, MAC); absent otherwise or without an answer. */
+  /** With --send gso or packet: the neighbours sent to by MAC (address, MAC); absent otherwise or without an answer. */
   neighbours?: { address: string; mac: string }[];
   /** The CPUs the workers are pinned to, as taskset -c writes them (up --cpus); null: not pinned. */
   cpus: string | null;

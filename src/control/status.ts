@@ -31,7 +31,7 @@ export interface DaemonStatus {
   send?: string;
   /** With up --send gso or packet: TX GSO, "on (IFACES)" or "off (why)". */
   txGso?: string;
-  /** With up --send packet: the neighbours the workers send to by MAC now. */
+  /** With up --send gso or packet: the neighbours the workers send to by MAC now. */
   neighbours?: { address: string; mac: string }[];
   /** How IP-in-IP arrives: "raw", or "xdp on IFACE (N of M queues)" (up --recv xdp). */
   recv?: string;

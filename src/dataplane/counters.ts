@@ -36,7 +36,7 @@ export interface CounterSnapshot {
   busyPolls: number;
   /** Of busyPolls, those that found packets while the worker looked, without a sleep: wake-ups saved. */
   busyPollHits: number;
-  /** Super-packets sent whole, for the kernel to cut (TX GSO, up --send packet with offloads); their segments count in txPackets. */
+  /** Super-packets sent whole, for the kernel to cut (TX GSO, up --send gso or packet, with offloads); their segments count in txPackets. */
   txGsoFrames: number;
   drops: Partial<Record<DropName, number>>;
   dropsTotal: number;

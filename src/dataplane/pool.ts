@@ -6,7 +6,7 @@
  * and the event logged; the descriptors it left open are closed here so its TUN queue does not swallow
  * the flows the kernel hashes to it.
  *
- * With a link-layer send path (up --send packet) it also keeps the workers' copy of the kernel's ARP
+ * With a link-layer send path (up --send gso or packet) it also keeps the workers' copy of the kernel's ARP
  * table fresh: once a second (src/io/neighbours.ts).
  *
  * With a link-layer send path and TUN offloads it also opens TX GSO (src/io/tx-gso.ts): one socket for
@@ -94,7 +94,7 @@ export class DataPlane {
   private running: Promise<unknown>[] = [];
   private started = false;
   private startError?: Error;
-  /** The workers' copy of the kernel's neighbours (up --send packet). */
+  /** The workers' copy of the kernel's neighbours (up --send gso, the default, or packet). */
   readonly neighbours?: NeighbourTable;
   private neighbourTimer?: NodeJS.Timeout;
   private missTimer?: NodeJS.Timeout;

@@ -20,8 +20,8 @@ export function metricsRegistry(status: () => DaemonStatus): Registry {
     });
   perWorker('userfan_tx_packets_total', 'Packets read from the TUN, encapsulated and sent on the underlay.', (w) => w.txPackets);
   perWorker('userfan_tx_bytes_total', 'Inner bytes of the packets sent.', (w) => w.txBytes);
-  perWorker('userfan_tx_link_packets_total', 'Of the packets sent, those sent straight to an underlay neighbour\'s MAC through AF_PACKET (up --send packet).', (w) => w.txLinkPackets);
-  perWorker('userfan_tx_gso_frames_total', 'TCP super-packets sent whole through AF_PACKET for the kernel to cut (TX GSO, up --send packet with offloads); their segments count in userfan_tx_packets_total.', (w) => w.txGsoFrames);
+  perWorker('userfan_tx_link_packets_total', 'Of the packets sent, those sent straight to an underlay neighbour\'s MAC through AF_PACKET (up --send gso, the default, or packet).', (w) => w.txLinkPackets);
+  perWorker('userfan_tx_gso_frames_total', 'TCP super-packets sent whole through AF_PACKET for the kernel to cut (TX GSO: up --send gso, the default, or packet, with offloads); their segments count in userfan_tx_packets_total.', (w) => w.txGsoFrames);
   perWorker('userfan_rx_packets_total', 'IP-in-IP packets received, checked, decapsulated and written to the TUN.', (w) => w.rxPackets);
   perWorker('userfan_rx_xdp_packets_total', 'Of the IP-in-IP packets received (any verdict), those taken off the underlay through XDP into AF_XDP sockets (up --recv xdp).', (w) => w.rxXdpPackets);
   perWorker('userfan_rx_bytes_total', 'Inner bytes of the packets received.', (w) => w.rxBytes);
