@@ -76,5 +76,13 @@ export function formatShow(rows: ShowRow[], states: DaemonState[] = []): string 
   const head = ['Bridge', 'Underlay', 'Overlay', 'Flags', 'Workers', 'TX pkts', 'RX pkts', 'Drops', 'State'];
   const body = rows.map((r) => [r.bridge, `${r.localHost}/${r.underlay.split('/')[1]}`, r.overlay, r.flags, workersText(r), String(r.txPackets ?? '-'), String(r.rxPackets ?? '-'), String(r.drops ?? '-'), r.state === 'up' ? `up (pid ${r.pid})` : `stale: pid ${r.pid} is gone, run userfan down`]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  return [head, ...body].map((cols) => cols.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd()).join('\n');
+  const table = [head, ...body].map((cols) => cols.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd());
+  // Under the table, once per daemon that answered: how its packets leave and arrive.
+  const paths = [...new Map(rows.filter((r) => r.send !== null).map((r) => [r.daemon, r])).values()].map(pathsText);
+  return [...table, ...(paths.length ? ['', ...paths] : [])].join('\n');
+}
+
+/** "uf-250-0-28: send gso (1 neighbour), TX GSO on (eth0); recv raw; TUN offloads on". */
+function pathsText(r: ShowRow): string {
+  return `${r.daemon}: send ${r.send}${r.txGso !== null ? `, TX GSO ${r.txGso}` : ''}; recv ${r.recv ?? '?'}; TUN offloads ${r.offload ?? '?'}`;
 }

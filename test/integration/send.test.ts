@@ -193,6 +193,8 @@ describe('the neighbour copy after a miss (the defaults, --send gso)', () => {
       const until = Date.now() + 5000;
       while (Date.now() < until && (send = (await lab.show(A))[0].send) !== 'gso (1 neighbour)') await sleep(50);
       expect(send).toBe('gso (1 neighbour)');
+      // The human-readable show says it too, under the fanctl-like table.
+      expect((await lab.cli(A, ['show'])).stdout).toContain(`: send gso (1 neighbour), TX GSO on (${A.underlayIf}); recv raw; TUN offloads on`);
       const learned = logs.filter((l) => l.startsWith(`${A.name} `) && l.includes('"event":"neighbours"'));
       expect(learned.length, learned.join('\n')).toBeGreaterThan(0);
       expect(JSON.parse(learned[0].slice(A.name.length + 1))).toMatchObject({ count: 1, after: 'miss' });
