@@ -11,7 +11,7 @@ import { bridgedContainers, commandExists, PathUnavailable, type DataPath, type 
 
 const MTU = 1480;
 
-/** bench/out/loop, compiled from bench/loop.c when missing or older. */
+/** bench/out/loop, compiled afresh from bench/loop.c (as native-bench does): a second or two per setup. */
 function loopBinary(root: string): string {
   const out = join(root, 'bench', 'out');
   const bin = join(out, 'loop');

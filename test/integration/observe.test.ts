@@ -36,7 +36,6 @@ describe('trace, stats and metrics', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  /** Starts `userfan trace ARGS` on a host and resolves once its daemon says the trace is attached. */
   /** The UDP RcvbufErrors counter of a namespace (datagrams dropped because a socket's buffer was full). */
   async function udpRcvbufErrors(t: Target): Promise<number> {
     const lines = (await topo.exec(t, ['cat', '/proc/net/snmp'])).stdout.split('\n').filter((l) => l.startsWith('Udp:'));
@@ -44,6 +43,7 @@ describe('trace, stats and metrics', () => {
     return Number(values[names.indexOf('RcvbufErrors')]);
   }
 
+  /** Starts `userfan trace ARGS` on a host and resolves once its daemon says the trace is attached. */
   async function startTrace(host: Host, args: string[]) {
     const attached = () => logs.filter((l) => l.startsWith(`${host.name} `) && l.includes('"event":"trace-attached"')).length;
     const before = attached();
