@@ -40,7 +40,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { link } from '../src/io/link.js';
 import { inNetns } from '../src/io/netns.js';
-import { TunQueue } from '../src/io/tun.js';
+import { TunQueue } from '../src/tun/queue.js';
 import { pidAlive } from '../src/control/pid.js';
 
 const ROOT = (() => {

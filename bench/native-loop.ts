@@ -19,8 +19,8 @@ import { Fan } from '../src/fan/fan.js';
 import { FanTable } from '../src/fan/table.js';
 import { PacketBatch } from '../src/io/batch.js';
 import { Poller } from '../src/io/poll.js';
-import { RawIpipSocket } from '../src/io/rawsocket.js';
-import { TunQueue } from '../src/io/tun.js';
+import { RawIpipSocket } from '../src/underlay/raw-socket.js';
+import { TunQueue } from '../src/tun/queue.js';
 import { decapsulate, egressRoute, encapsulate, OUTER_HEADER_LEN, ROUTE_DST, ROUTE_SRC } from '../src/wire/ipip.js';
 
 const LOCAL = 0xc612001c; // 198.18.0.28

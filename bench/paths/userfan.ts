@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { allowedCpus } from '../../src/control/cpus.js';
 import { PathUnavailable, type DataPath, type PathEnv } from './types.js';
 
-const CLI = 'dist/src/control/cli.js';
+const CLI = 'dist/src/main.js';
 
 /** Extra `userfan up` arguments: the same for both hosts, or per host (0: A, 1: B). */
 type ExtraArgs = string[] | ((host: number) => string[]);

@@ -7,7 +7,7 @@
  */
 import { createServer, type Server } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
-import { metricsRegistry, serveMetrics } from '../debug/metrics.js';
+import { metricsRegistry, serveMetrics } from './metrics.js';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { formatCidr, formatIPv4 } from '../fan/addr.js';
 import { ConfigError } from '../fan/errors.js';
@@ -21,10 +21,10 @@ import { DEFAULT_POLICY } from '../wire/ipip.js';
 import { bringUpFan, createTun, emptyState, teardown, tunNameFor, underlayInterface } from './hostnet.js';
 import { formatCpuList } from './cpus.js';
 import { hasNetAdmin } from './privileges.js';
-import { serveTrace, type TraceRequest } from '../debug/trace-server.js';
+import { serveTrace, type TraceRequest } from './trace-server.js';
 import { type DaemonState, pidAlive, readStates, removeState, RUN_DIR, socketPath, writeState } from './state.js';
 import { fanRecord, statusOf } from './status.js';
-import { decideOffload, type OffloadMode } from '../offload/probe.js';
+import { decideOffload, type OffloadMode } from '../tun/probe.js';
 
 export interface UpOptions {
   fans: Fan[];

@@ -14,7 +14,7 @@ import { formatCidr, formatIPv4 } from '../fan/addr.js';
 import { ConfigError } from '../fan/errors.js';
 import type { Fan } from '../fan/fan.js';
 import { localAddresses } from '../fan/parse.js';
-import { run } from '../lab/exec.js';
+import { run } from '../io/exec.js';
 import { OUTER_HEADER_LEN } from '../wire/ipip.js';
 import { pidAlive } from './pid.js';
 

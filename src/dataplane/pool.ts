@@ -19,12 +19,12 @@
 import { Piscina } from 'piscina';
 import type { Fan } from '../fan/fan.js';
 import { native } from '../io/native.js';
-import { MAX_NEIGHBOURS, NeighbourTable, readArpTable, type UnderlayLink } from '../io/neighbours.js';
+import { MAX_NEIGHBOURS, NeighbourTable, readArpTable, type UnderlayLink } from '../underlay/neighbours.js';
 import { Waker } from '../io/poll.js';
-import { GsoSender } from '../io/tx-gso.js';
+import { GsoSender } from '../underlay/tx-gso.js';
 import { XdpRedirect } from '../io/xdp.js';
 import { CounterTable, C_RESTARTS } from './counters.js';
-import { TraceRing, type TraceRecord } from '../debug/trace-ring.js';
+import { TraceRing, type TraceRecord } from '../io/trace-ring.js';
 import {
   CONTROL_STOP, CONTROL_TRACE, CONTROL_TRACE_FILTER, controlCrashSlot, controlSlots, FD_RAW, FD_TUN, FD_XSK, FDS_PER_WORKER, type WorkerResult, type WorkerTask,
 } from './task.js';

@@ -12,8 +12,8 @@ import { dropName } from '../wire/drops.js';
 import { u32 } from '../wire/ipv4.js';
 import { socketPath } from '../control/state.js';
 import { PcapWriter } from './pcap.js';
-import { END, FRAME_HEADER, TRACE_MAGIC, type TraceRequest } from './trace-server.js';
-import { TRACE_IN } from './trace-ring.js';
+import { END, FRAME_HEADER, TRACE_MAGIC, type TraceRequest } from '../control/trace-server.js';
+import { TRACE_IN } from '../io/trace-ring.js';
 
 const PROTOCOLS: Record<number, string> = { 1: 'ICMP', 4: 'IPIP', 6: 'TCP', 17: 'UDP' };
 

@@ -8,9 +8,9 @@ import { formatCidr, formatIPv4, parseIPv4 } from '../fan/addr.js';
 import { ConfigError } from '../fan/errors.js';
 import { Fan, bridgeNameFor } from '../fan/fan.js';
 import { parseOverlay } from '../fan/parse.js';
-import { run } from '../lab/exec.js';
+import { run } from '../io/exec.js';
 import type { DaemonState } from '../control/state.js';
-import { kernelNeighbour } from '../io/neighbours.js';
+import { kernelNeighbour } from '../underlay/neighbours.js';
 import { explainAddress, type Explanation } from './explain.js';
 
 export interface UpFan {

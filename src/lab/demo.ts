@@ -9,6 +9,9 @@ import { parseIPv4 } from '../fan/addr.js';
 import { parseFan } from '../fan/parse.js';
 import { explainAddress } from '../debug/explain.js';
 import { run } from './exec.js';
+import { intOption, opts } from '../cli/cli.js';
+import { hasNetAdmin } from '../control/privileges.js';
+import { ConfigError } from '../fan/errors.js';
 import { createUserfanLab, type UserfanLab } from './userfan-lab.js';
 
 export interface DemoOptions {
@@ -106,4 +109,11 @@ export async function demo(o: DemoOptions): Promise<number> {
   }
   if (o.json) console.log(JSON.stringify(summary));
   return summary.ok ? 0 : 1;
+}
+
+/** `userfan demo [--keep] [--json] [--bytes N]` (wired in by src/main.ts: the product's CLI does not import the lab). */
+export async function demoCommand(args: string[]): Promise<number> {
+  const { values } = opts(args, { keep: { type: 'boolean' }, json: { type: 'boolean' }, bytes: { type: 'string' } });
+  if (!hasNetAdmin()) throw new ConfigError('demo', 'userfan demo', 'builds network namespaces: run as root (npm start as root)');
+  return demo({ keep: !!values.keep, json: !!values.json, bytes: intOption('--bytes', values.bytes, 100_000_000, 1, 2 ** 40) });
 }

@@ -11,7 +11,7 @@
  */
 import { parseIPv4 as ip } from '../fan/addr.js';
 import { PacketBatch } from '../io/batch.js';
-import { RawIpipSocket } from '../io/rawsocket.js';
+import { RawIpipSocket } from '../underlay/raw-socket.js';
 import { ipv4Packet, udpDatagram } from '../wire/build.js';
 import { checksum } from '../wire/checksum.js';
 import { encapsulate } from '../wire/ipip.js';

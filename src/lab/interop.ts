@@ -144,7 +144,7 @@ class Interop {
   }
 
   async userfanCounters(): Promise<{ rx: number; tx: number; drops: Record<string, number> }> {
-    const r = await this.lab.exec(this.hostA.ns, [process.execPath, join(packageRoot(), 'dist/src/control/cli.js'), 'show', '--json'], { timeoutMs: 15_000 });
+    const r = await this.lab.exec(this.hostA.ns, [process.execPath, join(packageRoot(), 'dist/src/main.js'), 'show', '--json'], { timeoutMs: 15_000 });
     const parsed = JSON.parse(r.stdout) as unknown;
     const rows = (Array.isArray(parsed) ? parsed : ((parsed as { fans?: unknown[]; rows?: unknown[] }).fans ?? (parsed as { rows?: unknown[] }).rows ?? [])) as {
       rxPackets: number | null;
@@ -184,7 +184,7 @@ class Interop {
     this.work = this.guest.dir;
 
     // host A: userfan
-    const cli = join(packageRoot(), 'dist/src/control/cli.js');
+    const cli = join(packageRoot(), 'dist/src/main.js');
     if (!existsSync(cli)) throw new Error(`${cli} is missing: npm run build`);
     this.userfan = this.lab.spawn(ns, [process.execPath, cli, 'up', '-o', OVERLAY, '-u', `${A_UL}/${UL_LEN}`, ...(this.opts.userfanArgs ?? [])], { keepLines: 500 });
     const [ready] = await Promise.all([
@@ -413,7 +413,7 @@ for i in $(seq 200); do grep -q 'listening on' ${f} 2>/dev/null && exit 0; sleep
     await this.tcp();
     if ((this.opts.userfanArgs ?? []).join(' ').includes('--send packet')) {
       await this.step('TX GSO', async () => {
-        const cli = join(packageRoot(), 'dist/src/control/cli.js');
+        const cli = join(packageRoot(), 'dist/src/main.js');
         const r = await this.lab.exec(this.hostA.ns, [process.execPath, cli, 'stats', '--json', '--interval', '100'], { timeoutMs: 15_000 });
         const st = (JSON.parse(r.stdout) as { txGso?: string; total: { txGsoFrames: number } }[])[0];
         return { ok: !!st.txGso?.startsWith('on') && st.total.txGsoFrames > 0, detail: `TX GSO ${st.txGso}: ${st.total.txGsoFrames} super-packets left whole; the kernel cut them at ${this.vethA}` };

@@ -17,5 +17,5 @@ function packageRoot(): string {
 }
 
 export const PACKAGE_ROOT = packageRoot();
-/** A compiled module, by its path under src/ or bench/ without extension: dist('src/control/cli'). */
+/** A compiled module, by its path under src/ or bench/ without extension: dist('src/main'). */
 export const dist = (path: string) => join(PACKAGE_ROOT, 'dist', `${path}.js`);

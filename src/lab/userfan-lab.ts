@@ -8,7 +8,7 @@ import type { ProcessHandle } from './exec.js';
 import { createFanTopology, type Container, type FanTopology, type Host, type Target, type TopologyOptions } from './topology.js';
 
 /** The compiled CLI (the lab always runs what `npm run build` made). */
-export const CLI = dist('src/control/cli');
+export const CLI = dist('src/main');
 export const TRANSFER = dist('src/lab/transfer');
 
 export interface UserfanLabOptions extends TopologyOptions {

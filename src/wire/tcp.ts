@@ -18,7 +18,7 @@
  *  +-------------------------------+-------------------------------+
  */
 import { OFF_DST, OFF_SRC, PROTO_TCP, putU16, putU32, u16, u32 } from './ipv4.js';
-import { sum16 } from './sum.js';
+import { sum16 } from './checksum.js';
 
 export const TCP_MIN_HEADER = 20;
 

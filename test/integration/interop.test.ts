@@ -6,7 +6,7 @@ import { runInterop } from '../../src/lab/interop.js';
 import { packageRoot, umlMissing } from '../../src/lab/uml.js';
 
 const missing = umlMissing();
-const cli = join(packageRoot(), 'dist/src/control/cli.js');
+const cli = join(packageRoot(), 'dist/src/main.js');
 const why = missing ?? (existsSync(cli) ? undefined : `${cli} is missing (npm run build)`);
 if (why) console.warn(`interop test skipped: ${why}`);
 

@@ -17,9 +17,9 @@ import { link } from '../../src/io/link.js';
 import { native, isNativeError } from '../../src/io/native.js';
 import { inNetns } from '../../src/io/netns.js';
 import { Poller, Waker } from '../../src/io/poll.js';
-import { IPPROTO_RAW, RawIpipSocket } from '../../src/io/rawsocket.js';
-import { shareFilter, shareOf } from '../../src/io/share.js';
-import { TunQueue } from '../../src/io/tun.js';
+import { IPPROTO_RAW, RawIpipSocket } from '../../src/underlay/raw-socket.js';
+import { shareFilter, shareOf } from '../../src/underlay/share.js';
+import { TunQueue } from '../../src/tun/queue.js';
 import { MiniLab, ip, until } from '../helpers/netns-mini.js';
 
 const isRoot = process.getuid?.() === 0;

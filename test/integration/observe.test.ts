@@ -47,7 +47,7 @@ describe('trace, stats and metrics', () => {
   async function startTrace(host: Host, args: string[]) {
     const attached = () => logs.filter((l) => l.startsWith(`${host.name} `) && l.includes('"event":"trace-attached"')).length;
     const before = attached();
-    const p = topo.spawn(host, ['node', dist('src/control/cli'), 'trace', ...args]);
+    const p = topo.spawn(host, ['node', dist('src/main'), 'trace', ...args]);
     const until = Date.now() + 10_000;
     while (attached() === before && Date.now() < until) await sleep(10);
     expect(attached(), 'the daemon attached the trace').toBe(before + 1);

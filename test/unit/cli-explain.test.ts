@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 
-const cli = new URL('../../dist/src/control/cli.js', import.meta.url).pathname;
+const cli = new URL('../../dist/src/main.js', import.meta.url).pathname;
 const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
 
 describe('userfan explain', () => {

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { parseIPv4 } from '../../src/fan/addr.js';
-import { macText, macWords, MAX_NEIGHBOURS, NeighbourTable, parseArpTable, type Neighbour, type UnderlayLink } from '../../src/io/neighbours.js';
+import { macText, macWords, MAX_NEIGHBOURS, NeighbourTable, parseArpTable, type Neighbour, type UnderlayLink } from '../../src/underlay/neighbours.js';
 
 const HEAD = 'IP address       HW type     Flags       HW address            Mask     Device\n';
 const link: UnderlayLink = { iface: 'eth0', ifindex: 7, net: parseIPv4('172.30.0.0'), len: 16, local: parseIPv4('172.30.0.28') };

@@ -6,14 +6,14 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { PacketList } from '../../src/io/batch.js';
-import { Arena, BAD_PACKET, finishChecksum, NO_ROOM, segment, splitTcp } from '../../src/offload/segment.js';
-import { Coalescer, partialChecksum } from '../../src/offload/coalesce.js';
-import { GSO_FRAME_HEADROOM, gsoFrame } from '../../src/offload/gso-frame.js';
-import { gsoFixProgram } from '../../src/io/tx-gso.js';
-import { macWords } from '../../src/io/neighbours.js';
-import { checksum, fold, onesSum, verifies } from '../../src/wire/checksum.js';
+import { Arena, BAD_PACKET, finishChecksum, NO_ROOM, segment, splitTcp } from '../../src/tun/segment.js';
+import { Coalescer, partialChecksum } from '../../src/tun/coalesce.js';
+import { GSO_FRAME_HEADROOM, gsoFrame } from '../../src/underlay/gso-frame.js';
+import { gsoFixProgram } from '../../src/underlay/tx-gso.js';
+import { macWords } from '../../src/underlay/neighbours.js';
+import { checksum, fold, onesSum, sum16, verifies } from '../../src/wire/checksum.js';
 import { putU16, putU32, u16, u32 } from '../../src/wire/ipv4.js';
-import { sum16, SumBatch } from '../../src/wire/sum.js';
+import { SumBatch } from '../../src/io/sum-batch.js';
 import {
   ackNumber, dstPort, fillTcpChecksum, partialTcpChecksum, pseudoHeaderSum, seqNumber, srcPort, tcpChecksum, tcpChecksumField,
   tcpChecksumVerifies, tcpFlags, tcpHeaderLength, TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG, window,

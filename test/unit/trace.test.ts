@@ -1,6 +1,6 @@
 /** The trace ring between a worker and the daemon, and the lines `userfan trace` prints. */
 import { describe, expect, it } from 'vitest';
-import { TRACE_IN, TRACE_OUT, TRACE_SNAPLEN, TraceRing, type TraceRecord } from '../../src/debug/trace-ring.js';
+import { TRACE_IN, TRACE_OUT, TRACE_SNAPLEN, TraceRing, type TraceRecord } from '../../src/io/trace-ring.js';
 import { describePacket } from '../../src/debug/trace.js';
 import { Drop } from '../../src/wire/drops.js';
 import { encapsulate } from '../../src/wire/ipip.js';

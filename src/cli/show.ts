@@ -1,7 +1,7 @@
 /** `userfan show`: fanctl's table (Bridge, Underlay, Overlay, Flags) plus workers and packet counters. */
-import { ask, type DaemonState, pidAlive, readStates } from './state.js';
-import { flagsText, type DaemonStatus } from './status.js';
-import { formatCpuList } from './cpus.js';
+import { ask, type DaemonState, pidAlive, readStates } from '../control/state.js';
+import { flagsText, type DaemonStatus } from '../control/status.js';
+import { formatCpuList } from '../control/cpus.js';
 
 export interface ShowRow {
   bridge: string;

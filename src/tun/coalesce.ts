@@ -35,7 +35,7 @@ import {
   OFF_ACK, OFF_DATA_OFFSET, OFF_FLAGS, OFF_SEQ, OFF_SPORT, OFF_TCP_CHECKSUM, OFF_WINDOW, pseudoHeaderSum, tcpChecksumVerifies, tcpSumVerifies,
   TCP_CWR, TCP_FIN, TCP_MIN_HEADER, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG,
 } from '../wire/tcp.js';
-import { SumBatch } from '../wire/sum.js';
+import { SumBatch } from '../io/sum-batch.js';
 import { putVnetHdr, putVnetNone, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN } from '../wire/virtio.js';
 
 /**

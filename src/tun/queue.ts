@@ -9,9 +9,9 @@
  * When the device is deleted under a queue (`ip link del`), read/write throw with code `EBADFD` and
  * wait() reports POLLERR for the fd: the queue is dead and must be closed.
  */
-import type { PacketBatch, PacketList } from './batch.js';
-import { IoErrors } from './errors.js';
-import { closeFd, native, rethrowAs, type TunOpenOptions } from './native.js';
+import type { PacketBatch, PacketList } from '../io/batch.js';
+import { IoErrors } from '../io/errors.js';
+import { closeFd, native, rethrowAs, type TunOpenOptions } from '../io/native.js';
 
 export type { TunOpenOptions };
 

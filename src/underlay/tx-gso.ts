@@ -28,10 +28,10 @@
  * by the daemon's descriptors: closed (also by SIGKILL), they are gone.
  */
 import { readFileSync } from 'node:fs';
-import type { PacketList } from './batch.js';
-import { IoErrors } from './errors.js';
-import { ADD, ALU64, assembleEbpf, CALL, DW, EXIT, IMM, JEQ, JMP, JNE, K, LD, LDX, MEM, MOV, R0, R1, R2, R3, R4, R5, R6, R7, R10, W, X } from './ebpf.js';
-import { closeFd, native, rethrowAs } from './native.js';
+import type { PacketList } from '../io/batch.js';
+import { IoErrors } from '../io/errors.js';
+import { ADD, ALU64, assembleEbpf, CALL, DW, EXIT, IMM, JEQ, JMP, JNE, K, LD, LDX, MEM, MOV, R0, R1, R2, R3, R4, R5, R6, R7, R10, W, X } from '../io/ebpf.js';
+import { closeFd, native, rethrowAs } from '../io/native.js';
 import { macWords } from './neighbours.js';
 
 // Helpers (enum bpf_func_id) and their flags (linux/bpf.h).

@@ -15,12 +15,12 @@
  * length); the caller encapsulates them there.
  */
 import type { PacketList } from '../io/batch.js';
-import { checksum } from '../wire/checksum.js';
+import { checksum, sum16 } from '../wire/checksum.js';
 import {
   FLAG_MF, FRAG_OFFSET_MASK, IPV4_MIN_HEADER, OFF_CHECKSUM, OFF_FLAGS_FRAG, OFF_ID, OFF_PROTO, OFF_TOTAL_LEN, PROTO_TCP,
   PROTO_UDP, putU16, putU32, u16,
 } from '../wire/ipv4.js';
-import { sum16, SumBatch } from '../wire/sum.js';
+import { SumBatch } from '../io/sum-batch.js';
 import {
   OFF_DATA_OFFSET, OFF_FLAGS, OFF_SEQ, OFF_TCP_CHECKSUM, pseudoHeaderSum, TCP_CWR, TCP_FIN, TCP_MIN_HEADER, TCP_PSH,
 } from '../wire/tcp.js';

@@ -10,7 +10,7 @@
  */
 import type { Socket } from 'node:net';
 import type { DataPlane } from '../dataplane/pool.js';
-import type { TraceRecord } from './trace-ring.js';
+import type { TraceRecord } from '../io/trace-ring.js';
 import { formatIPv4 } from '../fan/addr.js';
 
 export const TRACE_MAGIC = Buffer.from('UFTRACE1');

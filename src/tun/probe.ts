@@ -9,7 +9,7 @@
  * offloads back to none and detaches; the workers ask for them again.
  */
 import { native } from '../io/native.js';
-import { TunQueue } from '../io/tun.js';
+import { TunQueue } from './queue.js';
 
 export type OffloadMode = 'auto' | 'on' | 'off';
 export const OFFLOAD_MODES: readonly OffloadMode[] = ['auto', 'on', 'off'];

@@ -6,7 +6,7 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { DROP_REASONS } from '../wire/drops.js';
-import type { DaemonStatus } from '../control/status.js';
+import type { DaemonStatus } from './status.js';
 
 export function metricsRegistry(status: () => DaemonStatus): Registry {
   const registry = new Registry();

@@ -17,9 +17,9 @@
  * Receive spread: every protocol-4 raw socket gets every packet. share(i, n) attaches a BPF filter
  * keeping only flow-hash share i of n (src/io/share.ts), so n workers receive each packet once.
  */
-import type { PacketBatch, PacketList } from './batch.js';
-import { IoErrors } from './errors.js';
-import { closeFd, native, rethrowAs, type RawOpenOptions } from './native.js';
+import type { PacketBatch, PacketList } from '../io/batch.js';
+import { IoErrors } from '../io/errors.js';
+import { closeFd, native, rethrowAs, type RawOpenOptions } from '../io/native.js';
 import { shareFilter } from './share.js';
 
 export type { RawOpenOptions };

@@ -5,8 +5,8 @@
 import { formatCidr } from '../fan/addr.js';
 import { ConfigError } from '../fan/errors.js';
 import type { Fan } from '../fan/fan.js';
-import { teardown } from './hostnet.js';
-import { type DaemonState, pidAlive, readStates, removeState } from './state.js';
+import { teardown } from '../control/hostnet.js';
+import { type DaemonState, pidAlive, readStates, removeState } from '../control/state.js';
 
 const STOP_WAIT_MS = 10_000;
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * The userfan command line: fanctl's verbs (up, down, show) plus explain, stats, trace and demo.
  * Usage errors and configuration errors print one line and exit 2; nothing is half created.
@@ -13,21 +12,20 @@ import { explainAddress, formatExplanation } from '../debug/explain.js';
 import { prefixMask } from '../fan/addr.js';
 import { availableParallelism } from 'node:os';
 import { fansFromArgs, UsageError } from './fans-from-args.js';
-import { RECV_PATHS, SEND_PATHS, up, type RecvPath, type SendPath } from './daemon.js';
-import { OFFLOAD_MODES, type OffloadMode } from '../offload/probe.js';
+import { RECV_PATHS, SEND_PATHS, up, type RecvPath, type SendPath } from '../control/daemon.js';
+import { OFFLOAD_MODES, type OffloadMode } from '../tun/probe.js';
 import { daemonsFor, downDaemon } from './down.js';
 import { formatShow, showRows } from './show.js';
-import { ask, pidAlive, readStates } from './state.js';
+import { ask, pidAlive, readStates } from '../control/state.js';
 import { explainLive, fansUp, formatLive } from '../debug/walk.js';
-import { hasNetAdmin } from './privileges.js';
-import { cpusOption } from './cpus.js';
-import { demo } from '../lab/demo.js';
-import { parseListen } from '../debug/metrics.js';
+import { hasNetAdmin } from '../control/privileges.js';
+import { cpusOption } from '../control/cpus.js';
+import { parseListen } from '../control/metrics.js';
 import { collectStats, formatStats } from '../debug/stats.js';
 import { DEFAULT_TTL } from '../wire/ipip.js';
 import { DEFAULT_BUSY_POLL_US, MAX_BUSY_POLL_US } from '../dataplane/busy-poll.js';
 import { trace } from '../debug/trace.js';
-import { MAX_COUNT, MAX_SECONDS } from '../debug/trace-server.js';
+import { MAX_COUNT, MAX_SECONDS } from '../control/trace-server.js';
 
 
 const HELP = `userfan — Ubuntu's Fan networking in user space (IP-in-IP over TUN and raw sockets)
@@ -57,9 +55,9 @@ usage:
 OVERLAY is a prefix such as 250.0.0.0/8; UNDERLAY is this host's address with the underlay's width
 (172.30.0.28/16), an interface and a width (eth0/16), or the underlay network (172.30.0.0/16).`;
 
-type Handler = (args: string[]) => Promise<number> | number;
+export type Handler = (args: string[]) => Promise<number> | number;
 
-function opts<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
+export function opts<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (e) {
@@ -92,7 +90,7 @@ const fanOptions = {
   config: { type: 'string' },
 } as const;
 
-function intOption(name: string, text: string | undefined, def: number, min: number, max: number): number {
+export function intOption(name: string, text: string | undefined, def: number, min: number, max: number): number {
   if (text === undefined) return def;
   if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) throw new ConfigError(name, text, `must be a whole number from ${min} to ${max}`);
   return Number(text);
@@ -204,12 +202,6 @@ const commands: Record<string, Handler> = {
     return code;
   },
 
-  async demo(args) {
-    const { values } = opts(args, { keep: { type: 'boolean' }, json: { type: 'boolean' }, bytes: { type: 'string' } });
-    if (!hasNetAdmin()) throw new ConfigError('demo', 'userfan demo', 'builds network namespaces: run as root (npm start as root)');
-    return demo({ keep: !!values.keep, json: !!values.json, bytes: intOption('--bytes', values.bytes, 100_000_000, 1, 2 ** 40) });
-  },
-
   async stats(args) {
     const { values } = opts(args, { watch: { type: 'boolean', short: 'w' }, json: { type: 'boolean' }, interval: { type: 'string' } });
     const interval = intOption('--interval', values.interval, 1000, 100, 60_000);
@@ -269,7 +261,8 @@ const commands: Record<string, Handler> = {
   },
 };
 
-export async function main(argv: string[]): Promise<number> {
+/** Runs one command line; `more` adds commands from outside the product (src/main.ts: the lab's demo). */
+export async function main(argv: string[], more: Record<string, Handler> = {}): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     console.log(HELP);
@@ -279,7 +272,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(`userfan ${version()}`);
     return 0;
   }
-  const handler = commands[cmd];
+  const handler = Object.hasOwn(commands, cmd) ? commands[cmd] : Object.hasOwn(more, cmd) ? more[cmd] : undefined;
   try {
     if (!handler) throw new UsageError(`unknown command ${JSON.stringify(cmd)}; see userfan --help`);
     return await handler(rest);
@@ -291,13 +284,3 @@ export async function main(argv: string[]): Promise<number> {
     throw e;
   }
 }
-
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: unknown) => {
-    console.error(`userfan: ${(e as Error)?.stack ?? e}`);
-    process.exitCode = 1;
-  },
-);
