@@ -1,5 +1,5 @@
 /**
- * The native addon (native/userfan.c, built by `npm install` into build/Release/userfan.node): typed
+ * The native addon (native/*.c, built by `npm install` into build/Release/userfan.node): typed
  * declarations and the loader. The addon only makes syscalls; everything about packets is in TypeScript.
  *
  * It is context-aware (Node-API, NAPI_MODULE_INIT), so every worker thread can load it.
@@ -38,7 +38,6 @@ export interface NativeAddon {
   tunOpen(name: string, options?: TunOpenOptions): { fd: number; name: string };
   tunSetPersist(fd: number, on: boolean): void;
   tunSetOffload(fd: number, flags: number): void;
-  tunSetQueue(fd: number, enabled: boolean): void;
 
   /** Interface index in the calling thread's namespace; 0 when there is no such interface. */
   ifIndex(name: string): number;
@@ -71,16 +70,11 @@ export interface NativeAddon {
     fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, dsts: Uint32Array, from: number,
     to: number, errs?: Uint32Array | null,
   ): number;
-  /** AF_PACKET SOCK_DGRAM send-only socket (src/io/linksocket.ts). */
-  linkOpen(options?: { sndbuf?: number; vnet?: boolean }): number;
   /**
-   * sendmmsg packets from..to-1, packet i to MAC (lladdr[2i] = bytes 0–3 big-endian, lladdr[2i+1] =
-   * bytes 4–5) on interface ifindex[i]; refusals counted; returns the first index not handled.
+   * AF_PACKET send-only socket: SOCK_DGRAM, or with vnet SOCK_RAW with PACKET_VNET_HDR, the one
+   * sendFrameBatch sends on (src/io/tx-gso.ts).
    */
-  sendLinkBatch(
-    fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, ifindex: Int32Array, lladdr: Int32Array,
-    from: number, to: number, errs?: Uint32Array | null,
-  ): number;
+  linkOpen(options?: { sndbuf?: number; vnet?: boolean }): number;
   /**
    * sendmmsg whole frames from..to-1 (virtio-net header + Ethernet frame, on a linkOpen({vnet: true})
    * socket), frame i out of interface ifindex[i]; refusals counted; returns the first index not handled.
@@ -108,25 +102,15 @@ export interface NativeAddon {
   eventfdWrite(fd: number): void;
   eventfdRead(fd: number): number;
 
-  /** A BPF_MAP_TYPE_XSKMAP of `entries` RX queues (src/io/xdp.ts). */
-  bpfXskMap(entries: number): number;
-  /** Loads an XDP program (struct bpf_insn bytes); a refusal's message carries the verifier's last lines. */
-  bpfLoadXdp(insns: Uint8Array, license: string): number;
-  /** Loads a TC program for tcx egress (src/io/tx-gso.ts), refused as bpfLoadXdp. */
+  /**
+   * Loads a TC program for tcx egress (src/io/tx-gso.ts) from struct bpf_insn bytes; a refusal's
+   * message carries the verifier's last lines.
+   */
   bpfLoadTc(insns: Uint8Array, license: string): number;
   /** Attaches a TC program to the interface's egress (tcx, Linux 6.6) through a BPF link (fd): detached when the fd closes. */
   tcxLink(prog: number, ifindex: number): number;
-  /** Attaches the program to the interface through a BPF link (fd): detached when the fd closes. */
-  xdpLink(prog: number, ifindex: number, generic: boolean): number;
-  /** The XDP action the program returns for one frame (BPF_PROG_TEST_RUN; for tests). */
+  /** What the program returns for one frame, e.g. a TC_ACT_* (BPF_PROG_TEST_RUN; for tests). */
   bpfTestRun(prog: number, frame: Uint8Array): number;
-  /** An AF_XDP socket (copy mode) on RX queue `queue`, entered in the XSKMAP `map`. */
-  xskOpen(options: { ifindex: number; queue: number; map: number; ring?: number; frame?: number }): number;
-  /** Frames off the RX ring, as recvBatch: IPv4 packet at buf[offs[i]], lens[i], srcs[i] its source. */
-  xskRecvBatch(fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, cap: number, max: number, srcs: Uint32Array): number;
-  xskStats(fd: number): { dropped: number; ringFull: number; fillEmpty: number; invalid: number };
-  /** Unmaps an AF_XDP socket's rings and UMEM and closes it; from any thread. */
-  xskClose(fd: number): void;
 
   /** setns(fd, CLONE_NEWNET) for the calling thread only. */
   setNetns(fd: number): void;
