@@ -12,7 +12,7 @@ import { explainAddress, formatExplanation } from '../debug/explain.js';
 import { prefixMask } from '../fan/addr.js';
 import { availableParallelism } from 'node:os';
 import { fansFromArgs, UsageError } from './fans-from-args.js';
-import { RECV_PATHS, SEND_PATHS, up, type RecvPath, type SendPath } from '../control/daemon.js';
+import { SEND_PATHS, up, type SendPath } from '../control/daemon.js';
 import { OFFLOAD_MODES, type OffloadMode } from '../tun/probe.js';
 import { daemonsFor, downDaemon } from './down.js';
 import { formatShow, showRows } from './show.js';
@@ -32,12 +32,10 @@ const HELP = `userfan — Ubuntu's Fan networking in user space (IP-in-IP over T
 
 usage:
   userfan up -o OVERLAY -u UNDERLAY [--bridge NAME] [--host-reserve N] [--dhcp] [--workers N] [--ttl N] [--no-nat]
-             [--metrics [HOST:]PORT] [--offload auto|on|off] [--recv raw|xdp] [--no-trace]
-             [--send gso|raw|packet]       gso (default): TCP super-packets leave whole by MAC, the kernel cuts them
+             [--metrics [HOST:]PORT] [--offload auto|on|off] [--no-trace]
+             [--send gso|raw]              gso (default): TCP super-packets leave whole by MAC, the kernel cuts them
                                            (TX GSO), the rest through the raw socket; raw: every packet through
-                                           the kernel's IP output (netfilter sees all); packet: all by MAC to known
-                                           neighbours
-             [--tx-gso auto|off]           with --send gso or packet: off cuts super-packets in user space (auto)
+                                           the kernel's IP output (netfilter sees all)
              [--busy-poll US]              after sparse traffic a worker looks again for US µs before it sleeps (200; 0: off)
              [--cpus LIST]                 pin worker i to LIST's i-th lowest CPU (as taskset -c: 1, 0,2, 0-3)
   userfan up -a [--config FILE]            every enabled fan of FILE (default /etc/network/fan)
@@ -104,6 +102,16 @@ function listenOption(text: string) {
   }
 }
 
+/**
+ * Options that measured no better than the defaults and were removed (docs/performance.md): one line that
+ * says what to use instead.
+ */
+function removedOptions(send: string | undefined, recv: string | undefined, txGso: string | undefined): void {
+  if (send === 'packet') throw new ConfigError('--send', send, 'was removed: use --send gso (the default), which measured level with it');
+  if (recv !== undefined) throw new ConfigError('--recv', recv, 'was removed: IP-in-IP arrives through the raw socket; leave --recv out');
+  if (txGso !== undefined) throw new ConfigError('--tx-gso', txGso, 'was removed: use --send raw to cut every super-packet in user space and send it through the kernel\'s IP output');
+}
+
 const commands: Record<string, Handler> = {
   async up(args) {
     const { values, positionals } = opts(args, {
@@ -114,15 +122,9 @@ const commands: Record<string, Handler> = {
       cpus: { type: 'string' }, 'busy-poll': { type: 'string' }, 'tx-gso': { type: 'string' },
     });
     if (values.offload !== undefined && !(OFFLOAD_MODES as readonly string[]).includes(values.offload)) throw new ConfigError('--offload', values.offload, 'must be auto, on or off');
+    removedOptions(values.send, values.recv, values['tx-gso']);
     if (values.send !== undefined && !(SEND_PATHS as readonly string[]).includes(values.send)) {
-      throw new ConfigError('--send', values.send, 'must be raw (every packet through the kernel\'s IP output), packet (to known underlay neighbours through AF_PACKET) or gso (only TCP super-packets by MAC, whole; the rest through the kernel\'s IP output)');
-    }
-    if (values.recv !== undefined && !(RECV_PATHS as readonly string[]).includes(values.recv)) {
-      throw new ConfigError('--recv', values.recv, 'must be raw (IP-in-IP through the kernel\'s IP receive and raw sockets) or xdp (taken off the underlay interface by an XDP program into AF_XDP sockets)');
-    }
-    const txGso = values['tx-gso'];
-    if (txGso !== undefined && txGso !== 'auto' && txGso !== 'off') {
-      throw new ConfigError('--tx-gso', txGso, 'must be auto (TCP super-packets leave whole through a TC program when the kernel takes it) or off (cut in user space)');
+      throw new ConfigError('--send', values.send, 'must be gso (TCP super-packets leave whole by MAC; the rest through the kernel\'s IP output) or raw (every packet through the kernel\'s IP output)');
     }
     if (positionals.length) throw new UsageError(`unexpected ${positionals.join(' ')}; see userfan --help`);
     const flags = {
@@ -143,8 +145,6 @@ const commands: Record<string, Handler> = {
       metrics: values.metrics === undefined ? undefined : listenOption(values.metrics),
       offload: values.offload as OffloadMode | undefined,
       send: values.send as SendPath | undefined,
-      recv: values.recv as RecvPath | undefined,
-      txGso,
       trace: !values['no-trace'],
       cpus: values.cpus === undefined ? undefined : cpusOption('--cpus', values.cpus),
       busyPollUs: intOption('--busy-poll', values['busy-poll'], DEFAULT_BUSY_POLL_US, 0, MAX_BUSY_POLL_US),

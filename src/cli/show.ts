@@ -27,9 +27,6 @@ export interface ShowRow {
   /** TX GSO (up --send gso or packet): "on (IFACES)" or "off (why)"; null where it does not apply (--send raw) or without an answer. */
   txGso: string | null;
   /** How IP-in-IP arrives: "raw" or "xdp on IFACE (…)"; null when the daemon did not answer. */
-  recv: string | null;
-  /** Of the packets received, those taken through AF_XDP (up --recv xdp). */
-  rxXdpPackets: number | null;
   /** With --send gso or packet: the neighbours sent to by MAC (address, MAC); absent otherwise or without an answer. */
   neighbours?: { address: string; mac: string }[];
   /** The CPUs the workers are pinned to, as taskset -c writes them (up --cpus); null: not pinned. */
@@ -53,8 +50,6 @@ export async function showRows(): Promise<ShowRow[]> {
         offload: st?.offload ?? null,
         send: st?.send ?? null,
         txGso: st?.txGso ?? null,
-        recv: st?.recv ?? null,
-        rxXdpPackets: st?.total.rxXdpPackets ?? null,
         cpus: s.cpus?.length ? formatCpuList(s.cpus) : null,
         busyPollUs: s.busyPollUs ?? 0,
         ...(st?.neighbours ? { neighbours: st.neighbours } : {}),
@@ -82,7 +77,7 @@ export function formatShow(rows: ShowRow[], states: DaemonState[] = []): string 
   return [...table, ...(paths.length ? ['', ...paths] : [])].join('\n');
 }
 
-/** "uf-250-0-28: send gso (1 neighbour), TX GSO on (eth0); recv raw; TUN offloads on". */
+/** "uf-250-0-28: send gso (1 neighbour), TX GSO on (eth0); TUN offloads on". */
 function pathsText(r: ShowRow): string {
-  return `${r.daemon}: send ${r.send}${r.txGso !== null ? `, TX GSO ${r.txGso}` : ''}; recv ${r.recv ?? '?'}; TUN offloads ${r.offload ?? '?'}`;
+  return `${r.daemon}: send ${r.send}${r.txGso !== null ? `, TX GSO ${r.txGso}` : ''}; TUN offloads ${r.offload ?? '?'}`;
 }

@@ -40,20 +40,11 @@ export interface UpOptions {
   /** TUN offloads: auto (default: on unless the kernel refuses), on (fail if refused), off. */
   offload?: OffloadMode;
   /**
-   * How packets leave: raw through the raw IP socket, i.e. the kernel's IP output (routing, netfilter,
-   * neighbours) per packet; packet: to underlay neighbours the kernel has resolved, through a link-layer
-   * socket (src/io/linksocket.ts), the rest through the raw socket; gso (default): only TCP
-   * super-packets by MAC, whole (TX GSO, src/io/tx-gso.ts), everything else through the raw socket.
+   * How packets leave: gso (default): TCP super-packets leave whole by MAC for the kernel to cut (TX GSO,
+   * src/underlay/gso.ts), everything else through the raw IP socket; raw: every packet through the raw IP
+   * socket, i.e. the kernel's IP output (routing, netfilter, neighbours) per packet (src/underlay/raw.ts).
    */
   send?: SendPath;
-  /**
-   * How IP-in-IP arrives: raw (default) through protocol-4 raw sockets, after the kernel's IP receive;
-   * xdp: an XDP program on the underlay interface hands it to the workers' AF_XDP sockets first
-   * (src/io/xdp.ts); what it leaves to the kernel still reaches the raw sockets.
-   */
-  recv?: RecvPath;
-  /** With send packet or gso and offloads: TX GSO (src/io/tx-gso.ts), auto (default) or off. */
-  txGso?: 'auto' | 'off';
   /** false: refuse `userfan trace`; the workers then skip even the per-batch check for one. */
   trace?: boolean;
   /** Pin worker i to cpus[i mod n] (src/control/cpus.ts); absent: the scheduler places the workers. */
@@ -62,7 +53,7 @@ export interface UpOptions {
   busyPollUs?: number;
 }
 
-export const SEND_PATHS = ['raw', 'packet', 'gso'] as const;
+export const SEND_PATHS = ['gso', 'raw'] as const;
 export type SendPath = (typeof SEND_PATHS)[number];
 /**
  * gso: TCP super-packets leave whole by MAC where the kernel takes the TC program (TX GSO), the rest
@@ -70,8 +61,6 @@ export type SendPath = (typeof SEND_PATHS)[number];
  * that is what raw does. `--send raw` keeps every packet on the kernel's IP output (netfilter OUTPUT).
  */
 export const DEFAULT_SEND: SendPath = 'gso';
-export const RECV_PATHS = ['raw', 'xdp'] as const;
-export type RecvPath = (typeof RECV_PATHS)[number];
 
 /**
  * USERFAN_NEIGHBOUR_REFRESH_MS (100 to 3,600,000), for tests only: how often the neighbour copy is
@@ -111,26 +100,11 @@ export async function up(o: UpOptions): Promise<number> {
   if (!hasNetAdmin()) throw new ConfigError('up', o.fans.map(String).join(', '), 'needs CAP_NET_ADMIN to create the TUN device, bridge and routes: run as root');
   new FanTable(o.fans); // duplicates/overlaps among the fans of this invocation
   const underlays = await Promise.all(o.fans.map((f, i) => underlayInterface(f, o.underlayTexts[i])));
-  if (o.recv === 'xdp') {
-    // One XDP program per daemon, matching one destination address: the fans must share both.
-    const ends = new Set(o.fans.map((f, i) => `${underlays[i].iface} ${formatIPv4(f.localHost)}`));
-    if (ends.size > 1) throw new ConfigError('--recv', 'xdp', `needs every fan on one underlay interface and address; these are on ${[...ends].join(', ')}: run one userfan per underlay`);
-    // The program reads an Ethernet header; other link types (tun, wireguard, ipvlan in L3 mode…) have none.
-    const iface = underlays[0].iface;
-    const type = (() => {
-      try {
-        return readFileSync(`/sys/class/net/${iface}/type`, 'utf8').trim();
-      } catch {
-        return '?';
-      }
-    })();
-    if (type !== '1') throw new ConfigError('--recv', 'xdp', `needs an Ethernet underlay interface; ${iface} is link type ${type} (/sys/class/net/${iface}/type; Ethernet is 1): use --recv raw`);
-  }
   await checkNotUp(o.fans);
 
   const id = o.tun ?? tunNameFor(o.fans[0]);
   const state: DaemonState = {
-    id, pid: process.pid, startedAt: new Date().toISOString(), workers: o.workers, ttl: o.ttl, nat: o.nat, send: o.send ?? DEFAULT_SEND, recv: o.recv ?? 'raw',
+    id, pid: process.pid, startedAt: new Date().toISOString(), workers: o.workers, ttl: o.ttl, nat: o.nat, send: o.send ?? DEFAULT_SEND,
     busyPollUs: o.busyPollUs ?? DEFAULT_BUSY_POLL_US,
     ...(o.cpus?.length ? { cpus: o.cpus } : {}), fans: o.fans.map(fanRecord), host: emptyState(),
   };
@@ -172,13 +146,12 @@ export async function up(o: UpOptions): Promise<number> {
     offload = decideOffload(id, o.offload ?? 'auto');
     log('offload', { offload: offload.text });
     const send = o.send ?? DEFAULT_SEND;
-    const links = send === 'packet' || send === 'gso'
+    const links = send === 'gso'
       ? o.fans.map((f, i) => ({ iface: underlays[i].iface, ifindex: native().ifIndex(underlays[i].iface), net: f.underlay.net, len: f.underlay.len, local: f.localHost }))
       : undefined;
     log('send', { send, ...(links ? { interfaces: [...new Set(links.map((l) => l.iface))] } : {}) });
-    const xdp = o.recv === 'xdp' ? { iface: underlays[0].iface, local: o.fans[0].localHost } : undefined;
     plane = new DataPlane({
-      tun: id, fans: o.fans, workers: o.workers, cpus: o.cpus, busyPollUs: state.busyPollUs, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, links, smallByMac: send === 'packet', xdp, txGso: o.txGso, neighbourRefreshMs: neighbourRefreshMs(), trace: o.trace !== false, log,
+      tun: id, fans: o.fans, workers: o.workers, cpus: o.cpus, busyPollUs: state.busyPollUs, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, links, neighbourRefreshMs: neighbourRefreshMs(), trace: o.trace !== false, log,
       onFatal: (why) => {
         log('fatal', { error: why });
         void finish(1, why);

@@ -20,10 +20,9 @@ export function metricsRegistry(status: () => DaemonStatus): Registry {
     });
   perWorker('userfan_tx_packets_total', 'Packets read from the TUN, encapsulated and sent on the underlay.', (w) => w.txPackets);
   perWorker('userfan_tx_bytes_total', 'Inner bytes of the packets sent.', (w) => w.txBytes);
-  perWorker('userfan_tx_link_packets_total', 'Of the packets sent, those sent straight to an underlay neighbour\'s MAC through AF_PACKET (up --send gso, the default, or packet).', (w) => w.txLinkPackets);
-  perWorker('userfan_tx_gso_frames_total', 'TCP super-packets sent whole through AF_PACKET for the kernel to cut (TX GSO: up --send gso, the default, or packet, with offloads); their segments count in userfan_tx_packets_total.', (w) => w.txGsoFrames);
+  perWorker('userfan_tx_link_packets_total', 'Of the packets sent, those sent straight to an underlay neighbour\'s MAC through AF_PACKET (TX GSO\'s segments: up --send gso, the default).', (w) => w.txLinkPackets);
+  perWorker('userfan_tx_gso_frames_total', 'TCP super-packets sent whole through AF_PACKET for the kernel to cut (TX GSO: up --send gso, the default, with offloads); their segments count in userfan_tx_packets_total.', (w) => w.txGsoFrames);
   perWorker('userfan_rx_packets_total', 'IP-in-IP packets received, checked, decapsulated and written to the TUN.', (w) => w.rxPackets);
-  perWorker('userfan_rx_xdp_packets_total', 'Of the IP-in-IP packets received (any verdict), those taken off the underlay through XDP into AF_XDP sockets (up --recv xdp).', (w) => w.rxXdpPackets);
   perWorker('userfan_rx_bytes_total', 'Inner bytes of the packets received.', (w) => w.rxBytes);
   perWorker('userfan_busy_polls_total', 'Waits in which a worker looked again for packets before sleeping, after sparse traffic (up --busy-poll).', (w) => w.busyPolls);
   perWorker('userfan_busy_poll_hits_total', 'Of the busy polls, those that found packets while the worker looked, without a sleep: wake-ups saved.', (w) => w.busyPollHits);

@@ -39,8 +39,6 @@ export interface DaemonState {
   nat: boolean;
   /** How packets leave (up --send); absent in state files of older versions: raw. */
   send?: 'raw' | 'packet' | 'gso';
-  /** How IP-in-IP arrives (up --recv); absent in state files of older versions: raw. */
-  recv?: 'raw' | 'xdp';
   /** Busy polling, µs (up --busy-poll); absent in state files of older versions: 0 (off). */
   busyPollUs?: number;
   /** The CPUs the workers are pinned to, worker i on cpus[i mod n] (up --cpus); absent: not pinned. */

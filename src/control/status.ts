@@ -2,7 +2,7 @@
 import { formatCidr, formatIPv4 } from '../fan/addr.js';
 import type { Fan } from '../fan/fan.js';
 import type { DataPlane } from '../dataplane/pool.js';
-import type { CounterSnapshot } from '../dataplane/counters.js';
+import type { CounterSnapshot } from '../io/counters.js';
 import type { DaemonState, FanRecord } from './state.js';
 
 export function fanRecord(f: Fan): FanRecord {
@@ -33,33 +33,26 @@ export interface DaemonStatus {
   txGso?: string;
   /** With up --send gso or packet: the neighbours the workers send to by MAC now. */
   neighbours?: { address: string; mac: string }[];
-  /** How IP-in-IP arrives: "raw", or "xdp on IFACE (N of M queues)" (up --recv xdp). */
-  recv?: string;
   /** Busy polling, µs (up --busy-poll); 0: off. */
   busyPollUs?: number;
 }
 
 export function statusOf(state: DaemonState, plane: DataPlane, offload?: string): DaemonStatus {
   const perWorker = [...Array(state.workers).keys()].map((i) => plane.counters.snapshot(i));
-  return { id: state.id, pid: state.pid, startedAt: state.startedAt, workers: state.workers, tun: state.host.tun ?? state.id, fans: state.fans, total: plane.counters.total(), perWorker, offload, send: sendText(plane), recv: recvText(plane), txGso: plane.txGso,
+  return { id: state.id, pid: state.pid, startedAt: state.startedAt, workers: state.workers, tun: state.host.tun ?? state.id, fans: state.fans, total: plane.counters.total(), perWorker, offload, send: sendText(plane), txGso: plane.txGso,
     busyPollUs: state.busyPollUs ?? 0,
     neighbours: plane.neighbours?.entries().map((n) => ({ address: formatIPv4(n.address), mac: n.mac })) };
 }
 
 /**
- * "raw"; "packet (N neighbours)"; "gso (N neighbours)"; or, for --send gso without TX GSO (txGso says
- * why), "raw (gso without TX GSO)": then every packet goes through the raw socket.
+ * "raw" (up --send raw); "gso (N neighbours)"; or, for --send gso without TX GSO (txGso says why),
+ * "raw (gso without TX GSO)": then every packet goes through the raw socket.
  */
 export function sendText(plane: DataPlane): string {
   const n = plane.neighbours?.size;
   if (n === undefined) return 'raw';
-  if (!plane.smallByMac && !plane.txGsoOn) return 'raw (gso without TX GSO)';
-  return `${plane.smallByMac ? 'packet' : 'gso'} (${n} neighbour${n === 1 ? '' : 's'})`;
-}
-
-export function recvText(plane: DataPlane): string {
-  const x = plane.xdpQueues;
-  return x === undefined ? 'raw' : `xdp on ${x.iface} (${x.served} of ${x.queues} RX queue${x.queues === 1 ? '' : 's'})`;
+  if (!plane.txGsoOn) return 'raw (gso without TX GSO)';
+  return `gso (${n} neighbour${n === 1 ? '' : 's'})`;
 }
 
 /** fanctl's Flags column: the flags that are set. */

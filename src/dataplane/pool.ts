@@ -6,15 +6,11 @@
  * and the event logged; the descriptors it left open are closed here so its TUN queue does not swallow
  * the flows the kernel hashes to it.
  *
- * With a link-layer send path (up --send gso or packet) it also keeps the workers' copy of the kernel's ARP
- * table fresh: once a second (src/io/neighbours.ts).
- *
- * With a link-layer send path and TUN offloads it also opens TX GSO (src/io/tx-gso.ts): one socket for
- * whole super-packet frames and a TC program on each underlay interface, before the workers start; if
- * the kernel refuses, the workers cut super-packets themselves and `show` says why.
- *
- * With AF_XDP receive (up --recv xdp) it attaches the XDP program to the underlay interface before the
- * workers start, and detaches it when they have stopped (src/io/xdp.ts); worker i serves RX queue i.
+ * With TX GSO (up --send gso, the default, and TUN offloads) it opens, before the workers start, one
+ * AF_PACKET socket for whole super-packet frames and a TC program on each underlay interface
+ * (src/underlay/tx-gso.ts), and keeps the workers' copy of the kernel's ARP table fresh: once a second,
+ * and within NEIGHBOUR_MISS_CHECK_MS of a lookup that missed (src/underlay/neighbours.ts). If the kernel
+ * refuses the program, the workers cut super-packets themselves and `show` says why.
  */
 import { Piscina } from 'piscina';
 import type { Fan } from '../fan/fan.js';
@@ -22,11 +18,10 @@ import { native } from '../io/native.js';
 import { MAX_NEIGHBOURS, NeighbourTable, readArpTable, type UnderlayLink } from '../underlay/neighbours.js';
 import { Waker } from '../io/poll.js';
 import { GsoSender } from '../underlay/tx-gso.js';
-import { XdpRedirect } from '../io/xdp.js';
-import { CounterTable, C_RESTARTS } from './counters.js';
+import { CounterTable, C_RESTARTS } from '../io/counters.js';
 import { TraceRing, type TraceRecord } from '../io/trace-ring.js';
 import {
-  CONTROL_STOP, CONTROL_TRACE, CONTROL_TRACE_FILTER, controlCrashSlot, controlSlots, FD_RAW, FD_TUN, FD_XSK, FDS_PER_WORKER, type WorkerResult, type WorkerTask,
+  CONTROL_STOP, CONTROL_TRACE, CONTROL_TRACE_FILTER, controlCrashSlot, controlSlots, FD_RAW, FD_TUN, FDS_PER_WORKER, type WorkerResult, type WorkerTask,
 } from './task.js';
 
 export type LogFn = (event: string, fields?: Record<string, unknown>) => void;
@@ -41,28 +36,13 @@ export interface DataPlaneOptions {
   cpus?: readonly number[];
   /** Busy polling in every worker, µs (up --busy-poll, src/dataplane/busy-poll.ts); absent or 0: off. */
   busyPollUs?: number;
-  /** TUN offloads in every worker (decided by src/offload/probe.ts). */
+  /** TUN offloads in every worker (decided by src/tun/probe.ts). */
   offload?: boolean;
   /**
-   * Send to known underlay neighbours through a link-layer socket (up --send packet): the fans'
-   * underlay interfaces and networks. Absent: every packet through the raw IP socket.
+   * TX GSO (up --send gso, the default): the fans' underlay interfaces and networks, for the TC program
+   * and the neighbour copy. Absent (up --send raw): every packet through the raw IP socket.
    */
   links?: UnderlayLink[];
-  /**
-   * With `links`: whether packets other than TX GSO's whole frames also go by MAC (up --send packet,
-   * the default) or through the raw socket (up --send gso).
-   */
-  smallByMac?: boolean;
-  /**
-   * Receive IP-in-IP through AF_XDP (up --recv xdp): the underlay interface and this host's address on
-   * it (int32). Absent: everything through the raw sockets.
-   */
-  xdp?: { iface: string; local: number };
-  /**
-   * TX GSO with `links` and `offload` (src/io/tx-gso.ts): auto (default) uses it when the kernel takes
-   * the program, off never does (up --tx-gso).
-   */
-  txGso?: 'auto' | 'off';
   /** The neighbour refresh, ms (default NEIGHBOUR_REFRESH_MS; tests lengthen it to see the copy after a miss alone). */
   neighbourRefreshMs?: number;
   /** false: no trace can attach, and the workers skip even the per-batch check for one (up --no-trace). */
@@ -94,14 +74,12 @@ export class DataPlane {
   private running: Promise<unknown>[] = [];
   private started = false;
   private startError?: Error;
-  /** The workers' copy of the kernel's neighbours (up --send gso, the default, or packet). */
+  /** The workers' copy of the kernel's neighbours (TX GSO). */
   readonly neighbours?: NeighbourTable;
   private neighbourTimer?: NodeJS.Timeout;
   private missTimer?: NodeJS.Timeout;
   private neighbourError = '';
   private truncationLogged = false;
-  /** The XDP program and socket map (up --recv xdp), from start() to stop(). */
-  private xdp?: XdpRedirect;
   /** TX GSO's socket and programs, from start() to stop(); and what `show` says of it. */
   private gso?: GsoSender;
   private gsoWhy = '';
@@ -133,9 +111,10 @@ export class DataPlane {
       index, count: o.workers, tun: o.tun, ttl: o.ttl, ...(o.cpus?.length ? { cpu: o.cpus[index % o.cpus.length] } : {}), policy: o.policy, offload: o.offload, busyPollUs: o.busyPollUs ?? 0,
       fans: o.fans.map((f) => ({ overlayNet: f.overlay.net, overlayLen: f.overlay.len, underlayNet: f.underlay.net, underlayLen: f.underlay.len, localHost: f.localHost })),
       control: this.control.buffer as SharedArrayBuffer, counters: this.counters.buffer, fds: this.fds.buffer as SharedArrayBuffer,
-      waker: this.wakers[index].fd, trace: this.rings[index]?.buffer, neighbours: this.neighbours?.buffer, ...(o.smallByMac === false ? { smallByMac: false } : {}),
-      ...(this.gso ? { gso: { fd: this.gso.fd, links: this.gso.links.map((l) => ({ ifindex: l.ifindex, macHi: l.macHi, macLo: l.macLo })) } } : {}),
-      ...(this.xdp && index < this.xdp.queues ? { xsk: { ifindex: this.xdp.ifindex, queue: index, map: this.xdp.map } } : {}),
+      waker: this.wakers[index].fd, trace: this.rings[index]?.buffer,
+      ...(this.gso && this.neighbours
+        ? { gso: { fd: this.gso.fd, links: this.gso.links.map((l) => ({ ifindex: l.ifindex, macHi: l.macHi, macLo: l.macLo })), neighbours: this.neighbours.buffer } }
+        : {}),
     };
   }
 
@@ -173,15 +152,13 @@ export class DataPlane {
       this.fds[k] = FD_STARTING;
       if (fd >= 0) {
         try {
-          // An AF_XDP socket's rings and UMEM are mapped: unmapping them is what releases the socket.
-          if (k % FDS_PER_WORKER === FD_XSK) native().xskClose(fd);
-          else native().close(fd);
+          native().close(fd);
         } catch {}
       }
     }
   }
 
-  /** Whether worker i holds its TUN queue and raw socket (and link socket, if any: it opens it first). */
+  /** Whether worker i holds its TUN queue and raw socket. */
   private holds(i: number): boolean {
     return this.fds[FDS_PER_WORKER * i + FD_TUN] >= 0 && this.fds[FDS_PER_WORKER * i + FD_RAW] >= 0;
   }
@@ -198,7 +175,19 @@ export class DataPlane {
   /** Start every worker; resolves when all hold their TUN queue and socket, rejects with the first failure. */
   async start(): Promise<void> {
     const all = [...Array(this.opts.workers).keys()];
-    if (this.neighbours) {
+    if (this.opts.links && !this.opts.offload) {
+      this.gsoWhy = 'off (no TUN offloads: no super-packets to send whole)';
+    } else if (this.opts.links) {
+      try {
+        this.gso = GsoSender.open(this.opts.links.map((l) => l.iface));
+        this.opts.log('tx-gso', { interfaces: this.gso.links.map((l) => l.iface), note: 'TCP super-packets leave whole; the kernel cuts them at the underlay interface' });
+      } catch (e) {
+        this.gsoWhy = `off (${(e as Error).message})`;
+        this.opts.log('tx-gso-off', { error: (e as Error).message, effect: 'super-packets are cut in user space' });
+      }
+    }
+    // The neighbour copy serves TX GSO alone.
+    if (this.neighbours && this.gso) {
       this.refreshNeighbours();
       this.neighbourTimer = setInterval(() => this.refreshNeighbours(), this.opts.neighbourRefreshMs ?? NEIGHBOUR_REFRESH_MS);
       this.neighbourTimer.unref();
@@ -206,29 +195,6 @@ export class DataPlane {
         if (this.neighbours!.takeMissed()) this.copyNeighbours('miss');
       }, NEIGHBOUR_MISS_CHECK_MS);
       this.missTimer.unref();
-    }
-    if (this.opts.xdp) {
-      this.xdp = XdpRedirect.attach(this.opts.xdp.iface, this.opts.xdp.local);
-      this.opts.log('xdp', {
-        interface: this.xdp.iface, mode: 'generic', queues: this.xdp.queues, served: Math.min(this.xdp.queues, this.opts.workers),
-        ...(this.xdp.queues > this.opts.workers ? { rest: `queues ${this.opts.workers}..${this.xdp.queues - 1} go through the raw sockets` } : {}),
-        note: `while it is attached the kernel does no GRO on ${this.xdp.iface}, and it has turned the interface's LRO and hardware GRO off (they stay off)`,
-      });
-    }
-    if (this.opts.links && !this.opts.offload) {
-      this.gsoWhy = 'off (no TUN offloads: no super-packets to send whole)';
-    } else if (this.opts.links) {
-      if (this.opts.txGso === 'off') {
-        this.gsoWhy = 'off (--tx-gso off)';
-      } else {
-        try {
-          this.gso = GsoSender.open(this.opts.links.map((l) => l.iface));
-          this.opts.log('tx-gso', { interfaces: this.gso.links.map((l) => l.iface), note: 'TCP super-packets leave whole; the kernel cuts them at the underlay interface' });
-        } catch (e) {
-          this.gsoWhy = `off (${(e as Error).message})`;
-          this.opts.log('tx-gso-off', { error: (e as Error).message, effect: 'super-packets are cut in user space' });
-        }
-      }
     }
     for (const i of all) this.launch(i);
     const deadline = Date.now() + 10_000;
@@ -327,18 +293,12 @@ export class DataPlane {
     for (const w of this.wakers) w.wake();
     await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, 3000))]);
     for (let i = 0; i < this.opts.workers; i++) this.reclaim(i);
-    this.xdp?.close();
     await this.pool.destroy();
     this.gso?.close();
     for (const w of this.wakers) w.close();
   }
 
-  /** With a link-layer send path: whether packets other than TX GSO frames go by MAC (false: up --send gso). */
-  get smallByMac(): boolean {
-    return this.opts.smallByMac !== false;
-  }
-
-  /** Whether TX GSO frames go out now (src/io/tx-gso.ts). */
+  /** Whether TX GSO frames go out now (src/underlay/tx-gso.ts). */
   get txGsoOn(): boolean {
     return this.gso !== undefined && !this.gso.closed;
   }
@@ -350,11 +310,5 @@ export class DataPlane {
     const g = this.gso;
     if (g && this.txGsoOn) return `on (${g.links.map((l) => l.iface).join(', ')})`;
     return this.gsoWhy || undefined;
-  }
-
-  /** With up --recv xdp: the interface and how many of its RX queues the workers serve; else undefined. */
-  get xdpQueues(): { iface: string; served: number; queues: number } | undefined {
-    const x = this.xdp;
-    return x && !x.closed ? { iface: x.iface, served: Math.min(x.queues, this.opts.workers), queues: x.queues } : undefined;
   }
 }

@@ -26,8 +26,8 @@ export interface WorkerTask {
   busyPollUs?: number;
   /**
    * TUN offloads: open the queue with IFF_VNET_HDR and TUNSETOFFLOAD(CSUM | TSO4 | TSO_ECN), cut
-   * super-packets and coalesce received segments (src/offload/). Decided once by the daemon
-   * (src/offload/probe.ts), the same for every worker: the virtio-net header is a device-wide setting.
+   * super-packets and coalesce received segments (src/tun/device.ts). Decided once by the daemon
+   * (src/tun/probe.ts), the same for every worker: the virtio-net header is a device-wide setting.
    */
   offload?: boolean;
   /**
@@ -40,34 +40,20 @@ export interface WorkerTask {
    * stop or crash word, so that an idle worker, which sleeps up to WAIT_MAX_MS, sees it at once.
    */
   waker: number;
-  /** This worker's TraceRing buffer (src/debug/trace-ring.ts); absent when tracing is disabled (up --no-trace). */
+  /** This worker's TraceRing buffer (src/io/trace-ring.ts); absent when tracing is disabled (up --no-trace). */
   trace?: SharedArrayBuffer;
   /**
-   * The NeighbourTable buffer (src/io/neighbours.ts) when packets go out through a link-layer socket
-   * to known underlay neighbours (up --send packet); absent: everything through the raw IP socket.
+   * TX GSO (up --send gso, the default, where the kernel takes it; src/underlay/gso.ts): the daemon's
+   * AF_PACKET socket for whole super-packet frames (shared by every worker, owned by the pool), the
+   * underlay interfaces its TC program is attached to with this host's MAC on each, and the pool's copy of
+   * the kernel's neighbours. Absent: every packet through the raw socket (src/underlay/raw.ts).
    */
-  neighbours?: SharedArrayBuffer;
-  /**
-   * TX GSO (src/io/tx-gso.ts): the daemon's AF_PACKET socket for whole super-packet frames (shared by
-   * every worker, owned by the pool) and the underlay interfaces its TC program is attached to, with this
-   * host's MAC on each. Only with `neighbours` and `offload`; absent: super-packets are cut in user space.
-   */
-  gso?: { fd: number; links: { ifindex: number; macHi: number; macLo: number }[] };
-  /**
-   * With `neighbours`: false sends only TX GSO's whole frames by MAC and every other packet through the
-   * raw socket (up --send gso); absent or true: every packet to a known neighbour by MAC (up --send packet).
-   */
-  smallByMac?: boolean;
-  /**
-   * This worker's AF_XDP socket (up --recv xdp): the underlay interface, the RX queue it serves, and the
-   * XdpRedirect's socket map it enters itself in. Absent: everything arrives through the raw socket.
-   */
-  xsk?: { ifindex: number; queue: number; map: number };
+  gso?: { fd: number; links: { ifindex: number; macHi: number; macLo: number }[]; neighbours: SharedArrayBuffer };
   /** CounterTable buffer. */
   counters: SharedArrayBuffer;
   /**
-   * Int32Array of FDS_PER_WORKER fds per worker (TUN queue, raw socket, link socket, AF_XDP socket or -1), so the main
-   * thread can close them if the worker dies.
+   * Int32Array of FDS_PER_WORKER fds per worker (TUN queue, raw socket, or -1), so the main thread can
+   * close them if the worker dies.
    */
   fds: SharedArrayBuffer;
 }
@@ -78,15 +64,10 @@ export interface WorkerResult {
   detail?: string;
 }
 
-/**
- * Descriptors a worker holds, in WorkerTask.fds: [TUN queue, raw socket, link socket, AF_XDP socket]
- * (-1: none).
- */
-export const FDS_PER_WORKER = 4;
+/** Descriptors a worker holds, in WorkerTask.fds: [TUN queue, raw socket] (-1: none). */
+export const FDS_PER_WORKER = 2;
 export const FD_TUN = 0;
 export const FD_RAW = 1;
-export const FD_LINK = 2;
-export const FD_XSK = 3;
 
 export const CONTROL_STOP = 0;
 export const CONTROL_TRACE = 1;

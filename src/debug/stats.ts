@@ -6,7 +6,7 @@
 import { DROP_REASONS } from '../wire/drops.js';
 import { ask, pidAlive, readStates } from '../control/state.js';
 import type { DaemonStatus } from '../control/status.js';
-import type { CounterSnapshot } from '../dataplane/counters.js';
+import type { CounterSnapshot } from '../io/counters.js';
 
 export interface Rates {
   txPps: number;
@@ -57,7 +57,7 @@ export function formatStats(stats: DaemonStats[]): string {
   if (stats.length === 0) return 'no fans are up';
   const lines: string[] = [];
   for (const d of stats) {
-    lines.push(`${d.id} (pid ${d.pid}, ${d.workers} worker${d.workers === 1 ? '' : 's'}${d.offload ? `, offload ${d.offload}` : ''}${d.send ? `, send ${d.send}` : ''}${d.recv ? `, recv ${d.recv}` : ''}): ${d.fans.map((f) => `${f.overlay} over ${f.underlay}, slice ${f.slice} on ${f.bridge}`).join('; ')}`);
+    lines.push(`${d.id} (pid ${d.pid}, ${d.workers} worker${d.workers === 1 ? '' : 's'}${d.offload ? `, offload ${d.offload}` : ''}${d.send ? `, send ${d.send}` : ''}): ${d.fans.map((f) => `${f.overlay} over ${f.underlay}, slice ${f.slice} on ${f.bridge}`).join('; ')}`);
     const head = ['worker', 'tx pkts', 'tx bytes', 'rx pkts', 'rx bytes', 'drops', 'restarts'];
     const rows = d.perWorker.map((w, i) => [String(i), w.txPackets, w.txBytes, w.rxPackets, w.rxBytes, w.dropsTotal, w.restarts].map(String));
     const t = d.total;
@@ -68,9 +68,8 @@ export function formatStats(stats: DaemonStats[]): string {
     lines.push(`  rates: tx ${r.txPps.toFixed(0)} pkt/s ${r.txGbps.toFixed(3)} Gbit/s, rx ${r.rxPps.toFixed(0)} pkt/s ${r.rxGbps.toFixed(3)} Gbit/s`);
     const drops = Object.entries(d.dropsAll).filter(([, v]) => v > 0);
     lines.push(drops.length ? `  drops: ${drops.map(([k, v]) => `${k} ${v}`).join(', ')}` : '  drops: none');
-    if (d.send?.startsWith('packet') || d.send?.startsWith('gso')) lines.push(`  link-layer sends: ${t.txLinkPackets} of ${t.txPackets} tx packets went straight to a neighbour's MAC`);
+    if (d.send?.startsWith('gso')) lines.push(`  by MAC: ${t.txLinkPackets} of ${t.txPackets} tx packets left as segments of whole frames (TX GSO)`);
     if (d.txGso) lines.push(`  TX GSO ${d.txGso}: ${t.txGsoFrames} super-packets left whole for the kernel to cut`);
-    if (d.recv?.startsWith('xdp')) lines.push(`  AF_XDP receives: ${t.rxXdpPackets} packets came off the underlay through XDP (the rest through the raw sockets)`);
     if (d.busyPollUs) lines.push(`  busy poll ${d.busyPollUs} µs: ${t.busyPolls} waits looked again before sleeping, ${t.busyPollHits} of them caught a packet`);
   }
   return lines.join('\n');

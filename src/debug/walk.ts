@@ -105,8 +105,7 @@ export async function explainLive(up: UpFan[], text: string, fromText?: string):
     steps.push(`a worker reads it in a batch and maps ${D}: (${D} & ~/${f.overlay.len}) >>> ${f.shift} = host bits → underlay host ${formatIPv4(dstHost)}, slice ${sliceOf(dstHost)}`);
     steps.push(`it writes the outer header in front: IPv4 ${formatIPv4(srcHost)} > ${formatIPv4(dstHost)} protocol 4, TTL ${u.daemon.ttl || 'inherited'}, DF and DSCP copied, ECN per RFC 6040 (20 bytes of overhead)`);
     steps.push(sendStep(u, srcHost, dstHost, live.underlayRoute));
-    const viaXdp = dstHost === f.localHost && u.daemon.recv === 'xdp';
-    steps.push(`on ${formatIPv4(dstHost)} ${viaXdp ? 'the XDP program on the underlay interface hands it to a worker\'s AF_XDP socket before the IP stack (--recv xdp: tcpdump on the underlay does not see it, userfan trace does); the worker' : 'a userfan worker (or kernel ipip) receives it and'} checks: outer and inner headers, inner source ${S} in the slice of the sender ${formatIPv4(srcHost)} (anti-spoofing), ${D} in its own slice`);
+    steps.push(`on ${formatIPv4(dstHost)} a userfan worker (or kernel ipip) receives it and checks: outer and inner headers, inner source ${S} in the slice of the sender ${formatIPv4(srcHost)} (anti-spoofing), ${D} in its own slice`);
     steps.push(`it strips the outer header and writes ${S} > ${D} to its TUN; the kernel routes it onto bridge ${brOf(dstHost)} (${gw(dstHost)})`);
     steps.push(`${D} receives it; a reply takes the same steps back with the roles swapped`);
   }

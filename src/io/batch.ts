@@ -15,9 +15,8 @@
  *  - `outgoing`: what to write or send next: any (offset, length, address) inside the buffer,
  *    usually derived from `received` (e.g. offset - 20, length + 20, underlay destination).
  */
+import { OUTER_HEADER_LEN } from '../wire/ipip.js';
 
-/** Bytes of an outer IPv4 header without options, the IP-in-IP overhead. */
-export const OUTER_HEADER_BYTES = 20;
 /** Default room before every received packet: an outer IPv4 header and a 10-byte virtio-net header fit. */
 export const DEFAULT_HEADROOM = 32;
 /** Default slot size: 1500-byte packets plus headroom, rounded to a power of two. */
@@ -96,8 +95,8 @@ export class PacketBatch {
     this.slotSize = options.slotSize ?? DEFAULT_SLOT_SIZE;
     this.headroom = options.headroom ?? DEFAULT_HEADROOM;
     if (!Number.isInteger(this.slots) || this.slots < 1) throw new RangeError(`slots: ${this.slots}`);
-    if (!Number.isInteger(this.headroom) || this.headroom < OUTER_HEADER_BYTES) {
-      throw new RangeError(`headroom must be at least ${OUTER_HEADER_BYTES}: ${this.headroom}`);
+    if (!Number.isInteger(this.headroom) || this.headroom < OUTER_HEADER_LEN) {
+      throw new RangeError(`headroom must be at least ${OUTER_HEADER_LEN}: ${this.headroom}`);
     }
     if (!Number.isInteger(this.slotSize) || this.slotSize <= this.headroom + 20) {
       throw new RangeError(`slotSize too small: ${this.slotSize}`);
@@ -128,4 +127,35 @@ export class PacketBatch {
   truncated(i: number): boolean {
     return this.received.lengths[i] >= this.packetCapacity;
   }
+}
+
+/**
+ * What the egress plan decided for each packet of a read batch: its outer source and destination (int32
+ * underlay addresses) and its verdict (0: send; else the Drop code it was counted under).
+ */
+export class RoutePlan {
+  readonly src: Int32Array;
+  readonly dst: Int32Array;
+  readonly verdict: Int32Array;
+  constructor(readonly capacity: number) {
+    this.src = new Int32Array(capacity);
+    this.dst = new Int32Array(capacity);
+    this.verdict = new Int32Array(capacity);
+  }
+}
+
+/**
+ * A read batch as the underlay sees it (the TUN device, src/tun/device.ts): plain IPv4 packets, GSO
+ * metadata, and the cut into wire-sized packets. Here so that the two boundaries need not import each other.
+ */
+export interface EgressBatch {
+  readonly bytes: Uint8Array;
+  readonly packets: PacketList;
+  /** > 0: a TCP super-packet with a partial checksum, to cut at this payload size; 0: a packet; < 0: malformed. */
+  readonly gsoSize: Int32Array;
+  readonly gsoFlags: Uint8Array;
+  /** Pushes packet i ready for the wire to `out`, `headroom` free bytes before each: count, BAD_PACKET or NO_ROOM. */
+  cut(i: number, out: PacketList, headroom: number): number;
+  /** Forgets what was cut, once it was sent. */
+  resetCuts(): void;
 }

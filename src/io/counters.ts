@@ -5,19 +5,18 @@
  */
 import { DROP_REASONS, DROP_SLOTS, type DropName } from '../wire/drops.js';
 
-export const C_TX_PACKETS = 0; // encapsulated and handed to the raw socket
+export const C_TX_PACKETS = 0; // encapsulated and handed to the underlay (TX GSO frames: the segments the kernel cuts)
 export const C_TX_BYTES = 1; //   inner bytes of those
 export const C_RX_PACKETS = 2; // decapsulated and written to the TUN
 export const C_RX_BYTES = 3; //   inner bytes of those
 export const C_TX_BATCHES = 4; // TUN reads that returned packets
 export const C_RX_BATCHES = 5; // socket receives that returned packets
 export const C_RESTARTS = 6; //  times this worker slot was started again after a death
-export const C_TX_LINK = 7; //   of C_TX_PACKETS, those sent through the link-layer socket (up --send packet)
-export const C_RX_XDP = 8; //    of the packets received, those taken through the AF_XDP socket (up --recv xdp)
-export const C_BUSY_POLLS = 9; // waits that looked again before sleeping (up --busy-poll)
-export const C_BUSY_POLL_HITS = 10; // of those, the ones that found packets while looking, without a sleep
-export const C_TX_GSO = 11; //   frames sent whole for the kernel to cut (TX GSO); their segments count in C_TX_PACKETS and C_TX_LINK
-export const C_DROPS = 12; //    drops by reason: C_DROPS + code (codes start at 1)
+export const C_TX_LINK = 7; //   of C_TX_PACKETS, those that left by MAC (TX GSO's segments)
+export const C_BUSY_POLLS = 8; // waits that looked again before sleeping (up --busy-poll)
+export const C_BUSY_POLL_HITS = 9; // of those, the ones that found packets while looking, without a sleep
+export const C_TX_GSO = 10; //   frames sent whole for the kernel to cut (TX GSO); their segments count in C_TX_PACKETS and C_TX_LINK
+export const C_DROPS = 11; //    drops by reason: C_DROPS + code (codes start at 1)
 export const ROW = C_DROPS + DROP_SLOTS;
 
 export interface CounterSnapshot {
@@ -26,11 +25,9 @@ export interface CounterSnapshot {
   rxPackets: number;
   rxBytes: number;
   txBatches: number;
-  /** Of txPackets, those sent straight to a neighbour's MAC (up --send packet). */
+  /** Of txPackets, those that left by MAC: the segments of TX GSO's whole frames. */
   txLinkPackets: number;
   rxBatches: number;
-  /** Of the packets received (any verdict), those taken through the AF_XDP socket (up --recv xdp). */
-  rxXdpPackets: number;
   restarts: number;
   /** Waits that looked again before sleeping (up --busy-poll, src/dataplane/busy-poll.ts). */
   busyPolls: number;
@@ -81,7 +78,7 @@ function snapshotOf(r: Float64Array): CounterSnapshot {
   });
   return {
     txPackets: r[C_TX_PACKETS], txBytes: r[C_TX_BYTES], rxPackets: r[C_RX_PACKETS], rxBytes: r[C_RX_BYTES],
-    txBatches: r[C_TX_BATCHES], txLinkPackets: r[C_TX_LINK], rxBatches: r[C_RX_BATCHES], rxXdpPackets: r[C_RX_XDP], restarts: r[C_RESTARTS],
+    txBatches: r[C_TX_BATCHES], txLinkPackets: r[C_TX_LINK], rxBatches: r[C_RX_BATCHES], restarts: r[C_RESTARTS],
     busyPolls: r[C_BUSY_POLLS], busyPollHits: r[C_BUSY_POLL_HITS], txGsoFrames: r[C_TX_GSO], drops, dropsTotal,
   };
 }

@@ -122,3 +122,50 @@ export class TraceRing {
     return Atomics.load(this.head, 2);
   }
 }
+
+/** Reads a big-endian int32 (the trace filter compares addresses as int32: no heap numbers). */
+const at32 = (b: Uint8Array, o: number): number => (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
+
+/**
+ * Whether the IPv4 packet at b[o, o+len) goes to the trace: `filter` (int32; 0 = every packet) is its
+ * source or destination, or, for IP-in-IP, its inner packet's.
+ */
+export function traceMatches(b: Uint8Array, o: number, len: number, filter: number): boolean {
+  if (filter === 0) return true;
+  if (len < 20) return false;
+  if (at32(b, o + 12) === filter || at32(b, o + 16) === filter) return true;
+  if (b[o + 9] !== 4) return false;
+  const i = o + ((b[o] & 0x0f) << 2);
+  if (i + 20 > o + len) return false;
+  return at32(b, i + 12) === filter || at32(b, i + 16) === filter;
+}
+
+/**
+ * A worker's side of `userfan trace`: the worker sets `on` and `filter` once a round from the pool's
+ * control words; the data path checks `on` before anything else, so with no trace attached a batch pays
+ * one property read. Without a ring (up --no-trace) it is never on.
+ */
+export class TraceTap {
+  on = false;
+  filter = 0;
+  constructor(readonly ring: TraceRing | undefined) {}
+
+  /** A packet leaving (outer + inner), or one dropped on its way out (verdict: its Drop code). */
+  out(b: Uint8Array, off: number, len: number, verdict: number): void {
+    if (traceMatches(b, off, len, this.filter)) this.ring!.append(b, off, len, TRACE_OUT, verdict);
+  }
+
+  /** Copies an arriving packet as it is; publish it with commitIn once its verdict is known. */
+  beginIn(b: Uint8Array, off: number, len: number): boolean {
+    return traceMatches(b, off, len, this.filter) && this.ring!.begin(b, off, len, TRACE_IN);
+  }
+
+  commitIn(verdict: number): void {
+    this.ring!.commit(verdict);
+  }
+
+  /** An arriving packet dropped before it could be copied whole (truncated by its slot). */
+  inDropped(b: Uint8Array, off: number, len: number, verdict: number): void {
+    if (traceMatches(b, off, len, this.filter)) this.ring!.append(b, off, len, TRACE_IN, verdict);
+  }
+}

@@ -106,15 +106,6 @@ export class TunQueue {
     }
   }
 
-  /** TUNSETQUEUE: a detached queue gets no packets but keeps its fd (multi-queue only). */
-  setEnabled(enabled: boolean): void {
-    try {
-      native().tunSetQueue(this.#fd, enabled);
-    } catch (e) {
-      rethrowAs(e, this.name);
-    }
-  }
-
   /** Closes the queue's fd (idempotent). The device goes when its last non-persistent queue closes. */
   close(): void {
     const fd = this.#fd;

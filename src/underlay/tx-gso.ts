@@ -1,5 +1,5 @@
 /**
- * TX GSO (up --send packet with TUN offloads): a TCP super-packet read from the TUN leaves as ONE
+ * TX GSO (up --send gso, the default, with TUN offloads): a TCP super-packet read from the TUN leaves as ONE
  * IP-in-IP frame, and the kernel cuts it into wire-sized segments, as it does for its own tunnels, at the
  * underlay interface (in software, or in a NIC that can: `tx-ipxip4-segmentation`), or never, when the
  * frame stays on the machine (a veth to another namespace carries it whole, as it carries VXLAN's).
@@ -8,7 +8,7 @@
  * and the kernel segments IP-in-IP only when the packet carries SKB_GSO_IPXIP4 and marks where the inner
  * headers start, which only the kernel's own encapsulation sets. So:
  *
- *  1. userfan writes the whole frame (src/offload/gso-frame.ts): a virtio-net header (NEEDS_CSUM,
+ *  1. userfan writes the whole frame (src/underlay/gso-frame.ts): a virtio-net header (NEEDS_CSUM,
  *     gso_type TCPV4, gso_size from the TUN's), the Ethernet header to the neighbour's MAC, the outer
  *     IPv4 header, and the inner packet as the TUN gave it (its TCP checksum field holding the
  *     pseudo-header sum). It sends it through an AF_PACKET SOCK_RAW socket with PACKET_VNET_HDR (the
@@ -28,6 +28,8 @@
  * by the daemon's descriptors: closed (also by SIGKILL), they are gone.
  */
 import { readFileSync } from 'node:fs';
+import { ETH_HLEN } from '../wire/ethernet.js';
+import { OUTER_HEADER_LEN } from '../wire/ipip.js';
 import type { PacketList } from '../io/batch.js';
 import { IoErrors } from '../io/errors.js';
 import { ADD, ALU64, assembleEbpf, CALL, DW, EXIT, IMM, JEQ, JMP, JNE, K, LD, LDX, MEM, MOV, R0, R1, R2, R3, R4, R5, R6, R7, R10, W, X } from '../io/ebpf.js';
@@ -47,8 +49,6 @@ const SKB_GSO_SIZE = 176;
 /** tcx verdicts: next program (or pass when none), drop. */
 export const TCX_NEXT = -1;
 export const TCX_DROP = 2;
-const ETH_HLEN = 14;
-const OUTER = 20;
 
 /**
  * The TC egress program for the socket whose cookie is `cookie`: its GSO packets get their outer IPv4
@@ -71,7 +71,7 @@ export function gsoFixProgram(cookie: number): Uint8Array {
     { code: ALU64 | MOV | K, dst: R2, imm: ETH_HLEN },
     { code: ALU64 | MOV | X, dst: R3, src: R10 },
     { code: ALU64 | ADD | K, dst: R3, imm: -24 }, // r10 - 24: room for 20 bytes
-    { code: ALU64 | MOV | K, dst: R4, imm: OUTER },
+    { code: ALU64 | MOV | K, dst: R4, imm: OUTER_HEADER_LEN },
     ...(fn === FUNC_SKB_STORE_BYTES ? [{ code: ALU64 | MOV | K, dst: R5, imm: 0 }] : []),
     { code: JMP | CALL, imm: fn },
   ];
@@ -85,8 +85,8 @@ export function gsoFixProgram(cookie: number): Uint8Array {
     { code: JMP | JNE | X, dst: R0, src: R1, to: 'next' }, // not userfan's socket
     ...header(FUNC_SKB_LOAD_BYTES), // the outer header, to the stack
     { code: JMP | JNE | K, dst: R0, imm: 0, to: 'next' },
-    ...adjust(-OUTER, F_ADJ_ROOM_FIXED_GSO),
-    ...adjust(OUTER, F_ADJ_ROOM_FIXED_GSO | F_ADJ_ROOM_ENCAP_L3_IPV4),
+    ...adjust(-OUTER_HEADER_LEN, F_ADJ_ROOM_FIXED_GSO),
+    ...adjust(OUTER_HEADER_LEN, F_ADJ_ROOM_FIXED_GSO | F_ADJ_ROOM_ENCAP_L3_IPV4),
     ...header(FUNC_SKB_STORE_BYTES),
     { code: JMP | JNE | K, dst: R0, imm: 0, to: 'drop' },
     { code: ALU64 | MOV | K, dst: R0, imm: TCX_NEXT, label: 'next' },

@@ -35,7 +35,6 @@ export const DROP_REASONS = [
   ['rx-not-local', 'inner destination is not in a slice of this host'],
   ['rx-ecn-ce-not-ect', 'outer ECN is CE over a Not-ECT inner packet (RFC 6040: drop)'],
   ['rx-write-error', 'the kernel refused the decapsulated packet on the TUN'],
-  ['rx-xdp-lost', 'the kernel could not put an IP-in-IP frame on the worker\'s AF_XDP ring (full, or no free frame; up --recv xdp)'],
 ] as const;
 
 export type DropName = (typeof DROP_REASONS)[number][0];
