@@ -15,7 +15,7 @@ export interface ShowRow {
   state: 'up' | 'stale';
   workers: number;
   txPackets: number | null;
-  /** Of txPackets, those sent straight to a neighbour's MAC (up --send packet). */
+  /** Of txPackets, those that left by MAC: the segments of TX GSO's whole frames. */
   txLinkPackets: number | null;
   rxPackets: number | null;
   drops: number | null;

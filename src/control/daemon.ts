@@ -96,6 +96,52 @@ async function checkNotUp(fans: Fan[]): Promise<void> {
   }
 }
 
+/**
+ * Devices deleted from under the daemon (ip link del): say what happened and stop. The workers notice a
+ * deleted TUN on their own (POLLERR); a deleted bridge only shows here. Once stopping has begun, the
+ * teardown deletes them itself: not a fault then.
+ */
+function watchDevices(devices: readonly string[], stopping: () => boolean, fatal: (why: string) => void): void {
+  const watch = setInterval(() => {
+    if (stopping()) return clearInterval(watch);
+    for (const dev of devices) {
+      if (!existsSync(`/sys/class/net/${dev}`)) {
+        clearInterval(watch);
+        log('fatal', { error: `${dev} was deleted from under userfan` });
+        fatal(`${dev} deleted`);
+        return;
+      }
+    }
+  }, 250);
+  watch.unref();
+}
+
+/** The daemon's control socket: one JSON request per connection (status, trace, crash-worker). */
+function serveControl(id: string, workers: number, plane: DataPlane, status: () => ReturnType<typeof statusOf>): Server {
+  return createServer((conn) => {
+    let buf = '';
+    conn.on('data', (d) => {
+      buf += d;
+      if (!buf.includes('\n')) return;
+      let req: { cmd?: string; worker?: number };
+      try {
+        req = JSON.parse(buf);
+      } catch {
+        conn.end('{"error":"bad request"}');
+        return;
+      }
+      conn.removeAllListeners('data');
+      if (req.cmd === 'trace') serveTrace(conn, plane, req as TraceRequest, log, id);
+      else if (req.cmd === 'status') conn.end(JSON.stringify(status()));
+      else if (req.cmd === 'crash-worker' && typeof req.worker === 'number' && req.worker >= 0 && req.worker < workers) {
+        plane.crash(req.worker);
+        conn.end('{"ok":true}');
+      } else conn.end('{"error":"unknown command"}');
+    });
+    conn.on('error', () => {});
+  });
+}
+
 export async function up(o: UpOptions): Promise<number> {
   if (!hasNetAdmin()) throw new ConfigError('up', o.fans.map(String).join(', '), 'needs CAP_NET_ADMIN to create the TUN device, bridge and routes: run as root');
   new FanTable(o.fans); // duplicates/overlaps among the fans of this invocation
@@ -167,22 +213,7 @@ export async function up(o: UpOptions): Promise<number> {
     throw e;
   }
 
-  // Devices deleted from under us (ip link del): say what happened and exit non-zero. The workers notice a
-  // deleted TUN on their own (POLLERR); a deleted bridge only shows here.
-  const watch = setInterval(() => {
-    // Stopping deletes them itself: not a fault then (under load a tick fell inside the teardown and
-    // logged a stop as fatal).
-    if (finishing) return clearInterval(watch);
-    for (const dev of [id, ...state.host.bridges]) {
-      if (!existsSync(`/sys/class/net/${dev}`)) {
-        clearInterval(watch);
-        log('fatal', { error: `${dev} was deleted from under userfan` });
-        void finish(1, `${dev} deleted`);
-        return;
-      }
-    }
-  }, 250);
-  watch.unref();
+  watchDevices([id, ...state.host.bridges], () => finishing !== undefined, (why) => void finish(1, why));
 
   process.on('SIGTERM', () => void finish(0, 'SIGTERM'));
   process.on('SIGINT', () => void finish(0, 'SIGINT'));
@@ -190,28 +221,7 @@ export async function up(o: UpOptions): Promise<number> {
   rmSync(socketPath(id), { force: true });
   writeState(state); // (again: the directory may have gone with another daemon of this namespace)
   const p = plane;
-  server = createServer((conn) => {
-    let buf = '';
-    conn.on('data', (d) => {
-      buf += d;
-      if (!buf.includes('\n')) return;
-      let req: { cmd?: string; worker?: number };
-      try {
-        req = JSON.parse(buf);
-      } catch {
-        conn.end('{"error":"bad request"}');
-        return;
-      }
-      conn.removeAllListeners('data');
-      if (req.cmd === 'trace') serveTrace(conn, p, req as TraceRequest, log, id);
-      else if (req.cmd === 'status') conn.end(JSON.stringify(statusOf(state, p, offload.text)));
-      else if (req.cmd === 'crash-worker' && typeof req.worker === 'number' && req.worker >= 0 && req.worker < o.workers) {
-        p.crash(req.worker);
-        conn.end('{"ok":true}');
-      } else conn.end('{"error":"unknown command"}');
-    });
-    conn.on('error', () => {});
-  });
+  server = serveControl(id, o.workers, p, () => statusOf(state, p, offload.text));
   server.listen(socketPath(id));
   if (o.metrics) {
     try {

@@ -3,13 +3,13 @@
  * again for a while first?
  *
  * A sleeping worker must be woken when the next packet comes, and on a VM whose idle vCPUs halt that
- * wake-up is slow: ~45 µs on this lab's machines (bench/wake.c). An echo through userfan wakes a worker
+ * wake-up is slow (bench/wake.c measures it; docs/performance.md has the figures). An echo through userfan wakes a worker
  * three times. Looking again for a while (poll with no timeout, giving the CPU to any other runnable
  * thread in between: Poller.wait with a spin) keeps the worker awake on its CPU for what comes next:
  * a reply from another machine arrives to a worker that is still looking, with no wake-up. In the lab, where
  * both hosts share one machine, the reply is usually back before the worker even starts looking (the
  * other host's work runs inline in the sender's system calls), and the gain comes from elsewhere: the
- * scheduler keeps the workers on one CPU, with its caches warm (README, Performance: latency).
+ * scheduler keeps the workers on one CPU, with its caches warm (docs/performance.md, latency).
  *
  * That only pays when traffic is sparse, and only then does the worker spin:
  * - after a round that found packets (an idle worker never spins);
@@ -17,7 +17,7 @@
  *   that caught something);
  * - when the worker waited for at least IDLE_SHARE of the last completed WINDOW_US of its time, i.e.
  *   its CPU would otherwise go idle. Under load the worker sleeps at once and leaves the CPU to the
- *   threads that make the load: spinning there measured 3–8% less throughput on the raw path.
+ *   threads that make the load: spinning there measured less throughput (docs/performance.md).
  * And the native wait stops looking as soon as a yield has run another thread for a while (the CPU is
  * wanted, so it will not go idle). So a burst of sparse traffic costs at most US µs of CPU after it.
  *

@@ -9,7 +9,7 @@
 import { connect, type Socket } from 'node:net';
 import { formatIPv4 } from '../fan/addr.js';
 import { dropName } from '../wire/drops.js';
-import { u32 } from '../wire/ipv4.js';
+import { headerLength, u32 } from '../wire/ipv4.js';
 import { socketPath } from '../control/state.js';
 import { PcapWriter } from './pcap.js';
 import { END, FRAME_HEADER, TRACE_MAGIC, type TraceRequest } from '../control/trace-server.js';
@@ -25,7 +25,7 @@ export function describePacket(p: Uint8Array, seconds: number, micros: number, d
   if (p.length < 20) return `${t} ${dir} (${originalLength} bytes)${end}`;
   const proto = p[9];
   const head = `${formatIPv4(u32(p, 12))} > ${formatIPv4(u32(p, 16))}`;
-  const ohl = (p[0] & 0x0f) << 2;
+  const ohl = headerLength(p, 0);
   if (proto !== 4 || p.length < ohl + 20) return `${t} ${dir} ${head} ${PROTOCOLS[proto] ?? `proto ${proto}`} length ${originalLength}${end}`;
   const i = ohl;
   const innerProto = p[i + 9];

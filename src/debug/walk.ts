@@ -64,17 +64,13 @@ function find(up: UpFan[], text: string): { u: UpFan; addr: number } {
   return { u, addr };
 }
 
-/** How the encapsulated packet leaves the sending host: the raw socket, or (up --send packet) by MAC. */
+/** How the encapsulated packet leaves the sending host: the raw socket, or a TCP super-packet whole by MAC (TX GSO). */
 function sendStep(u: UpFan, srcHost: number, dstHost: number, underlayRoute: string | undefined): string {
   const viaKernel = `the raw socket sends it on the underlay${srcHost === u.fan.localHost && underlayRoute ? ` (${underlayRoute})` : ''}`;
-  if (srcHost !== u.fan.localHost || (u.daemon.send !== 'packet' && u.daemon.send !== 'gso')) return viaKernel;
+  if (srcHost !== u.fan.localHost || u.daemon.send !== 'gso') return viaKernel;
   const n = kernelNeighbour(dstHost);
-  if (u.daemon.send === 'gso') {
-    const whole = n ? ` to ${n.mac} on ${n.dev}, the kernel's ARP entry for ${formatIPv4(dstHost)}` : ` by MAC once the kernel has an ARP entry for ${formatIPv4(dstHost)}`;
-    return `${viaKernel}; a TCP super-packet instead leaves whole through an AF_PACKET socket${whole}, and the kernel cuts it (--send gso, TX GSO: \`show --json\` says whether it is on)`;
-  }
-  if (!n) return `${viaKernel}: the kernel has no ARP entry for ${formatIPv4(dstHost)} yet (--send packet sends by MAC once it has one)`;
-  return `an AF_PACKET socket sends it straight to ${n.mac} on ${n.dev}, the kernel's ARP entry for ${formatIPv4(dstHost)} (--send packet; one packet a second still goes through the raw socket, so the kernel keeps checking that entry; with TUN offloads a TCP super-packet leaves whole and the kernel cuts it, TX GSO: \`show --json\` says whether it is on)`;
+  const whole = n ? ` to ${n.mac} on ${n.dev}, the kernel's ARP entry for ${formatIPv4(dstHost)}` : ` by MAC once the kernel has an ARP entry for ${formatIPv4(dstHost)}`;
+  return `${viaKernel}; a TCP super-packet instead leaves whole through an AF_PACKET socket${whole}, and the kernel cuts it (--send gso, TX GSO: \`show --json\` says whether it is on)`;
 }
 
 export async function explainLive(up: UpFan[], text: string, fromText?: string): Promise<LiveExplanation> {

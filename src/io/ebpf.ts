@@ -1,8 +1,8 @@
 /**
  * eBPF instructions, as the kernel takes them (struct bpf_insn, linux/bpf.h): the encoding constants
- * and a small assembler with labels. userfan's two kernel programs are built with it: the XDP program
- * of `--recv xdp` (src/io/xdp.ts) and the TC egress program of TX GSO (src/io/tx-gso.ts). The addon
- * only loads what is built here.
+ * and a small assembler with labels. userfan's kernel programs are built with it: the receive share
+ * filter (classic BPF, src/underlay/share.ts, has its own) aside, the TC egress program of TX GSO
+ * (src/underlay/tx-gso.ts). The addon only loads what is built here.
  */
 
 // Classes, sizes, modes, operations, sources.
@@ -12,8 +12,6 @@ export const IMM = 0x00, MEM = 0x60;
 export const ADD = 0x00, AND = 0x50, MOV = 0xb0;
 export const JA = 0x00, JEQ = 0x10, JGT = 0x20, JNE = 0x50, CALL = 0x80, EXIT = 0x90;
 export const K = 0x00, X = 0x08;
-/** src of a 64-bit immediate load whose value is a map's fd. */
-export const PSEUDO_MAP_FD = 1;
 /** Registers: r0 return value, r1–r5 arguments, r6–r9 kept across calls, r10 the frame pointer. */
 export const R0 = 0, R1 = 1, R2 = 2, R3 = 3, R4 = 4, R5 = 5, R6 = 6, R7 = 7, R10 = 10;
 

@@ -72,7 +72,7 @@ export interface NativeAddon {
   ): number;
   /**
    * AF_PACKET send-only socket: SOCK_DGRAM, or with vnet SOCK_RAW with PACKET_VNET_HDR, the one
-   * sendFrameBatch sends on (src/io/tx-gso.ts).
+   * sendFrameBatch sends on (src/underlay/tx-gso.ts).
    */
   linkOpen(options?: { sndbuf?: number; vnet?: boolean }): number;
   /**
@@ -86,7 +86,7 @@ export interface NativeAddon {
   /** SO_COOKIE: the number bpf_get_socket_cookie() gives for the socket's packets. */
   socketCookie(fd: number): number;
 
-  /** out[i] = folded one's-complement sum of buf[offs[i], offs[i] + lens[i]) for i < n (src/wire/sum.ts). */
+  /** out[i] = folded one's-complement sum of buf[offs[i], offs[i] + lens[i]) for i < n (src/io/sum-batch.ts; wire/checksum.ts's sum16). */
   sum16Batch(buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, n: number, out: Uint32Array): void;
 
   /**
@@ -103,7 +103,7 @@ export interface NativeAddon {
   eventfdRead(fd: number): number;
 
   /**
-   * Loads a TC program for tcx egress (src/io/tx-gso.ts) from struct bpf_insn bytes; a refusal's
+   * Loads a TC program for tcx egress (src/underlay/tx-gso.ts) from struct bpf_insn bytes; a refusal's
    * message carries the verifier's last lines.
    */
   bpfLoadTc(insns: Uint8Array, license: string): number;

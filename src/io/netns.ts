@@ -43,13 +43,3 @@ export function inNetns<T>(name: string, fn: () => T): T {
     closeSync(home);
   }
 }
-
-/** Moves the calling thread into a namespace for good (e.g. at the start of a worker thread). */
-export function enterNetns(name: string): void {
-  const fd = openSync(netnsPath(name), 'r');
-  try {
-    native().setNetns(fd);
-  } finally {
-    closeSync(fd);
-  }
-}

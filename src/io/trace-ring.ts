@@ -11,6 +11,8 @@
  * Slot: u32 original length | u32 captured length | u32 seconds | u32 microseconds | u32 what | bytes,
  * where what = direction | verdict << 8 (verdict: 0 passed, else the Drop code).
  */
+import { headerLength, i32 } from '../wire/ipv4.js';
+
 export const TRACE_OUT = 1; // leaving on the underlay: outer + inner; or, dropped, the inner packet from the TUN
 export const TRACE_IN = 2; //  arrived from the underlay: outer + inner, as it arrived
 
@@ -123,9 +125,6 @@ export class TraceRing {
   }
 }
 
-/** Reads a big-endian int32 (the trace filter compares addresses as int32: no heap numbers). */
-const at32 = (b: Uint8Array, o: number): number => (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
-
 /**
  * Whether the IPv4 packet at b[o, o+len) goes to the trace: `filter` (int32; 0 = every packet) is its
  * source or destination, or, for IP-in-IP, its inner packet's.
@@ -133,11 +132,11 @@ const at32 = (b: Uint8Array, o: number): number => (b[o] << 24) | (b[o + 1] << 1
 export function traceMatches(b: Uint8Array, o: number, len: number, filter: number): boolean {
   if (filter === 0) return true;
   if (len < 20) return false;
-  if (at32(b, o + 12) === filter || at32(b, o + 16) === filter) return true;
+  if (i32(b, o + 12) === filter || i32(b, o + 16) === filter) return true;
   if (b[o + 9] !== 4) return false;
-  const i = o + ((b[o] & 0x0f) << 2);
+  const i = o + headerLength(b, o);
   if (i + 20 > o + len) return false;
-  return at32(b, i + 12) === filter || at32(b, i + 16) === filter;
+  return i32(b, i + 12) === filter || i32(b, i + 16) === filter;
 }
 
 /**

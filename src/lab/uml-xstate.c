@@ -10,7 +10,7 @@
  * that fits its buffer; a SETREGSET reads the whole current area, lays the caller's part over it and
  * writes the whole. The state beyond the caller's buffer (AMX, which UML's processes never use) stays
  * as it was. Everything else goes to glibc's ptrace unchanged. Lab tooling only: built on demand by
- * src/lab/uml.ts, used for the user-mode Linux lab hosts, never by userfan itself.
+ * src/lab/uml-xstate.ts, used for the user-mode Linux lab hosts, never by userfan itself.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>

@@ -27,14 +27,8 @@
  */
 import type { PacketList } from '../io/batch.js';
 import { checksum } from '../wire/checksum.js';
-import {
-  FLAG_MF, FRAG_OFFSET_MASK, IPV4_MIN_HEADER, OFF_CHECKSUM, OFF_DST, OFF_FLAGS_FRAG, OFF_ID, OFF_PROTO, OFF_SRC, OFF_TOS, OFF_TOTAL_LEN,
-  i32, OFF_TTL, PROTO_TCP, putU16, u16,
-} from '../wire/ipv4.js';
-import {
-  OFF_ACK, OFF_DATA_OFFSET, OFF_FLAGS, OFF_SEQ, OFF_SPORT, OFF_TCP_CHECKSUM, OFF_WINDOW, pseudoHeaderSum, tcpChecksumVerifies, tcpSumVerifies,
-  TCP_CWR, TCP_FIN, TCP_MIN_HEADER, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG,
-} from '../wire/tcp.js';
+import { FLAG_MF, FRAG_OFFSET_MASK, headerLength, i32, IPV4_MIN_HEADER, OFF_CHECKSUM, OFF_DST, OFF_FLAGS_FRAG, OFF_ID, OFF_PROTO, OFF_SRC, OFF_TOS, OFF_TOTAL_LEN, OFF_TTL, PROTO_TCP, u16, putU16 } from '../wire/ipv4.js';
+import { TCP_CWR, TCP_FIN, TCP_MIN_HEADER, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG, tcpChecksumVerifies, tcpHeaderLength, tcpSumVerifies, OFF_ACK, OFF_DATA_OFFSET, OFF_FLAGS, OFF_SEQ, OFF_SPORT, OFF_TCP_CHECKSUM, OFF_WINDOW, pseudoHeaderSum } from '../wire/tcp.js';
 import { SumBatch } from '../io/sum-batch.js';
 import { putVnetHdr, putVnetNone, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN } from '../wire/virtio.js';
 
@@ -47,7 +41,7 @@ import { putVnetHdr, putVnetNone, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE
  * folded sum of the TCP part already computed (the coalescer sums its batch at once).
  */
 export function partialChecksum(b: Uint8Array, o: number, L: number, mtu: number, tcpSum = -1): number {
-  const ihl = (b[o] & 0x0f) << 2;
+  const ihl = headerLength(b, o);
   if (u16(b, o + ihl + OFF_TCP_CHECKSUM) !== pseudoHeaderSum(b, o, PROTO_TCP, L - ihl)) return 0;
   if (L > mtu) return 1;
   return (tcpSum < 0 ? tcpChecksumVerifies(b, o, L) : tcpSumVerifies(b, o, L, tcpSum)) ? 2 : 1;
@@ -60,10 +54,10 @@ export function partialChecksum(b: Uint8Array, o: number, L: number, mtu: number
  */
 export function partialTcp(b: Uint8Array, o: number, L: number, mtu: number): number {
   if (L < IPV4_MIN_HEADER + TCP_MIN_HEADER || b[o] >>> 4 !== 4 || b[o + OFF_PROTO] !== PROTO_TCP) return 0;
-  const ihl = (b[o] & 0x0f) << 2;
+  const ihl = headerLength(b, o);
   if (ihl < IPV4_MIN_HEADER || ihl + TCP_MIN_HEADER > L || u16(b, o + OFF_TOTAL_LEN) !== L) return 0;
   if ((u16(b, o + OFF_FLAGS_FRAG) & (FLAG_MF | FRAG_OFFSET_MASK)) !== 0) return 0;
-  const thl = (b[o + ihl + OFF_DATA_OFFSET] >>> 4) << 2;
+  const thl = tcpHeaderLength(b, o + ihl);
   if (thl < TCP_MIN_HEADER || ihl + thl > L) return 0;
   return partialChecksum(b, o, L, mtu);
 }
@@ -144,7 +138,7 @@ export class Coalescer {
       const L = list.lengths[k];
       this.sumOf[k] = -1;
       if (L < IPV4_MIN_HEADER + TCP_MIN_HEADER || b[o] >>> 4 !== 4 || b[o + OFF_PROTO] !== PROTO_TCP) continue;
-      const ihl = (b[o] & 0x0f) << 2;
+      const ihl = headerLength(b, o);
       if (ihl < IPV4_MIN_HEADER || ihl + TCP_MIN_HEADER > L) continue;
       if (L > mtu && u16(b, o + ihl + OFF_TCP_CHECKSUM) === pseudoHeaderSum(b, o, PROTO_TCP, L - ihl)) continue;
       this.sumOf[k] = sums.add(o + ihl, L - ihl);
@@ -189,13 +183,13 @@ export class Coalescer {
       this.newItem(o, L, PLAIN, k);
       return;
     }
-    const ihl = (b[o] & 0x0f) << 2;
+    const ihl = headerLength(b, o);
     const t = o + ihl;
     if (ihl < IPV4_MIN_HEADER || ihl + TCP_MIN_HEADER > L || u16(b, o + OFF_TOTAL_LEN) !== L || (u16(b, o + OFF_FLAGS_FRAG) & (FLAG_MF | FRAG_OFFSET_MASK)) !== 0) {
       this.newItem(o, L, PLAIN, k);
       return;
     }
-    const thl = (b[t + OFF_DATA_OFFSET] >>> 4) << 2;
+    const thl = tcpHeaderLength(b, t);
     if (thl < TCP_MIN_HEADER || ihl + thl > L) {
       this.newItem(o, L, PLAIN, k);
       return;
@@ -234,9 +228,9 @@ export class Coalescer {
   /** Joins the segment at o to item j if every rule allows it; true when it did. */
   private joins(b: Uint8Array, j: number, o: number, L: number, ihl: number, thl: number, payload: number, flags: number, k: number): boolean {
     const h = this.ip[j];
-    const ht = h + ((b[h] & 0x0f) << 2);
+    const ht = h + headerLength(b, h);
     const t = o + ihl;
-    if ((b[h] & 0x0f) << 2 !== ihl || (b[ht + OFF_DATA_OFFSET] >>> 4) << 2 !== thl) return false;
+    if (headerLength(b, h) !== ihl || tcpHeaderLength(b, ht) !== thl) return false;
     // IPv4: TOS, flags (DF), TTL equal; ID consecutive; options equal.
     if (b[o + OFF_TOS] !== b[h + OFF_TOS] || b[o + OFF_TTL] !== b[h + OFF_TTL] || u16(b, o + OFF_FLAGS_FRAG) !== u16(b, h + OFF_FLAGS_FRAG)) return false;
     if (u16(b, o + OFF_ID) !== ((u16(b, h + OFF_ID) + this.segs[j]) & 0xffff)) return false;
@@ -280,8 +274,8 @@ export class Coalescer {
     const v = h - VNET_HDR_LEN;
     const kind = this.kind[j];
     if (kind === PARTIAL) {
-      const ihl = (b[h] & 0x0f) << 2;
-      const hl = ihl + ((b[h + ihl + OFF_DATA_OFFSET] >>> 4) << 2);
+      const ihl = headerLength(b, h);
+      const hl = ihl + tcpHeaderLength(b, h + ihl);
       const gso = mtu - hl;
       const big = this.len[j] > mtu && gso > 0;
       const ecn = big && (b[h + ihl + OFF_FLAGS] & TCP_CWR) !== 0 ? VNET_GSO_ECN : 0;
@@ -294,9 +288,9 @@ export class Coalescer {
       return;
     }
     const len = this.len[j];
-    const ihl = (b[h] & 0x0f) << 2;
+    const ihl = headerLength(b, h);
     const t = h + ihl;
-    const thl = (b[t + OFF_DATA_OFFSET] >>> 4) << 2;
+    const thl = tcpHeaderLength(b, t);
     putU16(b, h + OFF_TOTAL_LEN, len);
     putU16(b, h + OFF_CHECKSUM, 0);
     putU16(b, h + OFF_CHECKSUM, checksum(b, h, ihl));

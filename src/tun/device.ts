@@ -19,7 +19,6 @@ import { readFileSync } from 'node:fs';
 import { PacketBatch, PacketList } from '../io/batch.js';
 import { Poller } from '../io/poll.js';
 import { native } from '../io/native.js';
-import { PROTO_TCP } from '../wire/ipv4.js';
 import { OFF_TCP_CHECKSUM, tcpHeaderLength } from '../wire/tcp.js';
 import { VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_TCPV4, VNET_HDR_LEN, vnetFlags, vnetGsoSize, vnetGsoType } from '../wire/virtio.js';
 import { headerLength } from '../wire/ipv4.js';
@@ -306,6 +305,3 @@ export class TunDevice {
     this.queue.close();
   }
 }
-
-/** The protocol a super-packet carries: TCP, the only one TUN offloads here hand over. */
-export const GSO_PROTOCOL = PROTO_TCP;

@@ -16,14 +16,9 @@
  */
 import type { PacketList } from '../io/batch.js';
 import { checksum, sum16 } from '../wire/checksum.js';
-import {
-  FLAG_MF, FRAG_OFFSET_MASK, IPV4_MIN_HEADER, OFF_CHECKSUM, OFF_FLAGS_FRAG, OFF_ID, OFF_PROTO, OFF_TOTAL_LEN, PROTO_TCP,
-  PROTO_UDP, putU16, putU32, u16,
-} from '../wire/ipv4.js';
+import { FLAG_MF, FRAG_OFFSET_MASK, headerLength, IPV4_MIN_HEADER, OFF_CHECKSUM, OFF_FLAGS_FRAG, OFF_ID, OFF_PROTO, OFF_TOTAL_LEN, PROTO_TCP, PROTO_UDP, u16, putU16, putU32 } from '../wire/ipv4.js';
 import { SumBatch } from '../io/sum-batch.js';
-import {
-  OFF_DATA_OFFSET, OFF_FLAGS, OFF_SEQ, OFF_TCP_CHECKSUM, pseudoHeaderSum, TCP_CWR, TCP_FIN, TCP_MIN_HEADER, TCP_PSH,
-} from '../wire/tcp.js';
+import { TCP_CWR, TCP_FIN, TCP_MIN_HEADER, TCP_PSH, tcpHeaderLength, OFF_DATA_OFFSET, OFF_FLAGS, OFF_SEQ, OFF_TCP_CHECKSUM, pseudoHeaderSum } from '../wire/tcp.js';
 import {
   VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN, vnetCsumOffset, vnetCsumStart, vnetFlags,
   vnetGsoSize, vnetGsoType,
@@ -98,12 +93,12 @@ export function segment(b: Uint8Array, v: number, vlen: number, out: PacketList,
  */
 export function splitTcp(b: Uint8Array, ip: number, ipLen: number, gso: number, out: PacketList, arena: Arena, headroom: number): number {
   if (ipLen < IPV4_MIN_HEADER || b[ip] >>> 4 !== 4 || b[ip + OFF_PROTO] !== PROTO_TCP) return BAD_PACKET;
-  const ihl = (b[ip] & 0x0f) << 2;
+  const ihl = headerLength(b, ip);
   if (ihl < IPV4_MIN_HEADER || u16(b, ip + OFF_TOTAL_LEN) !== ipLen) return BAD_PACKET;
   if ((u16(b, ip + OFF_FLAGS_FRAG) & (FLAG_MF | FRAG_OFFSET_MASK)) !== 0) return BAD_PACKET;
   const t = ip + ihl;
   if (ihl + TCP_MIN_HEADER > ipLen) return BAD_PACKET;
-  const thl = (b[t + OFF_DATA_OFFSET] >>> 4) << 2;
+  const thl = tcpHeaderLength(b, t);
   const hl = ihl + thl;
   if (thl < TCP_MIN_HEADER || hl > ipLen) return BAD_PACKET;
   const payload = ipLen - hl;

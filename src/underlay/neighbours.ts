@@ -1,7 +1,7 @@
 /**
- * Underlay neighbours for the link-layer send path (`userfan up --send packet`): which MAC, on which
- * interface, an underlay host's IP-in-IP packets can be sent to directly, without the kernel's IP
- * output path (src/io/linksocket.ts).
+ * Underlay neighbours for TX GSO (`userfan up --send gso`, the default): which MAC, on which interface,
+ * an underlay host's whole super-packet frames can be sent to directly, without the kernel's IP output
+ * path (src/underlay/gso.ts).
  *
  * The kernel stays the one that resolves addresses. The main thread copies its ARP table
  * (/proc/net/arp: complete Ethernet entries on a fan's underlay interface, inside that fan's

@@ -15,7 +15,7 @@
  * small receive buffer if it never reads.
  *
  * Receive spread: every protocol-4 raw socket gets every packet. share(i, n) attaches a BPF filter
- * keeping only flow-hash share i of n (src/io/share.ts), so n workers receive each packet once.
+ * keeping only flow-hash share i of n (src/underlay/share.ts), so n workers receive each packet once.
  */
 import type { PacketBatch, PacketList } from '../io/batch.js';
 import { IoErrors } from '../io/errors.js';
@@ -81,15 +81,6 @@ export class RawIpipSocket {
     try {
       native().attachFilter(this.#fd, shareFilter(index, count));
       return native().drain(this.#fd, 1 << 20);
-    } catch (e) {
-      rethrowAs(e, this.#label);
-    }
-  }
-
-  /** Receives everything again. */
-  unshare(): void {
-    try {
-      native().detachFilter(this.#fd);
     } catch (e) {
       rethrowAs(e, this.#label);
     }

@@ -49,19 +49,13 @@ export function updateChecksum(oldChecksum: number, oldWord: number, newWord: nu
 }
 
 /*
- * sum16: the Internet checksum's one's-complement sum, four bytes at a time: the per-byte cost of TCP offloads.
- *
- * checksum.ts sums 16-bit big-endian words one byte pair at a time (~2–3 GB/s in V8). Here the aligned
- * middle of the range is read as little-endian 32-bit words through an Int32Array over the same buffer,
- * each added as its two 16-bit halves into int32 accumulators that are folded every 8192 words: every
- * value stays a small integer, so nothing is allocated even in unoptimized code. Whole uint32 words
- * summed as float64 ran faster when optimized (7.4 against 5.6 GB/s over 1428 bytes; ~1% end to end),
- * but after a deoptimization made a heap number per addition, ~180 per 1428-byte segment: one worker
- * did 11,352 scavenges in 18 s. V8 runs this at 5.1–5.6 GB/s (1428 bytes) to 6.6 GB/s (64 KiB) on
- * this VM. That was still ~10% of all CPU time at 4 Gbit/s with offloads (every byte is summed once when
- * cut on the sending host and once when joined on the receiving one), so the offload paths sum whole
- * batches of ranges in the addon instead (SumBatch, below: 44 ns against 270 ns per 1468-byte segment,
- * 32 GB/s, one call per batch); this function stays for single packets, where a call would cost more.
+ * sum16: the one's-complement sum four bytes at a time, for payloads (onesSum above reads byte pairs).
+ * The aligned middle of the range is read as little-endian 32-bit words through an Int32Array over the
+ * same buffer, each added as its two 16-bit halves into int32 accumulators folded every 8192 words:
+ * every value stays a small integer, so nothing is allocated even in unoptimized code (whole uint32
+ * words summed as float64 are faster while optimized, but after a deoptimization allocate a heap number
+ * per addition). Whole batches of ranges are summed in the addon instead (src/io/sum-batch.ts), where
+ * one call pays for many; this stays for single packets. docs/performance.md has the figures.
  *
  * Why little-endian words give the same answer (RFC 1071 §2): the one's-complement sum is independent of
  * byte order up to a final byte swap, and of the word width, since 2^16 ≡ 1 (mod 2^16 − 1): a 32-bit word

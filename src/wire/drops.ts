@@ -1,5 +1,5 @@
 /**
- * Why a packet was dropped. Every reason has its own counter (dataplane/counters.ts) and a name users see
+ * Why a packet was dropped. Every reason has its own counter (src/io/counters.ts) and a name users see
  * in `userfan stats`. Codes are small integers so the per-packet path returns them without allocating.
  * Egress = a packet read from the TUN on its way out; ingress = an IP-in-IP packet from the underlay.
  */

@@ -9,10 +9,7 @@ import { FanTable, NO_FAN, NO_HOST } from '../fan/table.js';
 import { onesSum, fold, updateChecksum } from './checksum.js';
 import { decapEcn, ECN_DROP, encapEcn } from './ecn.js';
 import { Drop } from './drops.js';
-import {
-  ECN_MASK, FLAG_DF, FLAG_MF, FRAG_OFFSET_MASK, IPV4_MIN_HEADER, OFF_CHECKSUM, OFF_DST, OFF_FLAGS_FRAG, OFF_PROTO, OFF_SRC,
-  OFF_TOS, OFF_TOTAL_LEN, OFF_TTL, PROTO_IPIP, i32, putU16, putU32, u16,
-} from './ipv4.js';
+import { ECN_MASK, FLAG_DF, FLAG_MF, FRAG_OFFSET_MASK, headerLength, i32, IPV4_MIN_HEADER, OFF_CHECKSUM, OFF_DST, OFF_FLAGS_FRAG, OFF_PROTO, OFF_SRC, OFF_TOS, OFF_TOTAL_LEN, OFF_TTL, PROTO_IPIP, u16, putU16, putU32 } from './ipv4.js';
 
 /** Bytes of outer header IP-in-IP adds (IHL 5, no options). */
 export const OUTER_HEADER_LEN = 20;
@@ -64,7 +61,7 @@ export const ROUTE_SRC = 1;
 export function egressRoute(b: Uint8Array, off: number, len: number, fans: FanTable, route: Int32Array): number {
   if (len < IPV4_MIN_HEADER) return Drop['tx-malformed'];
   if (b[off] >>> 4 !== 4) return Drop['tx-not-ipv4'];
-  const hl = (b[off] & 0x0f) << 2;
+  const hl = headerLength(b, off);
   if (hl < IPV4_MIN_HEADER || hl > len || u16(b, off + OFF_TOTAL_LEN) !== len) return Drop['tx-malformed'];
   const dst = i32(b, off + OFF_DST);
   const host = fans.underlayHostOf(dst);
@@ -93,7 +90,7 @@ export function decapsulate(b: Uint8Array, off: number, len: number, fans: FanTa
   // Outer header.
   if (len < IPV4_MIN_HEADER) return -Drop['rx-truncated-outer'];
   if (b[off] >>> 4 !== 4) return -Drop['rx-bad-outer-version'];
-  const ohl = (b[off] & 0x0f) << 2;
+  const ohl = headerLength(b, off);
   if (ohl < IPV4_MIN_HEADER) return -Drop['rx-bad-outer-ihl'];
   if (ohl > len) return -Drop['rx-truncated-outer'];
   if (u16(b, off + OFF_TOTAL_LEN) !== len) return -Drop['rx-bad-outer-length'];
@@ -104,7 +101,7 @@ export function decapsulate(b: Uint8Array, off: number, len: number, fans: FanTa
   const ilen = len - ohl;
   if (ilen < IPV4_MIN_HEADER) return -Drop['rx-truncated-inner'];
   if (b[i] >>> 4 !== 4) return -Drop['rx-inner-not-ipv4'];
-  const ihl = (b[i] & 0x0f) << 2;
+  const ihl = headerLength(b, i);
   if (ihl < IPV4_MIN_HEADER) return -Drop['rx-bad-inner-ihl'];
   if (ihl > ilen) return -Drop['rx-truncated-inner'];
   if (u16(b, i + OFF_TOTAL_LEN) !== ilen) return -Drop['rx-bad-inner-length'];

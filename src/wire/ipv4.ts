@@ -15,15 +15,11 @@
  *  |                    Destination Address                        |
  *  +---------------------------------------------------------------+
  */
-import { verifies } from './checksum.js';
-
 export const IPV4_MIN_HEADER = 20;
-export const PROTO_ICMP = 1;
 export const PROTO_IPIP = 4;
 export const PROTO_TCP = 6;
 export const PROTO_UDP = 17;
 
-export const OFF_VER_IHL = 0;
 export const OFF_TOS = 1;
 export const OFF_TOTAL_LEN = 2;
 export const OFF_ID = 4;
@@ -73,36 +69,7 @@ export const version = (b: Uint8Array, o: number): number => b[o] >>> 4;
 export const headerLength = (b: Uint8Array, o: number): number => (b[o] & 0x0f) << 2;
 export const tos = (b: Uint8Array, o: number): number => b[o + OFF_TOS];
 export const ecn = (b: Uint8Array, o: number): number => b[o + OFF_TOS] & ECN_MASK;
-export const totalLength = (b: Uint8Array, o: number): number => u16(b, o + OFF_TOTAL_LEN);
-export const ident = (b: Uint8Array, o: number): number => u16(b, o + OFF_ID);
-export const flagsFrag = (b: Uint8Array, o: number): number => u16(b, o + OFF_FLAGS_FRAG);
 export const ttl = (b: Uint8Array, o: number): number => b[o + OFF_TTL];
 export const protocol = (b: Uint8Array, o: number): number => b[o + OFF_PROTO];
-export const headerChecksum = (b: Uint8Array, o: number): number => u16(b, o + OFF_CHECKSUM);
 export const source = (b: Uint8Array, o: number): number => u32(b, o + OFF_SRC);
 export const destination = (b: Uint8Array, o: number): number => u32(b, o + OFF_DST);
-export const isFragment = (b: Uint8Array, o: number): boolean => (flagsFrag(b, o) & (FLAG_MF | FRAG_OFFSET_MASK)) !== 0;
-
-/** Why a header failed the structural check; 0 when it passed. */
-export const HEADER_OK = 0;
-export const HEADER_TRUNCATED = 1;
-export const HEADER_BAD_VERSION = 2;
-export const HEADER_BAD_IHL = 3;
-export const HEADER_BAD_LENGTH = 4;
-export const HEADER_BAD_CHECKSUM = 5;
-
-/**
- * Check that buf[o, o+len) holds one whole IPv4 packet: room for the header, version 4, IHL ≥ 5 and
- * within the bytes, total length equal to the bytes that arrived, and (if `checkSum`) a header checksum
- * that verifies. Returns HEADER_OK or the first failure.
- */
-export function checkHeader(b: Uint8Array, o: number, len: number, checkSum: boolean): number {
-  if (len < IPV4_MIN_HEADER) return HEADER_TRUNCATED;
-  if (b[o] >>> 4 !== 4) return HEADER_BAD_VERSION;
-  const hl = (b[o] & 0x0f) << 2;
-  if (hl < IPV4_MIN_HEADER) return HEADER_BAD_IHL;
-  if (hl > len) return HEADER_TRUNCATED;
-  if (u16(b, o + OFF_TOTAL_LEN) !== len) return HEADER_BAD_LENGTH;
-  if (checkSum && !verifies(b, o, hl)) return HEADER_BAD_CHECKSUM;
-  return HEADER_OK;
-}

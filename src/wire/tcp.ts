@@ -17,7 +17,7 @@
  *  |           Checksum            |         Urgent Pointer        |
  *  +-------------------------------+-------------------------------+
  */
-import { OFF_DST, OFF_SRC, PROTO_TCP, putU16, putU32, u16, u32 } from './ipv4.js';
+import { headerLength, OFF_DST, OFF_SRC, PROTO_TCP, u16, u32, putU16, putU32 } from './ipv4.js';
 import { sum16 } from './checksum.js';
 
 export const TCP_MIN_HEADER = 20;
@@ -50,10 +50,7 @@ export const tcpHeaderLength = (b: Uint8Array, t: number): number => (b[t + OFF_
 export const tcpFlags = (b: Uint8Array, t: number): number => b[t + OFF_FLAGS];
 export const window = (b: Uint8Array, t: number): number => u16(b, t + OFF_WINDOW);
 export const tcpChecksumField = (b: Uint8Array, t: number): number => u16(b, t + OFF_TCP_CHECKSUM);
-export const urgentPointer = (b: Uint8Array, t: number): number => u16(b, t + OFF_URGENT);
 
-export const putSeqNumber = (b: Uint8Array, t: number, v: number): void => putU32(b, t + OFF_SEQ, v >>> 0);
-export const putAckNumber = (b: Uint8Array, t: number, v: number): void => putU32(b, t + OFF_ACK, v >>> 0);
 
 /**
  * The folded one's-complement sum of the IPv4 pseudo-header (source, destination, zero, protocol, length)
@@ -72,7 +69,7 @@ export function pseudoHeaderSum(b: Uint8Array, ip: number, protocol: number, l4L
  * computed over the pseudo-header and the segment with the checksum field taken as 0. Writes nothing.
  */
 export function tcpChecksum(b: Uint8Array, ip: number, ipLen: number): number {
-  const t = ip + ((b[ip] & 0x0f) << 2);
+  const t = ip + headerLength(b, ip);
   const l4 = ip + ipLen - t;
   const field = u16(b, t + OFF_TCP_CHECKSUM);
   // Sum with the field included, then take the field back out (one's-complement subtraction = adding ~field).
@@ -84,7 +81,7 @@ export function tcpChecksum(b: Uint8Array, ip: number, ipLen: number): number {
 
 /** Computes and writes the TCP checksum of the segment at b[ip, ip+ipLen). */
 export function fillTcpChecksum(b: Uint8Array, ip: number, ipLen: number): void {
-  const t = ip + ((b[ip] & 0x0f) << 2);
+  const t = ip + headerLength(b, ip);
   putU16(b, t + OFF_TCP_CHECKSUM, 0);
   let s = pseudoHeaderSum(b, ip, PROTO_TCP, ip + ipLen - t) + sum16(b, t, ip + ipLen - t);
   s = (s & 0xffff) + (s >>> 16);
@@ -93,13 +90,13 @@ export function fillTcpChecksum(b: Uint8Array, ip: number, ipLen: number): void 
 
 /** True when the TCP checksum of the segment at b[ip, ip+ipLen) verifies (the sum with the field is 0xffff). */
 export function tcpChecksumVerifies(b: Uint8Array, ip: number, ipLen: number): boolean {
-  const t = ip + ((b[ip] & 0x0f) << 2);
+  const t = ip + headerLength(b, ip);
   return tcpSumVerifies(b, ip, ipLen, sum16(b, t, ip + ipLen - t));
 }
 
 /** tcpChecksumVerifies() given `tcpSum`, the folded sum16 of the TCP part (computed elsewhere, e.g. batched). */
 export function tcpSumVerifies(b: Uint8Array, ip: number, ipLen: number, tcpSum: number): boolean {
-  const l4 = ipLen - ((b[ip] & 0x0f) << 2);
+  const l4 = ipLen - headerLength(b, ip);
   let s = pseudoHeaderSum(b, ip, PROTO_TCP, l4) + tcpSum;
   s = (s & 0xffff) + (s >>> 16);
   return s === 0xffff;
@@ -111,6 +108,6 @@ export function tcpSumVerifies(b: Uint8Array, ip: number, ipLen: number, tcpSum:
  * finishes the checksum sums from the TCP header to the end, field included, and stores the complement.
  */
 export function partialTcpChecksum(b: Uint8Array, ip: number, ipLen: number): number {
-  const hl = (b[ip] & 0x0f) << 2;
+  const hl = headerLength(b, ip);
   return pseudoHeaderSum(b, ip, PROTO_TCP, ipLen - hl);
 }
