@@ -5,10 +5,11 @@
  * first two seconds of the stream (the JIT warming up) and after them, against the packets moved.
  * A data path that allocates per packet collects steadily: tens of scavenges a second at these rates.
  *
- *   npm run build && node dist/bench/gc.js [--seconds 20] [--offload on|off] [--workers 1] [--send raw|packet] [--recv raw|xdp]
+ *   npm run build && node dist/bench/gc.js [--seconds 20] [--offload on|off] [--workers 1] [--send raw|gso]
  */
 import { createFanTopology } from '../src/lab/topology.js';
 import { CLI, UserfanLab } from '../src/lab/userfan-lab.js';
+import { IPERF_PORT, waitListening } from './iperf-run.js';
 
 interface Gc {
   at: number;
@@ -26,14 +27,13 @@ export async function main(): Promise<number> {
   const offload = arg('offload', 'on');
   const workers = arg('workers', '1');
   const send = arg('send', 'raw');
-  const recv = arg('recv', 'raw');
   const gcs: Gc[] = [];
   const topo = await createFanTopology();
   const lab = new UserfanLab(topo, [], []);
   try {
     const threads = new Map<string, string>();
     for (const h of topo.hosts) {
-      const p = topo.spawn(h, ['node', '--trace-gc', CLI, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', workers, '--offload', offload, '--send', send, '--recv', recv], {
+      const p = topo.spawn(h, ['node', '--trace-gc', CLI, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', workers, '--offload', offload, '--send', send], {
         onLine: (line: string) => {
           const m = /^\[(\d+):(0x[0-9a-f]+)\]\s+\d+ ms: (Scavenge|Mark-Compact|Mark-sweep|Minor Mark-Sweep|Minor Mark-Compact)/.exec(line);
           if (!m) return;
@@ -51,11 +51,7 @@ export async function main(): Promise<number> {
     await new Promise((r) => setTimeout(r, 3000));
     const idle = gcs.filter((g) => g.at >= t0).length;
     const srv = topo.spawn(b, ['iperf3', '-s', '-1', '-B', b.address]);
-    const until = Date.now() + 10_000;
-    while (!(await topo.exec(b, ['ss', '-Hltn', 'sport = :5201'], { allowFail: true })).stdout.trim()) {
-      if (Date.now() > until) throw new Error('iperf3 server not listening');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitListening(topo, b, IPERF_PORT, 10_000, srv);
     const before = (await lab.show(topo.hosts[0]))[0];
     const t1 = Date.now();
     const r = await topo.exec(a, ['iperf3', '-c', b.address, '-t', String(seconds), '-J'], { timeoutMs: (seconds + 20) * 1000 });

@@ -29,7 +29,8 @@ import { join } from 'node:path';
 import { holdCpuLatency, type CpuLatencyHold } from './cpu-latency.js';
 import { NEIGHBOUR_REFRESH_MS } from '../src/dataplane/pool.js';
 import { createFanTopology, type FanTopology } from '../src/lab/topology.js';
-import { pathByName, repoRoot, type PathInstance } from './paths/index.js';
+import { PACKAGE_ROOT } from '../src/lab/paths.js';
+import { pathByName, type PathInstance } from './paths/index.js';
 import { median } from './report.js';
 
 interface Options {
@@ -93,10 +94,10 @@ interface WakeResult {
  * on CPU 0 (the same CPU) and, with two or more CPUs, on CPU 1. Undefined, with a reason, without gcc.
  */
 function wakeCosts(): { sameCpu?: WakeResult; otherCpu?: WakeResult; skipped?: string } {
-  const out = join(repoRoot(), 'bench', 'out');
+  const out = join(PACKAGE_ROOT, 'bench', 'out');
   const bin = join(out, 'wake');
   mkdirSync(out, { recursive: true });
-  const cc = spawnSync('gcc', ['-O2', '-Wall', '-pthread', '-o', bin, join(repoRoot(), 'bench', 'wake.c')], { encoding: 'utf8' });
+  const cc = spawnSync('gcc', ['-O2', '-Wall', '-pthread', '-o', bin, join(PACKAGE_ROOT, 'bench', 'wake.c')], { encoding: 'utf8' });
   if (cc.error || cc.status !== 0) return { skipped: `cannot compile bench/wake.c: ${cc.error?.message ?? cc.stderr.trim()}` };
   const runOne = (cpu: number): WakeResult => {
     const r = spawnSync(bin, [String(cpu), '2000', '1000'], { encoding: 'utf8', timeout: 60_000 });
@@ -146,7 +147,7 @@ export async function main(argv: string[]): Promise<number> {
           topo = await createFanTopology();
           const [a, b] = topo.hosts;
           // `userfan` is the defaults: as many workers per host as this machine has CPUs.
-          inst = await path.setup({ topo, a, b, root: repoRoot(), workers: availableParallelism(), log: () => {} });
+          inst = await path.setup({ topo, a, b, workers: availableParallelism(), log: () => {} });
           const t = topo;
           const server = inst.server.address;
           const client = inst.client;
@@ -154,9 +155,9 @@ export async function main(argv: string[]): Promise<number> {
             // Warm up (ARP, neighbour entries), then give V8 enough packets to optimize the workers' code (a
             // daemon that has carried any traffic for a few seconds runs optimized code; a fresh one runs
             // its first few thousand packets through the baseline compiler), then measure. The pause lets
-            // userfan's copy of the kernel's neighbours (up --send packet) pick up the entries the first
-            // echoes made, so that the flood runs the paths the measured echoes take: without it the flood
-            // went through the kernel and the echoes by MAC, on code V8 had not optimized.
+            // userfan's copy of the kernel's neighbours (which --send gso looks up) pick up the entries the
+            // first echoes made, so that the flood runs the lookups the measured echoes run and the echoes
+            // are measured on code V8 optimized for them.
             await t.exec(client, ['ping', '-c', '20', '-i', '0.01', '-W', '1', server], { allowFail: true });
             await new Promise((r) => setTimeout(r, NEIGHBOUR_REFRESH_MS + 200));
             if (o.warmup > 0) await t.exec(client, ['ping', '-f', '-q', '-c', String(o.warmup), '-W', '1', server], { timeoutMs: 60_000, allowFail: true });

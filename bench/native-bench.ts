@@ -4,15 +4,12 @@
  * and range of packets per second of 1400-byte inner packets. Also: IPPROTO_IPIP vs IPPROTO_RAW for
  * sending, and the cost of spreading receives over N shared sockets.
  *
- *   npm run build && node dist/bench/native-bench.js [--rounds 5] [--seconds 3] [--only encap,decap,proto,share,xdp,txring]
- *     [--share-rate 100000] [--decap-rate 0] [--xdp-rate 0]
+ *   npm run build && node dist/bench/native-bench.js [--rounds 5] [--seconds 3] [--only encap,decap,proto,share,txring]
+ *     [--share-rate 100000] [--decap-rate 0]
  *   (proto also sends the same packets from C through a raw socket and through AF_PACKET with
  *   PACKET_QDISC_BYPASS: what a packet-socket TX path would save)
- *   (txring, not run by default: AF_PACKET sendmmsg, as userfan's --send packet, against the same
- *   socket with a PACKET_TX_RING, both through the qdisc)
- *
- * (xdp: receiving IP-in-IP through a protocol-4 raw socket with recvmmsg against XDP + an AF_XDP socket,
- * bench/xsk-rx.c, at a fixed offered rate: machine CPU per packet, sender and softirq included)
+ *   (txring, not run by default: AF_PACKET sendmmsg, as userfan's TX GSO sends its whole frames, against
+ *   the same socket with a PACKET_TX_RING, both through the qdisc)
  *
  * decap cannot saturate the loop here: one generator core also carries the kernel's receive work
  * (~5 µs per packet, the loop needs ~3), so its loops run below capacity with partial batches and
@@ -36,23 +33,17 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import { link } from '../src/io/link.js';
 import { inNetns } from '../src/io/netns.js';
 import { TunQueue } from '../src/tun/queue.js';
 import { pidAlive } from '../src/control/pid.js';
+import { PACKAGE_ROOT, dist } from '../src/lab/paths.js';
 
-const ROOT = (() => {
-  let d = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(d, 'package.json'))) d = dirname(d);
-  return d;
-})();
-const OUT = join(ROOT, 'bench', 'out');
+const OUT = join(PACKAGE_ROOT, 'bench', 'out');
 const LOOP_C = join(OUT, 'loop');
 const BLAST = join(OUT, 'native-blast');
-const XSK_RX = join(OUT, 'xsk-rx');
-const LOOP_TS = join(ROOT, 'dist', 'bench', 'native-loop.js');
+const LOOP_TS = dist('bench/native-loop');
 const TUN = 'fb0';
 
 interface Options {
@@ -63,12 +54,12 @@ interface Options {
   shareRate: number;
   /** Offered packets per second for the decap loops (0: as fast as the generator goes). */
   decapRate: number;
-  /** Offered packets per second in the raw-vs-XDP receive comparison (0: as fast as the generator goes). */
-  xdpRate: number;
 }
 
+const SCENARIOS = ['encap', 'decap', 'proto', 'share', 'txring'];
+
 function parseArgs(argv: string[]): Options {
-  const o: Options = { rounds: 5, seconds: 3, only: new Set(['encap', 'decap', 'proto', 'share', 'xdp']), shareRate: 100_000, decapRate: 0, xdpRate: 0 };
+  const o: Options = { rounds: 5, seconds: 3, only: new Set(['encap', 'decap', 'proto', 'share']), shareRate: 100_000, decapRate: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--rounds') o.rounds = Number(argv[++i]);
@@ -76,9 +67,9 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--only') o.only = new Set(argv[++i].split(','));
     else if (a === '--share-rate') o.shareRate = Number(argv[++i]);
     else if (a === '--decap-rate') o.decapRate = Number(argv[++i]);
-    else if (a === '--xdp-rate') o.xdpRate = Number(argv[++i]);
     else throw new Error(`unknown argument ${a}`);
   }
+  for (const x of o.only) if (!SCENARIOS.includes(x)) throw new Error(`--only ${x}: one of ${SCENARIOS.join(', ')}`);
   if (!(o.rounds >= 1 && o.rounds <= 50) || !(o.seconds > 0 && o.seconds <= 60)) throw new Error('bad --rounds/--seconds');
   return o;
 }
@@ -171,8 +162,8 @@ function destroyLab(): void {
 
 function compile(): void {
   mkdirSync(OUT, { recursive: true });
-  for (const [src, bin] of [['loop.c', LOOP_C], ['native-blast.c', BLAST], ['xsk-rx.c', XSK_RX]]) {
-    run('gcc', ['-O2', '-Wall', '-o', bin, join(ROOT, 'bench', src)], 60_000);
+  for (const [src, bin] of [['loop.c', LOOP_C], ['native-blast.c', BLAST]]) {
+    run('gcc', ['-O2', '-Wall', '-o', bin, join(PACKAGE_ROOT, 'bench', src)], 60_000);
   }
   if (!existsSync(LOOP_TS)) throw new Error(`${LOOP_TS} missing: run npm run build`);
 }
@@ -276,7 +267,7 @@ async function protoCompare(o: Options): Promise<void> {
 }
 
 /**
- * AF_PACKET with sendmmsg (what `--send packet` does) against a PACKET_TX_RING on the same socket,
+ * AF_PACKET with sendmmsg (what userfan's TX GSO does with its whole frames) against a PACKET_TX_RING on the same socket,
  * both keeping the qdisc: does the mmap TX path, which saves the kernel's copy and the per-message
  * sendmsg work, send cheaper per CPU-second? The ring needs its frames filled (the copy moves to user
  * space) and holds each until the kernel frees its skb.
@@ -342,43 +333,6 @@ async function shareCompare(o: Options): Promise<void> {
   }
 }
 
-/**
- * Receiving through a raw socket against XDP + AF_XDP (bench/xsk-rx.c, in C on both sides, so only the
- * kernel paths differ): B's blaster offers the same rate to A in both; the cost per packet is the whole
- * machine's busy time (/proc/stat, every CPU: the blaster, A's receive softirq that runs in its context,
- * and the receiver) over the packets received, and the receiver's own CPU time per packet.
- */
-async function xdpCompare(o: Options): Promise<void> {
-  const rate = o.xdpRate;
-  const modes = ['raw', 'xdp'] as const;
-  const runs = new Map<string, { machineUs: number; recvUs: number; lost: number }[]>(modes.map((m) => [m, []]));
-  const cpus = Number(run('nproc', []).trim());
-  const busy = () => [...Array(cpus).keys()].reduce((s, c) => s + cpuTimes(c)[0], 0);
-  for (let i = 0; i < o.rounds; i++) {
-    for (const m of modes) {
-      const b0 = busy();
-      const [cmd, args] = m === 'raw' ? inA(1, XSK_RX, 'raw', String(o.seconds + 1)) : inA(1, XSK_RX, 'xdp', 'u0', '198.18.0.28', String(o.seconds + 1), 'skb');
-      const r = runJson(cmd, args, (o.seconds + 15) * 1000);
-      await new Promise((res) => setTimeout(res, 300)); // the receiver is ready
-      const gen = inB(0, BLAST, 'ipip', '198.18.0.27', '198.18.0.28', '250.0.27.3', '250.0.28.99', '1420', String(o.seconds), '8', ...(rate ? [String(rate)] : []));
-      const g = await runJson(gen[0], gen[1], (o.seconds + 10) * 1000);
-      const got = await r;
-      const jiffies = busy() - b0;
-      runs.get(m)!.push({ machineUs: (jiffies / 100 / got.received) * 1e6, recvUs: (got.cpuSeconds / Math.max(got.received, 1)) * 1e6, lost: 1 - got.received / g.sent });
-      await new Promise((res) => setTimeout(res, 1200)); // a released AF_XDP socket frees its queue asynchronously
-    }
-  }
-  console.log(`receive path: IP-in-IP from B ${rate ? `at ${rate / 1000} kpps` : 'as fast as it goes'} (1420 bytes) → a protocol-4 raw socket (recvmmsg) or XDP (generic) + AF_XDP, in C; ${o.rounds}×${o.seconds}s, interleaved`);
-  const f2 = (x: number): string => x.toFixed(2);
-  const med = (m: string, k: 'machineUs' | 'recvUs' | 'lost') => median(runs.get(m)!.map((x) => x[k]));
-  for (const m of modes) {
-    const xs = runs.get(m)!;
-    const mu = xs.map((x) => x.machineUs);
-    console.log(`  ${m.padEnd(3)}: machine ${f2(med(m, 'machineUs'))} µs/packet [${f2(Math.min(...mu))}–${f2(Math.max(...mu))}], receiver ${f2(med(m, 'recvUs'))} µs/packet, lost ${(med(m, 'lost') * 100).toFixed(2)}%`);
-  }
-  console.log(`  xdp/raw: ${(med('xdp', 'machineUs') / med('raw', 'machineUs')).toFixed(2)} of the machine time per packet`);
-}
-
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('native-bench: run as root (namespaces, TUN, raw sockets)');
   const o = parseArgs(process.argv.slice(2));
@@ -397,7 +351,6 @@ async function main(): Promise<void> {
     if (o.only.has('decap')) await loopVsC('decap', o);
     if (o.only.has('proto')) await protoCompare(o);
     if (o.only.has('share')) await shareCompare(o);
-    if (o.only.has('xdp')) await xdpCompare(o);
     if (o.only.has('txring')) await txRingCompare(o);
     console.log(`load average after: ${loadavg()}`);
   } finally {

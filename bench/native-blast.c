@@ -11,10 +11,11 @@
  *       With BLAST_PACKET=IFNAME,DSTMAC in the environment, the same packets go out as Ethernet frames
  *       to DSTMAC through an AF_PACKET socket bound to IFNAME with PACKET_QDISC_BYPASS: no route
  *       lookup, netfilter, neighbour or qdisc per packet (what an AF_PACKET TX path would save).
- *       BLAST_QDISC=1 keeps the qdisc (as userfan's --send packet does). BLAST_TXRING=1 sends through a
- *       PACKET_TX_RING (TPACKET_V2, 4096 frames of 2048 bytes) instead of sendmmsg: each batch is
- *       copied into ring frames and flushed with one send(); the kernel attaches the frames' pages
- *       to the skbs instead of copying (the mmap TX path some packet generators use).
+ *       BLAST_QDISC=1 keeps the qdisc (as userfan's TX GSO must: its TC program runs there).
+ *       BLAST_TXRING=1 sends through a PACKET_TX_RING (TPACKET_V2, 4096 frames of 2048 bytes)
+ *       instead of sendmmsg: each batch is copied into ring frames and flushed with one send(); the
+ *       kernel attaches the frames' pages to the skbs instead of copying (the mmap TX path some
+ *       packet generators use).
  *
  * Build: gcc -O2 -o bench/out/native-blast bench/native-blast.c
  */

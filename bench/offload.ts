@@ -12,17 +12,16 @@
  * the sender's TSO off), so the receiving raw socket gets IP-in-IP packets the kernel joined.
  * A mode with +notrace runs the daemons with --no-trace: the workers skip even the per-round check for
  * an attached trace. `--modes on,on+notrace` measures what the idle trace code costs.
- * A mode with +packet runs them with --send packet: IP-in-IP straight to the other host's MAC through
- * AF_PACKET instead of through the raw socket. `--modes on,on+packet` measures what that gains.
- * A mode with +nogso (after +packet) runs them with --tx-gso off: super-packets cut in user space.
- * A mode with +xdp receives with --recv xdp: IP-in-IP taken off the underlay by XDP into AF_XDP sockets.
+ * A mode with +raw runs them with --send raw: every packet through the raw socket, super-packets cut in
+ * user space, instead of TCP super-packets whole by MAC (TX GSO). `--modes on,on+raw` measures what TX GSO gains.
  * A mode with +busyUS runs them with --busy-poll US (+busy0: workers sleep as soon as they run out of packets).
  */
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { createFanTopology } from '../src/lab/topology.js';
 import { CLI, UserfanLab, type Daemon } from '../src/lab/userfan-lab.js';
-import { othersTicks } from './iperf.js';
+import { clockTicks, labNetns, othersDelta, othersTicks, waitQuiet } from './cpu-accounting.js';
+import { IPERF_PORT, waitListening } from './iperf-run.js';
 
 interface Options {
   rounds: number;
@@ -67,12 +66,11 @@ function parse(argv: string[]): Options {
     else throw new Error(`unknown option ${a}`);
   }
   if (!(o.rounds >= 1 && o.seconds >= 1)) throw new Error('--rounds and --seconds must be ≥ 1');
-  for (const m of o.modes) if (!/^(on|off|auto)(\+gro)?(\+notrace)?(\+packet)?(\+nogso)?(\+xdp)?(\+busy\d+)?$/.test(m)) throw new Error(`mode ${m}: on, off, auto, optionally +gro, then optionally +notrace, then optionally +packet, then optionally +nogso, then optionally +xdp, then optionally +busyUS (up --busy-poll US)`);
+  for (const m of o.modes) if (!/^(on|off|auto)(\+gro)?(\+notrace)?(\+raw)?(\+busy\d+)?$/.test(m)) throw new Error(`mode ${m}: on, off, auto, optionally +gro, then optionally +notrace, then optionally +raw (up --send raw), then optionally +busyUS (up --busy-poll US)`);
   return o;
 }
 
 const cpuLine = () => readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-const CLK = 100;
 
 /** user and system ticks of a process, all threads. */
 function procTicks(pid: number): [number, number] {
@@ -81,44 +79,11 @@ function procTicks(pid: number): [number, number] {
   return [Number(f[11]), Number(f[12])];
 }
 
-function labNetns(lab: UserfanLab): Set<string> {
-  const s = new Set<string>();
-  for (const n of lab.topo.lab.namespaces) {
-    try {
-      s.add(`net:[${statSync(`/run/netns/${n}`).ino}]`);
-    } catch {}
-  }
-  return s;
-}
-
-function othersSum(m: Map<number, { start: string; ticks: number }>, before?: Map<number, { start: string; ticks: number }>): number {
-  let sum = 0;
-  for (const [pid, a] of m) {
-    const b = before?.get(pid);
-    sum += b && b.start === a.start ? a.ticks - b.ticks : before ? a.ticks : 0;
-  }
-  return sum;
-}
-
-async function waitQuiet(lab: UserfanLab, maxMs: number): Promise<number> {
-  const until = Date.now() + maxMs;
-  const ns = labNetns(lab);
-  const cores = availableParallelism();
-  for (;;) {
-    const b0 = othersTicks(ns);
-    await new Promise((r) => setTimeout(r, 500));
-    const pct = (100 * othersSum(othersTicks(ns), b0)) / CLK / 0.5 / cores;
-    if (pct < 10 || Date.now() >= until) return pct;
-  }
-}
-
 async function oneRun(o: Options, mode: string, round: number): Promise<Run> {
   const [offload, ...extras] = mode.split('+');
   const gro = extras.includes('gro');
   const noTrace = extras.includes('notrace');
-  const packet = extras.includes('packet');
-  const noGso = extras.includes('nogso');
-  const xdp = extras.includes('xdp');
+  const raw = extras.includes('raw');
   const busy = extras.find((x) => x.startsWith('busy'));
   let gcs = 0;
   // The daemons run with --trace-gc: every collection in any of their isolates prints a line.
@@ -127,7 +92,7 @@ async function oneRun(o: Options, mode: string, round: number): Promise<Run> {
   const lab = new UserfanLab(topo, daemons, []);
   try {
     for (const h of topo.hosts) {
-      const p = topo.spawn(h, ['node', '--trace-gc', CLI, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', String(o.workers), '--offload', offload, ...(noTrace ? ['--no-trace'] : []), ...(packet ? ['--send', 'packet'] : []), ...(noGso ? ['--tx-gso', 'off'] : []), ...(xdp ? ['--recv', 'xdp'] : []), ...(busy ? ['--busy-poll', busy.slice(4)] : [])], {
+      const p = topo.spawn(h, ['node', '--trace-gc', CLI, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', String(o.workers), '--offload', offload, ...(noTrace ? ['--no-trace'] : []), ...(raw ? ['--send', 'raw'] : []), ...(busy ? ['--busy-poll', busy.slice(4)] : [])], {
         onLine: (line: string) => {
           if (/Scavenge|Mark-Compact|Mark-sweep|Minor Mark/.test(line)) gcs++;
         },
@@ -151,27 +116,23 @@ async function oneRun(o: Options, mode: string, round: number): Promise<Run> {
     }
     const shown = (await lab.show(A))[0].offload as string;
     if (!shown.startsWith(offload === 'auto' ? '' : offload)) throw new Error(`asked for --offload ${offload}, show says ${shown}`);
-    if (o.waitQuiet) await waitQuiet(lab, o.waitQuiet * 1000);
+    if (o.waitQuiet) await waitQuiet(lab.topo.lab.namespaces, o.waitQuiet * 1000, availableParallelism(), 10);
     const bound = o.seconds + 20;
-    const srv = lab.topo.spawn(b, ['timeout', String(bound + 10), 'iperf3', '-s', '-1', '-B', b.address, '-p', '5201']);
-    const until = Date.now() + 10_000;
-    while (!(await lab.topo.exec(b, ['ss', '-Hltn', 'sport = :5201'], { allowFail: true })).stdout.trim()) {
-      if (!srv.running || Date.now() > until) throw new Error(`iperf3 server not listening\n${srv.tail()}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const srv = lab.topo.spawn(b, ['timeout', String(bound + 10), 'iperf3', '-s', '-1', '-B', b.address, '-p', String(IPERF_PORT)]);
+    await waitListening(lab.topo, b, IPERF_PORT, 10_000, srv);
     const pids = lab.daemons.map((d) => d.process.pid!);
-    const ns = labNetns(lab);
+    const ns = labNetns(lab.topo.lab.namespaces);
     const o0 = othersTicks(ns);
     const d0 = pids.map(procTicks);
     const c0 = cpuLine();
     const t0 = Date.now();
     gcs = 0;
-    const r = await lab.topo.exec(a, ['timeout', String(bound), 'iperf3', '-c', b.address, '-p', '5201', '-t', String(o.seconds), '-J', '--connect-timeout', '3000'], { timeoutMs: (bound + 5) * 1000, allowFail: true });
+    const r = await lab.topo.exec(a, ['timeout', String(bound), 'iperf3', '-c', b.address, '-p', String(IPERF_PORT), '-t', String(o.seconds), '-J', '--connect-timeout', '3000'], { timeoutMs: (bound + 5) * 1000, allowFail: true });
     const wall = (Date.now() - t0) / 1000;
     const gcCount = gcs;
     const c1 = cpuLine();
     const d1 = pids.map(procTicks);
-    const others = (100 * othersSum(othersTicks(ns), o0)) / CLK / wall / availableParallelism();
+    const others = (100 * othersDelta(o0, othersTicks(ns))) / clockTicks() / wall / availableParallelism();
     await srv.stop(2000);
     const j = JSON.parse(r.stdout || '{}');
     if (!j.end?.sum_received) throw new Error(`iperf3 failed: ${j.error ?? r.stderr}`);
@@ -183,7 +144,7 @@ async function oneRun(o: Options, mode: string, round: number): Promise<Run> {
     return {
       mode, round, gbps: j.end.sum_received.bits_per_second / 1e9, retransmits: j.end.sum_sent.retransmits ?? 0,
       cpu: { user: pct(0) + pct(1), system: pct(2), softirq: pct(6) + pct(5), idle: pct(3) + pct(4) },
-      daemons: { user: du / CLK / wall, system: ds / CLK / wall }, others, gcs: gcCount,
+      daemons: { user: du / clockTicks() / wall, system: ds / clockTicks() / wall }, others, gcs: gcCount,
     };
   } finally {
     await lab.destroy();

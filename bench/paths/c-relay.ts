@@ -7,16 +7,17 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ProcessHandle } from '../../src/lab/exec.js';
+import { PACKAGE_ROOT } from '../../src/lab/paths.js';
 import { bridgedContainers, commandExists, PathUnavailable, type DataPath, type PathEnv } from './types.js';
 
 const MTU = 1480;
 
 /** bench/out/loop, compiled afresh from bench/loop.c (as native-bench does): a second or two per setup. */
-function loopBinary(root: string): string {
-  const out = join(root, 'bench', 'out');
+function loopBinary(): string {
+  const out = join(PACKAGE_ROOT, 'bench', 'out');
   const bin = join(out, 'loop');
   mkdirSync(out, { recursive: true });
-  execFileSync('gcc', ['-O2', '-Wall', '-o', bin, join(root, 'bench', 'loop.c')], { stdio: 'pipe', timeout: 60_000 });
+  execFileSync('gcc', ['-O2', '-Wall', '-o', bin, join(PACKAGE_ROOT, 'bench', 'loop.c')], { stdio: 'pipe', timeout: 60_000 });
   return bin;
 }
 
@@ -25,13 +26,13 @@ function cRelayPath(name: string, spinUs: number): DataPath {
     name,
     async probe(env) {
       if (!(await commandExists('gcc', env))) return 'gcc not installed (Debian package gcc)';
-      return existsSync(join(env.root, 'bench', 'loop.c')) ? undefined : 'bench/loop.c missing';
+      return existsSync(join(PACKAGE_ROOT, 'bench', 'loop.c')) ? undefined : 'bench/loop.c missing';
     },
     async setup(env: PathEnv) {
-      const { topo, a, b, root } = env;
+      const { topo, a, b } = env;
       let bin: string;
       try {
-        bin = loopBinary(root);
+        bin = loopBinary();
       } catch (e) {
         throw new PathUnavailable(`cannot compile bench/loop.c: ${(e as Error).message.split('\n')[0]}`);
       }

@@ -15,7 +15,10 @@
 //   node dist/bench/paths/kernel-ipip-uml.js [--seconds 5] [--repeat 3] [--json]
 import { pathToFileURL } from 'node:url';
 import { Lab } from '../../src/lab/netns.js';
-import { kernelFanScript, startUml, umlMissing, type UmlGuest } from '../../src/lab/uml.js';
+import { startUml } from '../../src/lab/uml.js';
+import type { UmlGuest } from '../../src/lab/uml-guest.js';
+import { umlMissing } from '../../src/lab/uml-kernel.js';
+import { kernelFanScript } from '../../src/lab/uml-scripts.js';
 
 export const KERNEL_IPIP_UML_LABEL =
   'measured inside user-mode Linux (Linux 6.1 as a process, one CPU per guest, vector NIC on veth): ' +

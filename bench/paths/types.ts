@@ -1,7 +1,4 @@
 // What a data path module provides to the bench: setup/teardown on top of the base 2-host topology.
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Container, FanTopology, Host } from '../../src/lab/topology.js';
 
 export interface PathEnv {
@@ -10,8 +7,6 @@ export interface PathEnv {
   a: Host;
   /** Host B (198.18.0.27): the iperf3 server's side. */
   b: Host;
-  /** Repository root (where package.json is). */
-  root: string;
   /** userfan workers for the N-worker path. */
   workers: number;
   log(msg: string): void;
@@ -20,7 +15,6 @@ export interface PathEnv {
 export interface ProbeEnv {
   /** A scratch namespace the probe may create devices in (it is deleted afterwards). */
   ns: string;
-  root: string;
   exec(ns: string | undefined, argv: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }>;
 }
 
@@ -47,16 +41,6 @@ export class PathUnavailable extends Error {
     super(reason);
     this.name = 'PathUnavailable';
   }
-}
-
-/** The directory holding package.json, searched upwards from this file (works from bench/ and dist/bench/). */
-export function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    dir = dirname(dir);
-  }
-  return process.cwd();
 }
 
 export async function commandExists(name: string, env: ProbeEnv): Promise<boolean> {

@@ -2,16 +2,14 @@
 // fan bridge fan-250-0-28 with .1/24, MTU 1480, and prints a JSON line with "event":"ready" when the data
 // plane runs; SIGTERM tears it down). Containers then join that bridge.
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { allowedCpus } from '../../src/control/cpus.js';
+import { CLI } from '../../src/lab/userfan-lab.js';
 import { PathUnavailable, type DataPath, type PathEnv } from './types.js';
-
-const CLI = 'dist/src/main.js';
 
 /** Extra `userfan up` arguments: the same for both hosts, or per host (0: A, 1: B). */
 type ExtraArgs = string[] | ((host: number) => string[]);
 
-/** " --send packet" when both hosts get the same, " (A: --cpus 0; B: --cpus 1)" when not. */
+/** " --send raw" when both hosts get the same, " (A: --cpus 0; B: --cpus 1)" when not. */
 function argsText(a: string[], b: string[]): string {
   const [ta, tb] = [a.join(' '), b.join(' ')];
   if (ta === tb) return ta ? ` ${ta}` : '';
@@ -21,17 +19,16 @@ function argsText(a: string[], b: string[]): string {
 function userfanPath(name: string, workers: (env: PathEnv) => number, extraArgs: ExtraArgs = []): DataPath {
   return {
     name,
-    async probe(env) {
-      return existsSync(join(env.root, CLI)) ? undefined : 'userfan CLI not built';
+    async probe() {
+      return existsSync(CLI) ? undefined : 'userfan CLI not built';
     },
     async setup(env) {
-      const { topo, a, b, root } = env;
-      const cli = join(root, CLI);
-      if (!existsSync(cli)) throw new PathUnavailable('userfan CLI not built');
+      const { topo, a, b } = env;
+      if (!existsSync(CLI)) throw new PathUnavailable('userfan CLI not built');
       const n = workers(env);
       const extra = (host: number) => (typeof extraArgs === 'function' ? extraArgs(host) : extraArgs);
       const procs = [a, b].map((h, i) =>
-        topo.spawn(h, ['node', cli, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', String(n), ...extra(i)], {
+        topo.spawn(h, ['node', CLI, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', String(n), ...extra(i)], {
           env: { NODE_ENV: 'production' },
         }),
       );
@@ -61,36 +58,22 @@ function userfanPath(name: string, workers: (env: PathEnv) => number, extraArgs:
   };
 }
 
-/** The defaults: a worker per CPU, --send gso (TX GSO where the kernel takes it), --recv raw. */
+/** The defaults: a worker per CPU, --send gso (TCP super-packets whole by MAC where the kernel takes it). */
 export const userfan = userfanPath('userfan', (env) => env.workers);
-/** The defaults before --send gso was: every packet through the raw socket, super-packets cut in user space. */
+/** Every packet through the raw socket, super-packets cut in user space (up --send raw). */
 export const userfanRaw = userfanPath('userfan-raw', (env) => env.workers, ['--send', 'raw']);
+/** One worker per host, otherwise the defaults. */
 export const userfan1w = userfanPath('userfan-1w', () => 1);
 /** One worker per host, every packet through the raw socket (up --send raw). */
 export const userfan1wRaw = userfanPath('userfan-1w-raw', () => 1, ['--send', 'raw']);
 /** One worker per host without TUN offloads: one packet per 1480 bytes all the way. */
 export const userfan1wNoOffload = userfanPath('userfan-1w-nooffload', () => 1, ['--offload', 'off']);
-/** One worker per host, sending to the other host's MAC through AF_PACKET (up --send packet). */
-export const userfan1wPacket = userfanPath('userfan-1w-packet', () => 1, ['--send', 'packet']);
-/** As userfan-1w-packet, with super-packets cut in user space instead of by the kernel (up --tx-gso off). */
-export const userfan1wPacketNoGso = userfanPath('userfan-1w-packet-nogso', () => 1, ['--send', 'packet', '--tx-gso', 'off']);
-/** One worker per host, TCP super-packets whole by MAC (TX GSO), everything else through the raw socket (up --send gso). */
-export const userfan1wGso = userfanPath('userfan-1w-gso', () => 1, ['--send', 'gso']);
-/** The defaults (a worker per CPU) with --send packet: TX GSO with as many workers as CPUs. */
-export const userfanPacket = userfanPath('userfan-packet', (env) => env.workers, ['--send', 'packet']);
-/** One worker per host, receiving IP-in-IP through XDP and AF_XDP (up --recv xdp). */
-export const userfan1wXdp = userfanPath('userfan-1w-xdp', () => 1, ['--recv', 'xdp']);
-/** Both: sending by MAC through AF_PACKET and receiving through AF_XDP. */
-export const userfan1wPacketXdp = userfanPath('userfan-1w-packet-xdp', () => 1, ['--send', 'packet', '--recv', 'xdp']);
 /**
  * One worker per host, both workers pinned to the last CPU this process may use (up --cpus): the lab's
  * two hosts share this machine, so that keeps the whole echo path on one CPU's caches.
  */
 export const userfan1wPinned = userfanPath('userfan-1w-pinned', () => 1, () => ['--cpus', String(allowedCpus().at(-1))]);
-/** As userfan-1w-pinned, receiving through XDP and AF_XDP (up --recv xdp). */
-export const userfan1wPinnedXdp = userfanPath('userfan-1w-pinned-xdp', () => 1, () => ['--cpus', String(allowedCpus().at(-1)), '--recv', 'xdp']);
 /** One worker per host, A's pinned to the first CPU this process may use and B's to the last. */
 export const userfan1wSpread = userfanPath('userfan-1w-spread', () => 1, (host) => ['--cpus', String(host === 0 ? allowedCpus()[0] : allowedCpus().at(-1))]);
-
 /** One worker per host that sleeps as soon as it runs out of packets (up --busy-poll 0). */
 export const userfan1wNoBusyPoll = userfanPath('userfan-1w-nobusypoll', () => 1, ['--busy-poll', '0']);

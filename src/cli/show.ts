@@ -24,10 +24,9 @@ export interface ShowRow {
   offload: string | null;
   /** How packets leave (status.ts sendText): "gso (N neighbours)", "raw", "raw (gso without TX GSO)", "packet (N neighbours)"; null when the daemon did not answer. */
   send: string | null;
-  /** TX GSO (up --send gso or packet): "on (IFACES)" or "off (why)"; null where it does not apply (--send raw) or without an answer. */
+  /** TX GSO (up --send gso): "on (IFACES)" or "off (why)"; null where it does not apply (--send raw) or without an answer. */
   txGso: string | null;
-  /** How IP-in-IP arrives: "raw" or "xdp on IFACE (…)"; null when the daemon did not answer. */
-  /** With --send gso or packet: the neighbours sent to by MAC (address, MAC); absent otherwise or without an answer. */
+  /** With --send gso: the neighbours sent to by MAC (address, MAC); absent otherwise or without an answer. */
   neighbours?: { address: string; mac: string }[];
   /** The CPUs the workers are pinned to, as taskset -c writes them (up --cpus); null: not pinned. */
   cpus: string | null;

@@ -28,6 +28,7 @@ function writeAtomic(path: string, data: string): void {
   renameSync(path + '.tmp', path);
 }
 
+/** A file's text, or undefined when it cannot be read (not written yet, or gone). */
 export function readIf(path: string): string | undefined {
   try {
     return readFileSync(path, 'utf8');

@@ -2,7 +2,10 @@
 // the topology it builds and that results are parsed — not how fast anything is.
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { busyTicks, parseArgs, runBench } from '../../bench/iperf.js';
+import { busyTicks } from '../../bench/cpu-accounting.js';
+import { runBench } from '../../bench/iperf.js';
+import { parseArgs } from '../../bench/iperf-args.js';
+import { ALL_PATHS, QUICK_PATHS } from '../../bench/paths/index.js';
 import { parseIperf, ratios, renderTable, summarize, type BenchReport, type Sample } from '../../bench/report.js';
 import { renderSvg } from '../../bench/svg.js';
 import { LAB_STATE_DIR, listNamespaces } from '../../src/lab/netns.js';
@@ -110,7 +113,11 @@ describe('summaries, ratios, table, chart', () => {
   it('parses command-line options', () => {
     const q = parseArgs(['--quick', '--paths', 'veth,vxlan', '--json', '/tmp/x.json']);
     expect(q).toMatchObject({ quick: true, seconds: 1, repeat: 2, paths: ['veth', 'vxlan'], json: '/tmp/x.json' });
-    expect(parseArgs([])).toMatchObject({ seconds: 5, repeat: 3 });
+    expect(parseArgs([])).toMatchObject({ seconds: 5, repeat: 3, paths: ALL_PATHS.map((p) => p.name) });
+    // --quick alone: the paths a user compares, at most 8, every one of them known.
+    expect(parseArgs(['--quick']).paths).toEqual([...QUICK_PATHS]);
+    expect(QUICK_PATHS.length).toBeLessThanOrEqual(8);
+    for (const n of QUICK_PATHS) expect(ALL_PATHS.map((p) => p.name)).toContain(n);
     expect(() => parseArgs(['--paths', 'carrier-pigeon'])).toThrow(/unknown path/);
     expect(() => parseArgs(['--repeat', '0'])).toThrow(/--repeat/);
     expect(parseArgs(['--kernel-ipip', 'uml']).kernelIpip).toBe('uml');

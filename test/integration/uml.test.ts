@@ -2,7 +2,10 @@
 // own host namespace, kernel ipip configured as the Fan configures a kernel without fan-map.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab } from '../../src/lab/netns.js';
-import { bootUmlHost, kernelFanScript, parseLinkStats, startUml, umlMissing, type UmlGuest } from '../../src/lab/uml.js';
+import { bootUmlHost, startUml } from '../../src/lab/uml.js';
+import type { UmlGuest } from '../../src/lab/uml-guest.js';
+import { umlMissing } from '../../src/lab/uml-kernel.js';
+import { kernelFanScript, parseLinkStats } from '../../src/lab/uml-scripts.js';
 
 const missing = umlMissing();
 if (missing) console.warn(`uml tests skipped: ${missing}`);

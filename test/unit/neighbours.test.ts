@@ -1,5 +1,5 @@
 /**
- * The neighbour copy behind `--send packet` (src/io/neighbours.ts): which ARP entries it takes, and what a
+ * The neighbour copy behind TX GSO (src/underlay/neighbours.ts): which ARP entries it takes, and what a
  * lookup answers: the MAC words the addon sends to, "unknown" (0) for anything else, and exactly one
  * "through the kernel" per neighbour after each markProbes.
  */
