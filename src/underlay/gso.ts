@@ -85,8 +85,8 @@ export class GsoUnderlay implements Underlay {
       if (this.gtx.count > 0) this.flushFrames(); // keep the TUN's order
       raw.take(batch, i, plan.src[i], plan.dst[i]);
     }
-    raw.flush();
-    this.flushFrames();
+    if (raw.pending) raw.flush();
+    if (this.gtx.count > 0) this.flushFrames();
     batch.resetCuts();
   }
 

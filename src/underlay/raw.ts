@@ -76,7 +76,7 @@ export class RawUnderlay implements Underlay {
 
   send(batch: EgressBatch, plan: RoutePlan, n: number): void {
     for (let i = 0; i < n; i++) if (plan.verdict[i] === 0) this.take(batch, i, plan.src[i], plan.dst[i]);
-    this.flush();
+    if (this.tx.count > 0) this.flush();
     batch.resetCuts();
   }
 
