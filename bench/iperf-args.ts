@@ -26,8 +26,8 @@ export interface BenchOptions {
 const USAGE = `usage: npm run bench -- [options]
   --quick            short run (1 s per test, 2 rounds) of the paths a user compares: ${QUICK_PATHS.join(', ')}
                      (the plain link as the ceiling, the kernel's tunnels, another user-space tunnel, and the
-                     choices a userfan user makes: the defaults, one worker per host, --send raw, and one worker
-                     without TUN offloads); a path this machine lacks is skipped
+                     choices a userfan user makes: the defaults, one worker per host, --send raw, and the VXLAN
+                     type); a path this machine lacks is skipped
   --paths a,b,...    data paths (default: all, quick: as above) — ${ALL_PATHS.map((p) => p.name).join(', ')}
   --tests a,b,...    tests (default: all) — ${TESTS.join(', ')}
   --repeat N         rounds; each round runs every path once (default 3, quick 2)

@@ -131,7 +131,7 @@ napi_value ret_undefined(napi_env env);
  * (host-order uint32, raw IP socket); else whole frames out of interface ifindex[i] (AF_PACKET).
  * Returns (as a JS number) the index of the first packet not sent; see raw.c.
  */
-napi_value send_chunks(napi_env env, int fd, const slots_t *s, uint32_t from, uint32_t to, uint32_t *errs,
+napi_value send_chunks(napi_env env, int fd, const slots_t *s, uint32_t from, uint32_t to, uint32_t *errs, uint16_t port,
                        const uint32_t *dsts, const int32_t *ifindex);
 
 /* ---------- each file's exports (module.c calls these once per context) ---------- */

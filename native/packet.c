@@ -66,7 +66,7 @@ static napi_value send_frame_batch(napi_env env, napi_callback_info info) {
       check_write_slots(env, &s, from, to))
     return NULL;
   if (to > nifx) return throw_range(env, "end exceeds the ifindex array");
-  return send_chunks(env, fd, &s, from, to, errs, NULL, ifx);
+  return send_chunks(env, fd, &s, from, to, errs, 0, NULL, ifx);
 }
 
 /* socketCookie(fd) -> the socket's cookie (SO_COOKIE), what bpf_get_socket_cookie() returns for its packets. */

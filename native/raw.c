@@ -285,7 +285,7 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
  * socket buffer is full (EAGAIN) and returns the index of the first packet not sent (== to when all
  * were handled).
  */
-napi_value send_chunks(napi_env env, int fd, const slots_t *s, uint32_t from, uint32_t to, uint32_t *errs,
+napi_value send_chunks(napi_env env, int fd, const slots_t *s, uint32_t from, uint32_t to, uint32_t *errs, uint16_t port,
                        const uint32_t *dsts, const int32_t *ifindex) {
   struct mmsghdr msgs[MMSG_CHUNK];
   struct iovec iov[MMSG_CHUNK];
@@ -309,6 +309,7 @@ napi_value send_chunks(napi_env env, int fd, const slots_t *s, uint32_t from, ui
       } else {
         sa[j].in.sin_family = AF_INET;
         sa[j].in.sin_addr.s_addr = htonl(dsts[i + j]);
+        sa[j].in.sin_port = htons(port); /* 0 on a raw socket */
         namelen = sizeof sa[j].in;
       }
       iov[j].iov_base = s->buf + s->offs[i + j];
@@ -358,7 +359,72 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
       check_write_slots(env, &s, from, to))
     return NULL;
   if (to > ndsts) return throw_range(env, "end exceeds the addresses array");
-  return send_chunks(env, fd, &s, from, to, errs, dsts, NULL);
+  return send_chunks(env, fd, &s, from, to, errs, 0, dsts, NULL);
+}
+
+/*
+ * udpOpen({port, rcvbuf, sndbuf}) -> fd
+ *
+ * A non-blocking UDP socket bound to 0.0.0.0:port with SO_REUSEPORT (each worker binds its own; the
+ * kernel spreads arriving datagrams over them by flow hash) and IP_PMTUDISC_DONT (outer DF clear, as
+ * the kernel's VXLAN sends). A port another socket holds without SO_REUSEPORT (a kernel vxlan device)
+ * fails with EADDRINUSE. The kernel fills in the UDP checksum.
+ */
+static napi_value udp_open(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  uint32_t port, rcvbuf, sndbuf;
+  if (get_args(env, info, 1, argv) || opt_u32(env, argv[0], "port", 1, 65535, 8472, &port) ||
+      opt_u32(env, argv[0], "rcvbuf", 0, INT32_MAX / 2, 0, &rcvbuf) ||
+      opt_u32(env, argv[0], "sndbuf", 0, INT32_MAX / 2, 0, &sndbuf))
+    return NULL;
+  char obj[32];
+  snprintf(obj, sizeof obj, "UDP port %u", port);
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket(SOCK_DGRAM)", obj, errno);
+  int one = 1, dont = IP_PMTUDISC_DONT, v;
+  const char *op = NULL;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) op = "SO_REUSEPORT";
+  if (!op && setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &dont, sizeof dont) < 0) op = "IP_MTU_DISCOVER";
+  if (!op && rcvbuf && (v = (int)rcvbuf, setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof v) < 0))
+    op = "SO_RCVBUFFORCE";
+  if (!op && sndbuf && (v = (int)sndbuf, setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof v) < 0))
+    op = "SO_SNDBUFFORCE";
+  if (!op) {
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) op = "bind";
+  }
+  if (op) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, op, obj, e);
+  }
+  return ret_i32(env, fd);
+}
+
+/*
+ * sendUdpBatch(fd, buf, offs, lens, dsts, port, from, to, errs?) -> next
+ * sendmmsg(MSG_DONTWAIT) on a UDP socket of datagrams from..to-1, datagram i to dsts[i]:port; see
+ * send_chunks.
+ */
+static napi_value send_udp_batch(napi_env env, napi_callback_info info) {
+  napi_value argv[9];
+  int fd;
+  uint32_t from, to, port, *dsts, *errs;
+  size_t ndsts;
+  slots_t s;
+  if (get_args(env, info, 9, argv) || get_fd(env, argv[0], &fd) ||
+      get_slots(env, argv[1], argv[2], argv[3], &s) ||
+      get_typed(env, argv[4], napi_uint32_array, "addresses", (void **)&dsts, &ndsts) ||
+      get_u32_range(env, argv[5], "port", 1, 65535, &port) ||
+      get_u32_range(env, argv[6], "from", 0, UINT32_MAX, &from) ||
+      get_u32_range(env, argv[7], "to", from, UINT32_MAX, &to) || get_errs(env, argv[8], &errs) ||
+      check_write_slots(env, &s, from, to))
+    return NULL;
+  if (to > ndsts) return throw_range(env, "end exceeds the addresses array");
+  return send_chunks(env, fd, &s, from, to, errs, (uint16_t)port, dsts, NULL);
 }
 
 napi_status raw_register(napi_env env, napi_value exports) {
@@ -372,6 +438,8 @@ napi_status raw_register(napi_env env, napi_value exports) {
     FN("writeBatch", write_batch),
     FN("recvBatch", recv_batch),
     FN("sendBatch", send_batch),
+    FN("udpOpen", udp_open),
+    FN("sendUdpBatch", send_udp_batch),
   };
   return napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns);
 }

@@ -7,18 +7,19 @@
 #include <linux/if_tun.h>
 
 /*
- * tunOpen(name, {multiQueue, vnetHdr, persist, exclusive}) -> {fd, name}
- * Opens /dev/net/tun non-blocking and binds it with TUNSETIFF (IFF_TUN | IFF_NO_PI [| IFF_MULTI_QUEUE]
+ * tunOpen(name, {multiQueue, vnetHdr, persist, exclusive, tap}) -> {fd, name}
+ * Opens /dev/net/tun non-blocking and binds it with TUNSETIFF (IFF_TUN, or IFF_TAP: Ethernet frames, | IFF_NO_PI [| IFF_MULTI_QUEUE]
  * [| IFF_VNET_HDR] [| IFF_TUN_EXCL]). The first open of a name creates the device; with multiQueue,
  * each further open of the same name attaches one more queue. name may contain %d.
  */
 static napi_value tun_open(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   char name[IFNAMSIZ];
-  int mq, vnet, persist, excl;
+  int mq, vnet, persist, excl, tap;
   if (get_args(env, info, 2, argv) || get_ifname(env, argv[0], name)) return NULL;
   if (opt_bool(env, argv[1], "multiQueue", &mq) || opt_bool(env, argv[1], "vnetHdr", &vnet) ||
-      opt_bool(env, argv[1], "persist", &persist) || opt_bool(env, argv[1], "exclusive", &excl))
+      opt_bool(env, argv[1], "persist", &persist) || opt_bool(env, argv[1], "exclusive", &excl) ||
+      opt_bool(env, argv[1], "tap", &tap))
     return NULL;
 
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
@@ -26,7 +27,7 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
   memcpy(ifr.ifr_name, name, strlen(name));
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (mq ? IFF_MULTI_QUEUE : 0) | (vnet ? IFF_VNET_HDR : 0) |
+  ifr.ifr_flags = (tap ? IFF_TAP : IFF_TUN) | IFF_NO_PI | (mq ? IFF_MULTI_QUEUE : 0) | (vnet ? IFF_VNET_HDR : 0) |
                   (excl ? IFF_TUN_EXCL : 0);
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
     int e = errno;

@@ -43,12 +43,15 @@ function userfanPath(name: string, workers: (env: PathEnv) => number, extraArgs:
         const why = failed.exitCode !== null ? `exited with code ${failed.exitCode}` : (e as Error).message.split('\n')[0];
         throw new Error(`userfan up on host ${host.name} ${why}${last ? `: ${last}` : ''}`);
       }
-      const client = await topo.addContainer(a, { bridge: a.slice.bridge, waitForBridgeMs: 5000 });
-      const server = await topo.addContainer(b, { bridge: b.slice.bridge, waitForBridgeMs: 5000 });
+      // The VXLAN type's bridge is named after the overlay and holds slice.1/8: one L2 segment.
+      const vxlan = extra(0).includes('vxlan');
+      const on = (h: typeof a) => (vxlan ? { bridge: 'fan-250', prefixLen: 8 } : { bridge: h.slice.bridge });
+      const client = await topo.addContainer(a, { ...on(a), waitForBridgeMs: 5000 });
+      const server = await topo.addContainer(b, { ...on(b), waitForBridgeMs: 5000 });
       return {
         client,
         server,
-        info: `userfan up --workers ${n}${argsText(extra(0), extra(1))}; containers on ${a.slice.bridge} / ${b.slice.bridge}, MTU ${client.mtu}`,
+        info: `userfan up --workers ${n}${argsText(extra(0), extra(1))}; containers on ${on(a).bridge} / ${on(b).bridge}, MTU ${client.mtu}`,
         teardown: async () => {
           // SIGTERM: the daemon removes what it created; then the lab deletes the namespaces
           await Promise.all(procs.map((p) => p.stop(8000)));
@@ -75,5 +78,8 @@ export const userfan1wNoOffload = userfanPath('userfan-1w-nooffload', () => 1, [
 export const userfan1wPinned = userfanPath('userfan-1w-pinned', () => 1, () => ['--cpus', String(allowedCpus().at(-1))]);
 /** One worker per host, A's pinned to the first CPU this process may use and B's to the last. */
 export const userfan1wSpread = userfanPath('userfan-1w-spread', () => 1, (host) => ['--cpus', String(host === 0 ? allowedCpus()[0] : allowedCpus().at(-1))]);
+/** The Fan's VXLAN type (up --type vxlan): a worker per CPU; one worker per host. */
+export const userfanVxlan = userfanPath('userfan-vxlan', (env) => env.workers, ['--type', 'vxlan']);
+export const userfan1wVxlan = userfanPath('userfan-1w-vxlan', () => 1, ['--type', 'vxlan']);
 /** One worker per host that sleeps as soon as it runs out of packets (up --busy-poll 0). */
 export const userfan1wNoBusyPoll = userfanPath('userfan-1w-nobusypoll', () => 1, ['--busy-poll', '0']);

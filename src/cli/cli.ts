@@ -6,15 +6,18 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../fan/errors.js';
 import { parseIPv4 } from '../fan/addr.js';
-import { DEFAULT_FLAGS, Fan, validateFan } from '../fan/fan.js';
+import { DEFAULT_FLAGS, Fan, FAN_TYPES, type FanType, validateFan } from '../fan/fan.js';
 import { parseCidr, parseOverlay } from '../fan/parse.js';
 import { explainAddress, formatExplanation } from '../debug/explain.js';
 import { prefixMask } from '../fan/addr.js';
 import { availableParallelism } from 'node:os';
 import { fansFromArgs, UsageError } from './fans-from-args.js';
 import { SEND_PATHS, up, type SendPath } from '../control/daemon.js';
+import { defaultVni, MAX_VNI, VXLAN_PORT } from '../wire/vxlan.js';
 import { OFFLOAD_MODES, type OffloadMode } from '../tun/probe.js';
 import { daemonsFor, downDaemon } from './down.js';
+import { disableDockerCommand, enableDockerCommand } from './docker.js';
+import { testCommand } from './test-docker.js';
 import { formatShow, showRows } from './show.js';
 import { ask, pidAlive, readStates } from '../control/state.js';
 import { explainLive, fansUp, formatLive } from '../debug/walk.js';
@@ -47,6 +50,10 @@ usage:
                                            with the drop reason of each dropped one; at most N (100), S s (10)
   userfan explain ADDRESS -o OVERLAY -u UNDERLAY [--json]
   userfan explain ADDRESS [--from SOURCE] [--json]   against the fans that are up: where, and each step
+  userfan enable-docker -u UNDERLAY -o OVERLAY [--config FILE] [--daemon-json FILE]
+                                           the fan into FILE (persistent), Docker's daemon.json onto its bridge and MTU
+  userfan disable-docker [-u UNDERLAY -o OVERLAY] [--daemon-json FILE]   undoes exactly what enable-docker did
+  userfan test local-docker [-o OVERLAY -u UNDERLAY] [--image IMAGE] [-H DOCKER_HOST]   two containers, ping, data
   userfan demo [--keep] [--json]           two hosts in network namespaces, container to container (root)
   userfan --help | --version
 
@@ -112,7 +119,19 @@ function removedOptions(send: string | undefined, recv: string | undefined, txGs
   if (txGso !== undefined) throw new ConfigError('--tx-gso', txGso, 'was removed: use --send raw to cut every super-packet in user space and send it through the kernel\'s IP output');
 }
 
+/** The VXLAN port and VNI when the fans are of type vxlan (defaults: 8472, the overlay >> 8); refused for ipip. */
+function vxlanOptions(fans: Fan[], portText: string | undefined, vniText: string | undefined): { port: number; vni: number } | undefined {
+  if (fans[0]?.type !== 'vxlan') {
+    if (portText !== undefined || vniText !== undefined) throw new ConfigError(portText !== undefined ? '--vxlan-port' : '--vni', (portText ?? vniText)!, 'applies to --type vxlan only');
+    return undefined;
+  }
+  return { port: intOption('--vxlan-port', portText, VXLAN_PORT, 1, 65535), vni: intOption('--vni', vniText, defaultVni(fans[0].overlay.net), 0, MAX_VNI) };
+}
+
 const commands: Record<string, Handler> = {
+  'enable-docker': enableDockerCommand,
+  'disable-docker': disableDockerCommand,
+  test: testCommand,
   async up(args) {
     const { values, positionals } = opts(args, {
       ...fanOptions,
@@ -120,7 +139,9 @@ const commands: Record<string, Handler> = {
       ttl: { type: 'string' }, 'no-nat': { type: 'boolean' }, tun: { type: 'string' }, metrics: { type: 'string' },
       offload: { type: 'string' }, send: { type: 'string' }, recv: { type: 'string' }, 'no-trace': { type: 'boolean' },
       cpus: { type: 'string' }, 'busy-poll': { type: 'string' }, 'tx-gso': { type: 'string' },
+      type: { type: 'string' }, 'vxlan-port': { type: 'string' }, vni: { type: 'string' },
     });
+    if (values.type !== undefined && !(FAN_TYPES as readonly string[]).includes(values.type)) throw new ConfigError('--type', values.type, 'must be ipip (IP-in-IP, protocol 4: fanctl\'s original) or vxlan (Ethernet in VXLAN over UDP: LXD\'s fan bridges)');
     if (values.offload !== undefined && !(OFFLOAD_MODES as readonly string[]).includes(values.offload)) throw new ConfigError('--offload', values.offload, 'must be auto, on or off');
     removedOptions(values.send, values.recv, values['tx-gso']);
     if (values.send !== undefined && !(SEND_PATHS as readonly string[]).includes(values.send)) {
@@ -131,8 +152,11 @@ const commands: Record<string, Handler> = {
       ...(values.bridge !== undefined ? { bridge: values.bridge } : {}),
       ...(values['host-reserve'] !== undefined ? { hostReserve: intOption('--host-reserve', values['host-reserve'], 1, 1, 1 << 24) } : {}),
       ...(values.dhcp ? { dhcp: true } : {}),
+      ...(values.type !== undefined ? { type: values.type as FanType } : {}),
     };
     const fans = fansFromArgs({ ...values, flags });
+    const vxlan = vxlanOptions(fans, values['vxlan-port'], values.vni);
+    if (values.bridge !== undefined && !/^[A-Za-z0-9_.-]{1,15}$/.test(values.bridge)) throw new ConfigError('--bridge', values.bridge, 'must be 1-15 characters of letters, digits, . _ -');
     if (values.tun !== undefined && !/^[A-Za-z0-9_.-]{1,15}$/.test(values.tun)) throw new ConfigError('--tun', values.tun, 'must be 1-15 characters of letters, digits, . _ -');
     return up({
       fans,
@@ -148,6 +172,7 @@ const commands: Record<string, Handler> = {
       trace: !values['no-trace'],
       cpus: values.cpus === undefined ? undefined : cpusOption('--cpus', values.cpus),
       busyPollUs: intOption('--busy-poll', values['busy-poll'], DEFAULT_BUSY_POLL_US, 0, MAX_BUSY_POLL_US),
+      vxlan,
     });
   },
 

@@ -32,13 +32,14 @@ export function fansFromArgs(a: FanArgs, includeOff = false): Fan[] {
     for (const line of parseConfigText(text)) {
       if (line.flags.off && !includeOff) continue;
       try {
-        table.add(parseFan(line.overlay, line.underlay, line.flags));
+        // `auto`: brought up from the file, as fanctl 0.12's show marks the fans of `up -a`.
+        table.add(parseFan(line.overlay, line.underlay, { ...line.flags, auto: true }));
       } catch (e) {
         if (e instanceof ConfigError) throw new ConfigError(`${path} line ${line.line}`, `${line.overlay} ${line.underlay}`, `${e.field} ${JSON.stringify(e.value)}: ${e.rule}`);
         throw e;
       }
     }
-    if (table.size === 0) throw new ConfigError('--config', path, 'has no enabled fan (lines OVERLAY UNDERLAY [flags])');
+    if (table.size === 0) throw new ConfigError('--config', path, 'has no enabled fan (lines UNDERLAY OVERLAY [--flags] or OVERLAY UNDERLAY [flags])');
     return table.fans;
   }
   if (!a.overlay) throw new UsageError('missing -o OVERLAY (e.g. -o 250.0.0.0/8), or -a for the fans of /etc/network/fan');

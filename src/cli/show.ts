@@ -24,6 +24,8 @@ export interface ShowRow {
   offload: string | null;
   /** How packets leave (status.ts sendText): "gso (N neighbours)", "raw", "raw (gso without TX GSO)", "packet (N neighbours)"; null when the daemon did not answer. */
   send: string | null;
+  /** The wire type: "ipip", or "vxlan (VNI N, UDP port P)". */
+  type: string;
   /** TX GSO (up --send gso): "on (IFACES)" or "off (why)"; null where it does not apply (--send raw) or without an answer. */
   txGso: string | null;
   /** With --send gso: the neighbours sent to by MAC (address, MAC); absent otherwise or without an answer. */
@@ -48,6 +50,7 @@ export async function showRows(): Promise<ShowRow[]> {
         dropsByReason: st?.total.drops as Record<string, number> | undefined,
         offload: st?.offload ?? null,
         send: st?.send ?? null,
+        type: s.vxlan ? `vxlan (VNI ${s.vxlan.vni}, UDP port ${s.vxlan.port})` : 'ipip',
         txGso: st?.txGso ?? null,
         cpus: s.cpus?.length ? formatCpuList(s.cpus) : null,
         busyPollUs: s.busyPollUs ?? 0,
@@ -76,7 +79,11 @@ export function formatShow(rows: ShowRow[], states: DaemonState[] = []): string 
   return [...table, ...(paths.length ? ['', ...paths] : [])].join('\n');
 }
 
-/** "uf-250-0-28: send gso (1 neighbour), TX GSO on (eth0); TUN offloads on". */
+/**
+ * "uf-250-0-28: send gso (1 neighbour), TX GSO on (eth0); TUN offloads on", or for the VXLAN type
+ * "uf-250: vxlan (VNI 16384000, UDP port 8472); TAP offloads off (…)".
+ */
 function pathsText(r: ShowRow): string {
+  if (r.type !== 'ipip') return `${r.daemon}: ${r.type}; TAP offloads ${r.offload ?? '?'}`;
   return `${r.daemon}: send ${r.send}${r.txGso !== null ? `, TX GSO ${r.txGso}` : ''}; TUN offloads ${r.offload ?? '?'}`;
 }

@@ -11,14 +11,14 @@ import { metricsRegistry, serveMetrics } from './metrics.js';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { formatCidr, formatIPv4 } from '../fan/addr.js';
 import { ConfigError } from '../fan/errors.js';
-import type { Fan } from '../fan/fan.js';
+import { type Fan, TYPE_OVERHEAD } from '../fan/fan.js';
 import { FanTable, prefixesOverlap } from '../fan/table.js';
 import { parseOverlay } from '../fan/parse.js';
 import { DataPlane } from '../dataplane/pool.js';
 import { DEFAULT_BUSY_POLL_US } from '../dataplane/busy-poll.js';
 import { native } from '../io/native.js';
 import { DEFAULT_POLICY } from '../wire/ipip.js';
-import { bringUpFan, createTun, emptyState, teardown, tunNameFor, underlayInterface } from './hostnet.js';
+import { bringUpFan, createTun, emptyState, linkExists, teardown, tunNameFor, underlayInterface } from './hostnet.js';
 import { formatCpuList } from './cpus.js';
 import { hasNetAdmin } from './privileges.js';
 import { serveTrace, type TraceRequest } from './trace-server.js';
@@ -51,6 +51,8 @@ export interface UpOptions {
   cpus?: number[];
   /** Busy polling in the workers, µs (src/dataplane/busy-poll.ts); absent: DEFAULT_BUSY_POLL_US; 0: off. */
   busyPollUs?: number;
+  /** The VXLAN type's port and VNI (its fans have type vxlan); absent for IP-in-IP. */
+  vxlan?: { port: number; vni: number };
 }
 
 export const SEND_PATHS = ['gso', 'raw'] as const;
@@ -142,17 +144,44 @@ function serveControl(id: string, workers: number, plane: DataPlane, status: () 
   });
 }
 
+/**
+ * Before anything is made: every fan of a daemon has one type; a VXLAN daemon has one fan (its TAP is a
+ * port of one bridge) and a VXLAN port it can bind; no bridge name is taken by another device.
+ */
+async function checkType(o: UpOptions): Promise<void> {
+  const type = o.fans[0].type;
+  const other = o.fans.find((f) => f.type !== type);
+  if (other) throw new ConfigError('fan', other.toString(), `is ${other.type} where ${o.fans[0]} is ${type}: one daemon carries one type; run one userfan per type`);
+  if ((type === 'vxlan') !== (o.vxlan !== undefined)) throw new ConfigError('--type', type, 'the fans\' type and the VXLAN settings disagree');
+  if (o.vxlan && o.fans.length > 1) throw new ConfigError('fan', o.fans.map(String).join(', '), 'a VXLAN daemon carries one fan (its TAP is a port of one bridge): run one userfan per VXLAN fan');
+  for (const f of o.fans) {
+    if (await linkExists(f.bridge)) throw new ConfigError('bridge', f.bridge, 'already exists on this host (is this fan already up? see userfan show; or name another with --bridge)');
+  }
+  if (o.vxlan) {
+    let fd = -1;
+    try {
+      fd = native().udpOpen({ port: o.vxlan.port });
+    } catch (e) {
+      const why = (e as { code?: string }).code === 'EADDRINUSE' ? 'is already in use in this network namespace (a kernel vxlan device? see ss -ulpn): remove it or pick another port' : (e as Error).message;
+      throw new ConfigError('--vxlan-port', String(o.vxlan.port), why);
+    } finally {
+      if (fd >= 0) native().close(fd);
+    }
+  }
+}
+
 export async function up(o: UpOptions): Promise<number> {
   if (!hasNetAdmin()) throw new ConfigError('up', o.fans.map(String).join(', '), 'needs CAP_NET_ADMIN to create the TUN device, bridge and routes: run as root');
   new FanTable(o.fans); // duplicates/overlaps among the fans of this invocation
   const underlays = await Promise.all(o.fans.map((f, i) => underlayInterface(f, o.underlayTexts[i])));
   await checkNotUp(o.fans);
+  await checkType(o);
 
   const id = o.tun ?? tunNameFor(o.fans[0]);
   const state: DaemonState = {
     id, pid: process.pid, startedAt: new Date().toISOString(), workers: o.workers, ttl: o.ttl, nat: o.nat, send: o.send ?? DEFAULT_SEND,
     busyPollUs: o.busyPollUs ?? DEFAULT_BUSY_POLL_US,
-    ...(o.cpus?.length ? { cpus: o.cpus } : {}), fans: o.fans.map(fanRecord), host: emptyState(),
+    ...(o.cpus?.length ? { cpus: o.cpus } : {}), ...(o.vxlan ? { type: 'vxlan' as const, vxlan: o.vxlan } : {}), fans: o.fans.map(fanRecord), host: emptyState(),
   };
   const save = () => writeState(state);
   let plane: DataPlane | undefined;
@@ -184,20 +213,21 @@ export async function up(o: UpOptions): Promise<number> {
 
   try {
     save();
-    await createTun(state.host, id, Math.min(...underlays.map((u) => u.mtu)) - 20, save);
+    const overhead = TYPE_OVERHEAD[o.fans[0].type];
+    await createTun(state.host, id, Math.min(...underlays.map((u) => u.mtu)) - overhead, save, o.vxlan ? 'tap' : 'tun');
     for (const [i, fan] of o.fans.entries()) {
       await bringUpFan(state.host, fan, id, underlays[i].mtu, { nat: o.nat, dhcp: o.dhcp || fan.flags.dhcp, runDir: RUN_DIR }, save);
-      log('fan-up', { ...fanRecord(fan), tun: id, underlayInterface: underlays[i].iface, mtu: underlays[i].mtu - 20 });
+      log('fan-up', { ...fanRecord(fan), type: fan.type, tun: id, underlayInterface: underlays[i].iface, mtu: underlays[i].mtu - overhead });
     }
-    offload = decideOffload(id, o.offload ?? 'auto');
+    offload = o.vxlan ? { on: false, text: 'off (VXLAN: no TAP offloads yet)' } : decideOffload(id, o.offload ?? 'auto');
     log('offload', { offload: offload.text });
     const send = o.send ?? DEFAULT_SEND;
-    const links = send === 'gso'
+    const links = send === 'gso' && !o.vxlan
       ? o.fans.map((f, i) => ({ iface: underlays[i].iface, ifindex: native().ifIndex(underlays[i].iface), net: f.underlay.net, len: f.underlay.len, local: f.localHost }))
       : undefined;
     log('send', { send, ...(links ? { interfaces: [...new Set(links.map((l) => l.iface))] } : {}) });
     plane = new DataPlane({
-      tun: id, fans: o.fans, workers: o.workers, cpus: o.cpus, busyPollUs: state.busyPollUs, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, links, neighbourRefreshMs: neighbourRefreshMs(), trace: o.trace !== false, log,
+      tun: id, fans: o.fans, workers: o.workers, cpus: o.cpus, busyPollUs: state.busyPollUs, ttl: o.ttl, policy: DEFAULT_POLICY, offload: offload.on, links, neighbourRefreshMs: neighbourRefreshMs(), trace: o.trace !== false, vxlan: o.vxlan, log,
       onFatal: (why) => {
         log('fatal', { error: why });
         void finish(1, why);

@@ -10,12 +10,11 @@
  */
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { formatCidr, formatIPv4 } from '../fan/addr.js';
+import { formatCidr, formatIPv4, prefixMask } from '../fan/addr.js';
 import { ConfigError } from '../fan/errors.js';
-import type { Fan } from '../fan/fan.js';
+import { type Fan, TYPE_OVERHEAD } from '../fan/fan.js';
 import { localAddresses } from '../fan/parse.js';
 import { run } from '../io/exec.js';
-import { OUTER_HEADER_LEN } from '../wire/ipip.js';
 import { pidAlive } from './pid.js';
 
 /** What exists on the host because of one daemon. Serialised as the state file. */
@@ -64,10 +63,10 @@ export interface UpOptions {
   runDir: string;
 }
 
-/** Create the TUN device (multi-queue, persistent) and bring it up at `mtu`. */
-export async function createTun(state: HostState, name: string, mtu: number, onChange: () => void): Promise<void> {
+/** Create the TUN device (or, for VXLAN, the TAP; multi-queue, persistent) and bring it up at `mtu`. */
+export async function createTun(state: HostState, name: string, mtu: number, onChange: () => void, mode: 'tun' | 'tap' = 'tun'): Promise<void> {
   if (await linkExists(name)) throw new ConfigError('tun', name, 'a device of that name already exists on this host (is another userfan up? see userfan show)');
-  await ip(['tuntap', 'add', 'dev', name, 'mode', 'tun', 'multi_queue']);
+  await ip(['tuntap', 'add', 'dev', name, 'mode', mode, 'multi_queue']);
   state.tun = name;
   onChange();
   await ip(['link', 'set', 'dev', name, 'mtu', String(mtu), 'txqueuelen', '1000', 'up']);
@@ -76,7 +75,7 @@ export async function createTun(state: HostState, name: string, mtu: number, onC
 /** Everything for one fan on top of the TUN: bridge, route, forwarding, NAT, DHCP. */
 export async function bringUpFan(state: HostState, fan: Fan, tun: string, underlayMtu: number, opts: UpOptions, onChange: () => void): Promise<void> {
   const br = fan.bridge;
-  const mtu = underlayMtu - OUTER_HEADER_LEN;
+  const mtu = underlayMtu - TYPE_OVERHEAD[fan.type];
   const slice = formatCidr(fan.localSlice, fan.sliceLen);
   const overlay = formatCidr(fan.overlay.net, fan.overlay.len);
   if (await linkExists(br)) throw new ConfigError('bridge', br, 'already exists on this host (is this fan already up? see userfan show)');
@@ -84,10 +83,15 @@ export async function bringUpFan(state: HostState, fan: Fan, tun: string, underl
   state.bridges.push(br);
   onChange();
   await ip(['link', 'set', 'dev', br, 'mtu', String(mtu), 'up']);
-  await ip(['addr', 'add', `${formatIPv4(fan.hostAddress)}/${fan.sliceLen}`, 'dev', br]);
-  await ip(['route', 'add', overlay, 'dev', tun, 'src', formatIPv4(fan.hostAddress)]);
-  state.routes.push({ dst: overlay, dev: tun });
-  onChange();
+  await ip(['addr', 'add', `${formatIPv4(fan.hostAddress)}/${fan.bridgePrefixLen}`, 'dev', br]);
+  if (fan.type === 'vxlan') {
+    // One L2 segment over the whole overlay: the bridge's address covers it; the TAP is a port of it.
+    await ip(['link', 'set', 'dev', tun, 'master', br]);
+  } else {
+    await ip(['route', 'add', overlay, 'dev', tun, 'src', formatIPv4(fan.hostAddress)]);
+    state.routes.push({ dst: overlay, dev: tun });
+    onChange();
+  }
   writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
   if (opts.nat) {
     const table = nftTableFor(fan);
@@ -109,7 +113,7 @@ export async function bringUpFan(state: HostState, fan: Fan, tun: string, underl
       'dnsmasq',
       [
         '--keep-in-foreground', '--conf-file=/dev/null', '--port=0', `--interface=${br}`, '--bind-interfaces', '--except-interface=lo',
-        `--dhcp-range=${formatIPv4(fan.firstContainerAddress)},${formatIPv4(fan.lastContainerAddress)},${formatIPv4(fan.sliceMask)},12h`,
+        `--dhcp-range=${formatIPv4(fan.firstContainerAddress)},${formatIPv4(fan.lastContainerAddress)},${formatIPv4(prefixMask(fan.bridgePrefixLen))},12h`,
         `--dhcp-option=option:router,${formatIPv4(fan.hostAddress)}`, `--dhcp-option=option:mtu,${mtu}`,
         `--dhcp-leasefile=${opts.runDir}/${br}.leases`, `--pid-file=${pidFile}`,
       ],

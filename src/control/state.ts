@@ -39,6 +39,9 @@ export interface DaemonState {
   nat: boolean;
   /** How packets leave (up --send); absent in state files of older versions: raw. */
   send?: 'raw' | 'packet' | 'gso';
+  /** The fan type (up --type) when it is not IP-in-IP, with the VXLAN port and VNI. */
+  type?: 'vxlan';
+  vxlan?: { port: number; vni: number };
   /** Busy polling, µs (up --busy-poll); absent in state files of older versions: 0 (off). */
   busyPollUs?: number;
   /** The CPUs the workers are pinned to, worker i on cpus[i mod n] (up --cpus); absent: not pinned. */

@@ -39,7 +39,7 @@ export interface DaemonStatus {
 
 export function statusOf(state: DaemonState, plane: DataPlane, offload?: string): DaemonStatus {
   const perWorker = [...Array(state.workers).keys()].map((i) => plane.counters.snapshot(i));
-  return { id: state.id, pid: state.pid, startedAt: state.startedAt, workers: state.workers, tun: state.host.tun ?? state.id, fans: state.fans, total: plane.counters.total(), perWorker, offload, send: sendText(plane), txGso: plane.txGso,
+  return { id: state.id, pid: state.pid, startedAt: state.startedAt, workers: state.workers, tun: state.host.tun ?? state.id, fans: state.fans, total: plane.counters.total(), perWorker, offload, send: state.vxlan ? `vxlan: UDP ${state.vxlan.port}` : sendText(plane), txGso: plane.txGso,
     busyPollUs: state.busyPollUs ?? 0,
     neighbours: plane.neighbours?.entries().map((n) => ({ address: formatIPv4(n.address), mac: n.mac })) };
 }
@@ -55,11 +55,21 @@ export function sendText(plane: DataPlane): string {
   return `gso (${n} neighbour${n === 1 ? '' : 's'})`;
 }
 
-/** fanctl's Flags column: the flags that are set. */
+/**
+ * fanctl's Flags column, in 0.12's words (`dhcp bridge=fan-10`, `enable`, `auto`), so scripts that read
+ * `fanctl show` read this too: only what differs from the defaults. `host-reserve=N` follows 0.12's
+ * `name=value` form, as does `type=vxlan` (0.12's own spellings of both are unconfirmed; ipip, userfan's
+ * default, is left out); `no-nat` is userfan's own. `-` when nothing is set, so the columns after it stay
+ * in place.
+ */
 export function flagsText(r: FanRecord, nat: boolean): string {
   const f: string[] = [];
   if (r.flags.dhcp) f.push('dhcp');
-  if (r.flags.hostReserve !== 1) f.push(`host-reserve ${r.flags.hostReserve}`);
+  if (r.flags.bridge !== undefined) f.push(`bridge=${r.flags.bridge}`);
+  if (r.flags.hostReserve !== 1) f.push(`host-reserve=${r.flags.hostReserve}`);
+  if (r.flags.type !== undefined && r.flags.type !== 'ipip') f.push(`type=${r.flags.type}`);
+  if (r.flags.enable) f.push('enable');
+  if (r.flags.auto) f.push('auto');
   if (!nat) f.push('no-nat');
   return f.join(' ') || '-';
 }

@@ -12,12 +12,22 @@ import { Drop } from '../wire/drops.js';
 import { decapsulate } from '../wire/ipip.js';
 
 /**
+ * How a fan type checks and strips one arrival: the offset of what goes to the device, or a negative
+ * drop code. `param` is the type's setting (IP-in-IP: the policy bits; VXLAN: the VNI); `outerSrc` the
+ * sender as the socket reported it (int32).
+ */
+export type DecapFn = (b: Uint8Array, off: number, len: number, fans: FanTable, param: number, outerSrc: number) => number;
+
+/** IP-in-IP: the outer header is part of what arrived, so the socket's sender is not needed. */
+export const ipipDecap: DecapFn = (b, off, len, fans, policy) => decapsulate(b, off, len, fans, policy);
+
+/**
  * Checks received packets [0, n) of `rx` (in `b`; a length above `capacity` means the slot cut it) and
  * pushes each inner packet that passes to `inner` (emptied first; its capacity must be at least n).
  */
 export function planIngress(
-  b: Uint8Array, rx: PacketList, n: number, capacity: number, fans: FanTable, policy: number, inner: PacketList,
-  c: Float64Array, tap: TraceTap,
+  b: Uint8Array, rx: PacketList, n: number, capacity: number, fans: FanTable, param: number, inner: PacketList,
+  c: Float64Array, tap: TraceTap, decap: DecapFn = ipipDecap,
 ): void {
   inner.count = 0;
   for (let i = 0; i < n; i++) {
@@ -30,7 +40,7 @@ export function planIngress(
     }
     // Copied as it arrived (decapsulate rewrites the inner ECN field), published with the verdict.
     const traced = tap.on && tap.beginIn(b, off, len);
-    const at = decapsulate(b, off, len, fans, policy);
+    const at = decap(b, off, len, fans, param, rx.addresses[i] | 0);
     if (traced) tap.commitIn(at < 0 ? -at : 0);
     if (at < 0) {
       c[C_DROPS - at]++;

@@ -43,6 +43,8 @@ export interface DataPlaneOptions {
    * and the neighbour copy. Absent (up --send raw): every packet through the raw IP socket.
    */
   links?: UnderlayLink[];
+  /** The VXLAN type's port and VNI (src/underlay/vxlan.ts); absent: IP-in-IP. */
+  vxlan?: { port: number; vni: number };
   /** The neighbour refresh, ms (default NEIGHBOUR_REFRESH_MS; tests lengthen it to see the copy after a miss alone). */
   neighbourRefreshMs?: number;
   /** false: no trace can attach, and the workers skip even the per-batch check for one (up --no-trace). */
@@ -111,7 +113,7 @@ export class DataPlane {
       index, count: o.workers, tun: o.tun, ttl: o.ttl, ...(o.cpus?.length ? { cpu: o.cpus[index % o.cpus.length] } : {}), policy: o.policy, offload: o.offload, busyPollUs: o.busyPollUs ?? 0,
       fans: o.fans.map((f) => ({ overlayNet: f.overlay.net, overlayLen: f.overlay.len, underlayNet: f.underlay.net, underlayLen: f.underlay.len, localHost: f.localHost })),
       control: this.control.buffer as SharedArrayBuffer, counters: this.counters.buffer, fds: this.fds.buffer as SharedArrayBuffer,
-      waker: this.wakers[index].fd, trace: this.rings[index]?.buffer,
+      waker: this.wakers[index].fd, trace: this.rings[index]?.buffer, ...(o.vxlan ? { vxlan: o.vxlan } : {}),
       ...(this.gso && this.neighbours
         ? { gso: { fd: this.gso.fd, links: this.gso.links.map((l) => ({ ifindex: l.ifindex, macHi: l.macHi, macLo: l.macLo })), neighbours: this.neighbours.buffer } }
         : {}),

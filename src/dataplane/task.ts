@@ -49,6 +49,11 @@ export interface WorkerTask {
    * the kernel's neighbours. Absent: every packet through the raw socket (src/underlay/raw.ts).
    */
   gso?: { fd: number; links: { ifindex: number; macHi: number; macLo: number }[]; neighbours: SharedArrayBuffer };
+  /**
+   * The Fan's VXLAN type (up --type vxlan): the worker attaches to a TAP, not a TUN, and sends and
+   * receives VXLAN on its own UDP socket (src/underlay/vxlan.ts). Absent: IP-in-IP.
+   */
+  vxlan?: { port: number; vni: number };
   /** CounterTable buffer. */
   counters: SharedArrayBuffer;
   /**

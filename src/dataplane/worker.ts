@@ -24,9 +24,12 @@ import { GSO_FRAME_HEADROOM } from '../underlay/gso-frame.js';
 import { RawUnderlay, type RawUnderlayOptions } from '../underlay/raw.js';
 import type { Underlay } from '../underlay/underlay.js';
 import { OUTER_HEADER_LEN } from '../wire/ipip.js';
+import { VxlanUnderlay } from '../underlay/vxlan.js';
+import { egressRoute } from '../wire/ipip.js';
+import { VXLAN_HLEN, vxlanDecap, vxlanRoute } from '../wire/vxlan.js';
 import { BusyPoll } from './busy-poll.js';
-import { planEgress } from './egress.js';
-import { countWriteLosses, planIngress } from './ingress.js';
+import { planEgress, type RouteFn } from './egress.js';
+import { countWriteLosses, type DecapFn, ipipDecap, planIngress } from './ingress.js';
 import {
   CONTROL_STOP, CONTROL_TRACE, CONTROL_TRACE_FILTER, controlCrashSlot, FD_RAW, FD_TUN, FDS_PER_WORKER, type WorkerResult, type WorkerTask,
 } from './task.js';
@@ -38,7 +41,7 @@ import {
  */
 const WAIT_MS = 250;
 
-/** What a worker holds: its two boundaries and what the loop reads each round. */
+/** What a worker holds: its two boundaries, its fan type's two plans, and what the loop reads each round. */
 interface Worker {
   task: WorkerTask;
   fans: FanTable;
@@ -47,6 +50,14 @@ interface Worker {
   dev: TunDevice;
   underlay: Underlay;
   tap: TraceTap;
+  type: FanType;
+}
+
+/** A fan type's per-packet steps and its setting for the ingress check (IP-in-IP: policy bits; VXLAN: the VNI). */
+interface FanType {
+  route: RouteFn;
+  decap: DecapFn;
+  param: number;
 }
 
 export default function runWorker(task: WorkerTask): WorkerResult {
@@ -55,16 +66,19 @@ export default function runWorker(task: WorkerTask): WorkerResult {
   const fds = new Int32Array(task.fds);
   if (task.cpu !== undefined) native().pinThread(task.cpu);
   const at = FDS_PER_WORKER * task.index;
-  const offload = task.offload === true;
-  const headroom = task.gso && offload ? GSO_FRAME_HEADROOM : OUTER_HEADER_LEN;
-  const dev = TunDevice.open({ name: task.tun, offload, headroom });
+  const vxlan = task.vxlan;
+  const offload = task.offload === true && !vxlan;
+  const headroom = vxlan ? VXLAN_HLEN : task.gso && offload ? GSO_FRAME_HEADROOM : OUTER_HEADER_LEN;
+  const dev = TunDevice.open({ name: task.tun, offload, headroom, tap: vxlan !== undefined });
   fds[at + FD_TUN] = dev.fd;
   let underlay: Underlay | undefined;
   try {
-    const tap = new TraceTap(task.trace ? new TraceRing(task.trace) : undefined);
+    // The trace ring holds outer IPv4 packets; VXLAN's outer headers are the kernel's, so it has no trace yet.
+    const tap = new TraceTap(task.trace && !vxlan ? new TraceRing(task.trace) : undefined);
     underlay = openUnderlay(task, dev, c, tap);
     fds[at + FD_RAW] = underlay.fd; // last: the pool takes both descriptors open as "started"
-    return loop({ task, fans, control: new Int32Array(task.control), c, dev, underlay, tap });
+    const type: FanType = vxlan ? { route: vxlanRoute, decap: vxlanDecap, param: vxlan.vni } : { route: egressRoute, decap: ipipDecap, param: task.policy };
+    return loop({ task, fans, control: new Int32Array(task.control), c, dev, underlay, tap, type });
   } finally {
     for (let k = 0; k < FDS_PER_WORKER; k++) fds[at + k] = -1;
     dev.close();
@@ -74,6 +88,7 @@ export default function runWorker(task: WorkerTask): WorkerResult {
 
 /** The underlay, chosen once: TX GSO where the pool opened it (it needs TUN offloads), else the raw socket. */
 function openUnderlay(task: WorkerTask, dev: TunDevice, counters: Float64Array, tap: TraceTap): Underlay {
+  if (task.vxlan) return new VxlanUnderlay({ bytes: dev.bytes, capacity: dev.capacity, port: task.vxlan.port, vni: task.vxlan.vni, counters });
   const raw: RawUnderlayOptions = { bytes: dev.bytes, ttl: task.ttl, index: task.index, count: task.count, counters, tap };
   if (task.gso && dev.offload) return new GsoUnderlay({ ...raw, ...task.gso, capacity: dev.capacity });
   return new RawUnderlay(raw);
@@ -81,6 +96,7 @@ function openUnderlay(task: WorkerTask, dev: TunDevice, counters: Float64Array, 
 
 function loop(w: Worker): WorkerResult {
   const { task, fans, control, c, dev, underlay, tap } = w;
+  const { route: routeOf, decap, param } = w.type;
   const crashSlot = controlCrashSlot(task.index);
   const plan = new RoutePlan(dev.capacity);
   const route = new Int32Array(2);
@@ -135,7 +151,7 @@ function loop(w: Worker): WorkerResult {
       if (n > 0) {
         idle = false;
         c[C_TX_BATCHES]++;
-        planEgress(dev.bytes, dev.packets, dev.gsoSize, n, fans, plan, route, c, tap);
+        planEgress(dev.bytes, dev.packets, dev.gsoSize, n, fans, plan, route, c, tap, routeOf);
         underlay.send(dev, plan, n);
       }
     }
@@ -145,7 +161,7 @@ function loop(w: Worker): WorkerResult {
       if (n > 0) {
         idle = false;
         c[C_RX_BATCHES]++;
-        planIngress(toTun.bytes, toTun.received, n, toTun.packetCapacity, fans, task.policy, dev.inner, c, tap);
+        planIngress(toTun.bytes, toTun.received, n, toTun.packetCapacity, fans, param, dev.inner, c, tap, decap);
         const lost = dev.write();
         if (lost < 0) return { index: task.index, reason: 'device-gone', detail: dev.error };
         countWriteLosses(lost, c);

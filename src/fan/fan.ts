@@ -27,7 +27,21 @@ export interface FanFlags {
   readonly hostReserve: number;
   /** `bridge NAME`: a bridge name of the user's instead of fan-A-B-C. */
   readonly bridge?: string;
+  /** The wire type: IP-in-IP (default, fanctl's original) or VXLAN (LXD's fan bridges, fanctl 0.9+). */
+  readonly type?: FanType;
+  /**
+   * `--enable` (fanctl 0.12's config lines): kept to be shown, as 0.12 shows it. Whether 0.12 skips lines
+   * without it is unconfirmed; userfan brings up every line that is not `off`, as 0.3 did.
+   */
+  readonly enable?: boolean;
+  /** Brought up by `up -a` from the config file: `show` says `auto`, as 0.12 does. */
+  readonly auto?: boolean;
 }
+
+export const FAN_TYPES = ['ipip', 'vxlan'] as const;
+export type FanType = (typeof FAN_TYPES)[number];
+/** Bytes each type adds in front of what the bridge sends: an IPv4 header; IPv4 + UDP + VXLAN + Ethernet. */
+export const TYPE_OVERHEAD: Record<FanType, number> = { ipip: 20, vxlan: 50 };
 
 export const DEFAULT_FLAGS: FanFlags = { dhcp: false, off: false, hostReserve: 1 };
 
@@ -93,9 +107,22 @@ export class Fan {
     return (this.localSlice + 2 ** this.shift - 2) >>> 0;
   }
 
-  /** The bridge's name: the user's, or fanctl's `fan-250-0-28` for slice 250.0.28.0/24. */
+  get type(): FanType {
+    return this.flags.type ?? 'ipip';
+  }
+
+  /**
+   * The bridge's name: the user's, or fanctl's: `fan-250-0-28` for slice 250.0.28.0/24 (IP-in-IP), or
+   * after the overlay, `fan-250` for 250.0.0.0/8 (VXLAN: the whole overlay is one L2 segment).
+   */
   get bridge(): string {
-    return this.flags.bridge ?? bridgeNameFor(this.localSlice, this.sliceLen);
+    if (this.flags.bridge) return this.flags.bridge;
+    return this.type === 'vxlan' ? bridgeNameFor(this.overlay.net, this.overlay.len) : bridgeNameFor(this.localSlice, this.sliceLen);
+  }
+
+  /** The prefix length of the bridge's address: the slice's (IP-in-IP), the overlay's (VXLAN). */
+  get bridgePrefixLen(): number {
+    return this.type === 'vxlan' ? this.overlay.len : this.sliceLen;
   }
 
   /** A short, stable id for this fan on this host (state files, table names): the bridge name. */

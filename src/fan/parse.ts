@@ -3,16 +3,25 @@
  *   -o 250.0.0.0/8 -u 172.30.0.28/16      an overlay and this host's underlay address with its width
  *   -u eth0/16                            an interface and a width (the interface's IPv4 address)
  *   -u 172.30.0.0/16                      a network: this host's address in it is looked up
- * and lines of /etc/network/fan: `OVERLAY UNDERLAY [flags…]`, `#` comments, blank lines, flags
- * `dhcp`, `off`, `host-reserve N`, `bridge NAME`.
+ * and lines of /etc/network/fan, fanctl 0.12's `UNDERLAY OVERLAY [--dhcp] [--enable] [--bridge=NAME]
+ * [--host-reserve=N] [--type=ipip|vxlan]` and 0.3's `OVERLAY UNDERLAY [dhcp] [off] [host-reserve N] [bridge NAME]`,
+ * `#` comments, blank lines.
  *
  * CIDRs are validated with ip-num; errors are ConfigErrors that name the field and the rule.
  */
+import { createRequire } from 'node:module';
 import { networkInterfaces } from 'node:os';
-import { IPv4CidrRange } from 'ip-num';
+import type * as IpNum from 'ip-num';
 import { formatCidr, formatIPv4, parseIPv4, prefixMask } from './addr.js';
 import { ConfigError } from './errors.js';
-import { DEFAULT_FLAGS, Fan, type FanFlags, type Prefix, validateFan } from './fan.js';
+import { DEFAULT_FLAGS, Fan, FAN_TYPES, type FanFlags, type FanType, type Prefix, validateFan } from './fan.js';
+
+/**
+ * ip-num (CommonJS) through require(): imported as an ES module, Node 20 left the daemon ~12 MiB more RSS
+ * for it than require() does (docs/performance.md, 2026-12-06).
+ */
+const { IPv4CidrRange } = createRequire(import.meta.url)('ip-num') as typeof IpNum;
+type IPv4CidrRange = IpNum.IPv4CidrRange;
 
 /** An IPv4 address of an interface of this host. */
 export interface LocalAddress {
@@ -123,12 +132,77 @@ export interface FanLine {
   readonly line: number;
   readonly overlay: string;
   readonly underlay: string;
+  /** With the encapsulation (`--type=`) in flags.type when the line names one. */
   readonly flags: FanFlags;
 }
 
 const BRIDGE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
-/** Parse the /etc/network/fan format; throws ConfigError naming the line number. */
+/** What a config line may say after its two CIDRs: fanctl 0.12's options, then 0.3's bare words. */
+export const KNOWN_FLAGS = `--dhcp, --enable, --bridge=NAME, --host-reserve=N, --type=${FAN_TYPES.join('|')}, and 0.3's dhcp, off, bridge NAME, host-reserve N`;
+
+/** The `/LEN` of `ADDRESS/LEN` or `IFACE/LEN` as written; undefined when there is none. */
+function prefixLenOf(word: string): number | undefined {
+  const m = /\/(\d{1,2})$/.exec(word);
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * Which of a line's two CIDRs is the overlay. A slice is the overlay plus the underlay's host bits and must
+ * keep host bits of its own, so the overlay always has the shorter prefix: 0.3 wrote it first (`OVERLAY
+ * UNDERLAY`), 0.12 writes it second (`UNDERLAY OVERLAY`), and either order reads the same, never ambiguous.
+ */
+function orderCidrs(a: string, b: string, field: string, raw: string): { overlay: string; underlay: string } {
+  const [la, lb] = [prefixLenOf(a), prefixLenOf(b)];
+  if (la === undefined || lb === undefined) {
+    throw new ConfigError(field, raw, `${la === undefined ? a : b} is not ADDRESS/LENGTH or IFACE/LENGTH: expected UNDERLAY OVERLAY [--flags], or 0.3's OVERLAY UNDERLAY [flags]`);
+  }
+  if (la === lb) throw new ConfigError(field, raw, `both prefixes are /${la}: the overlay must be the shorter one (each host's slice needs host bits), e.g. 198.18.0.0/16 250.0.0.0/8`);
+  return la < lb ? { overlay: a, underlay: b } : { overlay: b, underlay: a };
+}
+
+/**
+ * The flags after the CIDRs. 0.12 spells them `--name` / `--name=VALUE` (`--name VALUE` is taken too), 0.3
+ * as bare words with the value in the next word; both may be mixed on one line. Anything else is refused,
+ * so a typo never comes up as a fan without the flag the user meant.
+ */
+function parseLineFlags(words: string[], field: string, raw: string): FanFlags {
+  const bad = (rule: string) => new ConfigError(field, raw, rule);
+  let [dhcp, off, enable, hostReserve, bridge] = [false, false, false, DEFAULT_FLAGS.hostReserve, undefined as string | undefined];
+  let type: FanType | undefined;
+  for (let k = 0; k < words.length; k++) {
+    const w = words[k];
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(w);
+    const [name, dashed] = m ? [m[1], true] : [w, false];
+    let v = m?.[2];
+    const known = name === 'dhcp' || name === 'host-reserve' || name === 'bridge' || (dashed ? name === 'enable' || name === 'type' : name === 'off');
+    if (!known) throw bad(`unknown flag ${w}; known flags: ${KNOWN_FLAGS}`);
+    if (name === 'dhcp' || name === 'off' || name === 'enable') {
+      if (v !== undefined) throw bad(`flag ${w} takes no value`);
+      if (name === 'dhcp') dhcp = true;
+      else if (name === 'off') off = true;
+      else enable = true;
+      continue;
+    }
+    if (v === undefined && words[k + 1] !== undefined && !words[k + 1].startsWith('-')) v = words[++k];
+    if (!v) throw bad(`flag ${m ? `--${name}` : name} needs a value`);
+    if (name === 'host-reserve') {
+      if (!/^\d+$/.test(v)) throw bad(`host-reserve takes a whole number, not ${v}`);
+      hostReserve = Number(v);
+    } else if (name === 'bridge') {
+      if (!BRIDGE_NAME.test(v)) throw bad(`bridge name ${v} must be 1-15 characters of letters, digits, . _ -`);
+      bridge = v;
+    } else if ((FAN_TYPES as readonly string[]).includes(v)) type = v as FanType;
+    else throw bad(`type ${v} is not known: it must be ${FAN_TYPES.join(' or ')}`);
+  }
+  return { dhcp, off, hostReserve, bridge, ...(enable ? { enable } : {}), ...(type ? { type } : {}) };
+}
+
+/**
+ * Parse the /etc/network/fan format, 0.12's lines (`UNDERLAY OVERLAY --dhcp --enable`) and 0.3's
+ * (`OVERLAY UNDERLAY dhcp`) alike; `#` starts a comment, blank lines are skipped. Throws a ConfigError
+ * naming the line number.
+ */
 export function parseConfigText(text: string): FanLine[] {
   const out: FanLine[] = [];
   text.split('\n').forEach((raw, i) => {
@@ -136,31 +210,10 @@ export function parseConfigText(text: string): FanLine[] {
     const body = raw.replace(/#.*/, '').trim();
     if (!body) return;
     const words = body.split(/\s+/);
-    if (words.length < 2) throw new ConfigError(`line ${lineNo}`, raw.trim(), 'expected OVERLAY UNDERLAY [flags…], e.g. 250.0.0.0/8 eth0/16 dhcp');
-    const [overlay, underlay, ...rest] = words;
-    let dhcp = false;
-    let off = false;
-    let hostReserve = DEFAULT_FLAGS.hostReserve;
-    let bridge: string | undefined;
-    for (let k = 0; k < rest.length; k++) {
-      const w = rest[k];
-      if (w === 'dhcp') dhcp = true;
-      else if (w === 'off') off = true;
-      else if (w === 'host-reserve' || w === 'bridge') {
-        const v = rest[++k];
-        if (v === undefined) throw new ConfigError(`line ${lineNo}`, raw.trim(), `flag ${w} needs a value`);
-        if (w === 'host-reserve') {
-          if (!/^\d+$/.test(v)) throw new ConfigError(`line ${lineNo}`, raw.trim(), `host-reserve takes a whole number, not ${v}`);
-          hostReserve = Number(v);
-        } else {
-          if (!BRIDGE_NAME.test(v)) throw new ConfigError(`line ${lineNo}`, raw.trim(), `bridge name ${v} must be 1-15 characters of letters, digits, . _ -`);
-          bridge = v;
-        }
-      } else {
-        throw new ConfigError(`line ${lineNo}`, raw.trim(), `unknown flag ${w}; known flags: dhcp, off, host-reserve N, bridge NAME`);
-      }
-    }
-    out.push({ line: lineNo, overlay, underlay, flags: { dhcp, off, hostReserve, bridge } });
+    const field = `line ${lineNo}`;
+    if (words.length < 2) throw new ConfigError(field, raw.trim(), 'expected OVERLAY UNDERLAY [flags…] (0.3) or UNDERLAY OVERLAY [--flags] (0.12), e.g. 198.18.0.0/16 250.0.0.0/8 --dhcp');
+    const { overlay, underlay } = orderCidrs(words[0], words[1], field, raw.trim());
+    out.push({ line: lineNo, overlay, underlay, flags: parseLineFlags(words.slice(2), field, raw.trim()) });
   });
   return out;
 }

@@ -20,6 +20,8 @@ export interface TunOpenOptions {
   persist?: boolean;
   /** IFF_TUN_EXCL: fail with EBUSY instead of attaching to a device that already exists. */
   exclusive?: boolean;
+  /** IFF_TAP instead of IFF_TUN: Ethernet frames (the VXLAN type's device). */
+  tap?: boolean;
 }
 
 export interface RawOpenOptions {
@@ -46,6 +48,13 @@ export interface NativeAddon {
   ifSetTxQueueLen(name: string, length: number): void;
 
   rawOpen(options?: RawOpenOptions): number;
+  /** A UDP socket on 0.0.0.0:port (default 8472), SO_REUSEPORT, outer DF clear; EADDRINUSE when a socket without SO_REUSEPORT holds it. */
+  udpOpen(options?: { port?: number; rcvbuf?: number; sndbuf?: number }): number;
+  /** sendmmsg of datagrams [from, to) on a UDP socket, datagram i to addresses[i]:port; returns the next index (EAGAIN: < to). */
+  sendUdpBatch(
+    fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, addresses: Uint32Array, port: number, from: number, to: number,
+    errs?: Uint32Array,
+  ): number;
   socketBuffers(fd: number): { rcvbuf: number; sndbuf: number };
   /** Classic BPF program as pairs [code | jt << 16 | jf << 24, k]. */
   attachFilter(fd: number, program: Uint32Array): void;

@@ -22,6 +22,7 @@ import { native } from '../io/native.js';
 import { OFF_TCP_CHECKSUM, tcpHeaderLength } from '../wire/tcp.js';
 import { VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_TCPV4, VNET_HDR_LEN, vnetFlags, vnetGsoSize, vnetGsoType } from '../wire/virtio.js';
 import { headerLength } from '../wire/ipv4.js';
+import { ETH_HLEN, OFF_ETH_TYPE } from '../wire/ethernet.js';
 import { Coalescer, partialTcp } from './coalesce.js';
 import { offloadFlags } from './probe.js';
 import { TunQueue } from './queue.js';
@@ -75,11 +76,15 @@ export interface TunDeviceOptions {
    * every segment has at least this much free room before it. At most 48 with offloads, 32 without.
    */
   headroom: number;
+  /** A TAP device: Ethernet frames instead of IP packets (the VXLAN type; no offloads). */
+  tap?: boolean;
 }
 
 export class TunDevice {
   readonly name: string;
   readonly offload: boolean;
+  /** Ethernet frames (a TAP) rather than IP packets. */
+  readonly tap: boolean;
   readonly mtu: number;
   /** The read side's bytes: read packets and the segments cut from them. */
   readonly bytes: Uint8Array;
@@ -91,7 +96,7 @@ export class TunDevice {
   readonly gsoFlags: Uint8Array;
   /** The batch the underlay receives into; ingress decapsulates in place and lists the inner packets in `inner`. */
   readonly toTun: PacketBatch;
-  /** Inner packets to write (offsets into toTun.bytes), each with at least VNET_HDR_LEN free bytes before it. */
+  /** Inner packets to write (offsets into the receive buffer), each with at least VNET_HDR_LEN free bytes before it. */
   readonly inner: PacketList;
   /** Why the device failed, after write() returned -1. */
   error = '';
@@ -105,6 +110,8 @@ export class TunDevice {
   /** Without offloads: what write() hands the queue (finished packets, GRO-joined ones cut to the MTU). */
   private readonly plain: PacketList;
   private readonly splits: Arena;
+  /** The receive side's whole buffer: the slots and, without offloads, the arena packets are cut into. */
+  private readonly inBytes: Uint8Array;
   private readonly room = new Poller(1);
   private writeErrors = 0;
 
@@ -112,13 +119,15 @@ export class TunDevice {
     this.queue = queue;
     this.name = o.name;
     this.offload = o.offload;
+    this.tap = o.tap === true;
+    if (this.tap && o.offload) throw new RangeError('TAP offloads are not supported yet');
     this.mtu = tunMtu(o.name);
     const off = o.offload;
     this.vnet = off ? VNET_HDR_LEN : 0;
     const slots = off ? TSO_READS : PLAIN_READS;
     const slotSize = off ? BIG_SLOT : PLAIN_SLOT;
     const max = off ? 48 : 32;
-    if (!Number.isInteger(o.headroom) || o.headroom < 20 || o.headroom > max) throw new RangeError(`TUN headroom ${o.headroom}: 20 to ${max}`);
+    if (!Number.isInteger(o.headroom) || o.headroom < 8 || o.headroom > max) throw new RangeError(`TUN headroom ${o.headroom}: 8 to ${max}`);
     // With offloads the IPv4 packet starts 4-byte aligned, at slot + 48, behind the virtio-net header.
     const headroom = off ? 48 - VNET_HDR_LEN : 32;
     const region = slots * slotSize;
@@ -133,8 +142,10 @@ export class TunDevice {
     const inRegion = RX_BATCH * BIG_SLOT;
     const inb = new ArrayBuffer(inRegion + (off ? 0 : RX_ARENA));
     this.toTun = new PacketBatch({ slots: RX_BATCH, slotSize: BIG_SLOT, buffer: unshared(inb) });
-    this.inner = new PacketList(this.toTun.bytes, SEGMENTS);
-    this.plain = new PacketList(this.toTun.bytes, SEGMENTS);
+    // The whole buffer, arena included (toTun.bytes covers only its slots).
+    this.inBytes = new Uint8Array(inb);
+    this.inner = new PacketList(this.inBytes, SEGMENTS);
+    this.plain = new PacketList(this.inBytes, SEGMENTS);
     this.splits = new Arena(inRegion, inb.byteLength);
     this.coalescer = new Coalescer(RX_BATCH);
     this.room.add(queue.fd, native().POLLOUT);
@@ -142,7 +153,7 @@ export class TunDevice {
 
   /** Attaches a queue (multi-queue; with offloads, IFF_VNET_HDR and the offload flags, device-wide). */
   static open(o: TunDeviceOptions): TunDevice {
-    const q = TunQueue.open(o.name, { multiQueue: true, vnetHdr: o.offload });
+    const q = TunQueue.open(o.name, { multiQueue: true, vnetHdr: o.offload, tap: o.tap === true });
     try {
       if (o.offload) q.setOffload(offloadFlags());
       return new TunDevice(q, o);
@@ -233,41 +244,56 @@ export class TunDevice {
     const list = this.inner;
     let lost: number;
     if (this.offload) {
-      this.coalescer.run(this.toTun.bytes, list, BIG_SLOT, this.mtu);
+      this.coalescer.run(this.inBytes, list, BIG_SLOT, this.mtu);
       lost = this.flush(list);
     } else {
-      lost = this.finishPlain(list);
+      lost = this.finishPlain(list, this.tap ? ETH_HLEN : 0);
     }
     list.count = 0;
     return lost;
   }
 
-  /** Without offloads: finishes or cuts each packet of `list` into `plain` and writes it. */
-  private finishPlain(list: PacketList): number {
-    const b = this.toTun.bytes;
+  /**
+   * Without offloads: finishes or cuts each packet of `list` into `plain` and writes it. A TCP packet whose
+   * checksum field holds only the pseudo-header sum (the underlay's GRO, or a kernel sender over a veth
+   * handing over its CHECKSUM_PARTIAL packets) gets it finished, and cut to the MTU when longer: the
+   * bridge behind the device drops what exceeds it. `l2` is the link header in front of each packet
+   * (14 on a TAP, copied in front of each segment; 0 on a TUN).
+   */
+  private finishPlain(list: PacketList, l2: number): number {
+    const b = this.inBytes;
     const out = this.plain;
     const mtu = this.mtu;
     out.count = 0;
     this.splits.reset();
     let lost = 0;
     for (let k = 0; k < list.count; k++) {
-      const ip = list.offsets[k];
-      const len = list.lengths[k];
-      if (partialTcp(b, ip, len, mtu) === 1) {
+      const f = list.offsets[k];
+      const ip = f + l2;
+      const len = list.lengths[k] - l2;
+      if ((l2 === 0 || (b[f + OFF_ETH_TYPE] === 0x08 && b[f + OFF_ETH_TYPE + 1] === 0)) && partialTcp(b, ip, len, mtu) === 1) {
         const ihl = headerLength(b, ip);
         if (len <= mtu) {
           finishChecksum(b, ip, len, ihl, OFF_TCP_CHECKSUM);
         } else {
           const mss = mtu - ihl - tcpHeaderLength(b, ip + ihl);
-          let r = splitTcp(b, ip, len, mss, out, this.splits, 0);
+          let r = splitTcp(b, ip, len, mss, out, this.splits, l2);
           if (r === NO_ROOM) {
             const l = this.flush(out);
             if (l < 0) return l;
             lost += l;
             this.splits.reset();
-            r = splitTcp(b, ip, len, mss, out, this.splits, 0);
+            r = splitTcp(b, ip, len, mss, out, this.splits, l2);
           }
-          if (r > 0) continue;
+          if (r > 0) {
+            // Each segment behind a copy of the frame's link header.
+            for (let j = out.count - r; j < out.count; j++) {
+              b.copyWithin(out.offsets[j] - l2, f, f + l2);
+              out.offsets[j] -= l2;
+              out.lengths[j] += l2;
+            }
+            continue;
+          }
           // Headers too long to cut at this MTU: written as it is; the kernel answers for it.
         }
       }
@@ -276,7 +302,7 @@ export class TunDevice {
         if (l < 0) return l;
         lost += l;
       }
-      out.push(ip, len);
+      out.push(f, len + l2);
     }
     const l = this.flush(out);
     return l < 0 ? l : lost + l;

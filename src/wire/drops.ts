@@ -35,6 +35,13 @@ export const DROP_REASONS = [
   ['rx-not-local', 'inner destination is not in a slice of this host'],
   ['rx-ecn-ce-not-ect', 'outer ECN is CE over a Not-ECT inner packet (RFC 6040: drop)'],
   ['rx-write-error', 'the kernel refused the decapsulated packet on the TUN'],
+  // The VXLAN type (--type vxlan): Ethernet frames from a TAP, VXLAN over UDP.
+  ['tx-not-ipv4-or-arp', 'a frame on the TAP that is neither IPv4 nor ARP (the Fan carries only those)'],
+  ['rx-vxlan-truncated', 'a datagram shorter than the VXLAN and Ethernet headers'],
+  ['rx-vxlan-flags', 'VXLAN flags other than I (0x08), or reserved bits set'],
+  ['rx-vxlan-vni', 'a VNI other than this fan\'s'],
+  ['rx-vxlan-ethertype', 'an inner frame that is neither IPv4 nor ARP'],
+  ['rx-vxlan-bad-mac', 'an inner source MAC that is multicast or zero'],
 ] as const;
 
 export type DropName = (typeof DROP_REASONS)[number][0];

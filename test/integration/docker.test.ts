@@ -1,0 +1,142 @@
+/**
+ * enable-docker, test local-docker and disable-docker against a real dockerd (issue 24), on two lab hosts
+ * A (198.18.0.28) and B (198.18.0.27), each with a daemon.json, a config file and a dockerd of its own
+ * under a temporary directory (src/lab/dockerd.ts):
+ * - enable-docker refuses a daemon.json that is not JSON with one line, changing nothing; then merges
+ *   `bridge` and `mtu` into each host's daemon.json and makes the fan persistent as a 0.12 line;
+ * - `up -a` on that config brings the fan up; dockerd started with that daemon.json puts its containers in
+ *   the host's slice at MTU 1480, and they ping each other across the hosts;
+ * - `userfan test local-docker` passes on A;
+ * - disable-docker puts both daemon.json back byte for byte and removes the config line (and file);
+ *   a dockerd restarted on B with its restored daemon.json (`"bridge": "none"`) fails test local-docker.
+ * Every dockerd, container, mount, cgroup, namespace and file goes in afterAll, also after a failure.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFanTopology, type FanTopology, type Host } from '../../src/lab/topology.js';
+import { busyboxRootfsTar, dockerMissing, startDockerd, type Dockerd } from '../../src/lab/dockerd.js';
+import type { ProcessHandle } from '../../src/lab/exec.js';
+import { CLI } from '../../src/lab/userfan-lab.js';
+
+const IMAGE = 'userfan-busybox:test';
+
+interface Side {
+  host: Host;
+  dir: string;
+  daemonJson: string;
+  config: string;
+  original: Buffer;
+  fan?: ProcessHandle;
+  dockerd?: Dockerd;
+}
+
+describe('enable-docker with a real dockerd on two lab hosts', () => {
+  let topo: FanTopology;
+  let top: string;
+  let tar: string;
+  const sides: Side[] = [];
+  beforeAll(async () => {
+    const missing = dockerMissing();
+    if (missing) throw new Error(`cannot run Docker here: ${missing}`);
+    topo = await createFanTopology();
+    top = mkdtempSync(join(tmpdir(), `${topo.prefix}-docker-`));
+    tar = await busyboxRootfsTar(top);
+    for (const host of topo.hosts) {
+      const dir = join(top, host.name);
+      const daemonJson = join(dir, 'daemon.json');
+      // A's: tabs and no final newline; B's: a "bridge" that enable-docker replaces and disable-docker puts back.
+      // Both keep dockerd's trust key here (dockerd 20.10 has no flag for it; it would go to /etc/docker).
+      const key = JSON.stringify(join(dir, 'key.json'));
+      const original = Buffer.from(host.name === 'A'
+        ? `{\n\t"deprecated-key-path": ${key},\n\t"log-level": "warn"\n}`
+        : `{"deprecated-key-path": ${key}, "bridge": "none", "log-level": "warn"}\n`);
+      mkdirSync(dir);
+      sides.push({ host, dir, daemonJson, config: join(dir, 'fan'), original });
+    }
+  }, 120_000);
+  afterAll(async () => {
+    for (const s of sides) await s.dockerd?.stop().catch(() => undefined);
+    for (const s of sides) await s.fan?.stop(10_000);
+    await topo?.destroy();
+    if (top) rmSync(top, { recursive: true, force: true });
+  }, 180_000);
+
+  const userfan = (s: Side, args: string[], timeoutMs = 30_000) => topo.exec(s.host, [process.execPath, CLI, ...args], { allowFail: true, timeoutMs });
+  const enableArgs = (s: Side) => ['-u', s.host.underlayCidr, '-o', '250.0.0.0/8', '--config', s.config, '--daemon-json', s.daemonJson];
+
+  it('enable-docker refuses a daemon.json that is not JSON (one line, nothing changed), then merges bridge and mtu', async () => {
+    const [A] = sides;
+    writeFileSync(A.daemonJson, '{"log-level": "warn",}');
+    const bad = await userfan(A, ['enable-docker', ...enableArgs(A)]);
+    expect(bad.code, bad.stderr + bad.stdout).toBe(2);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+    expect(bad.stderr.trim()).toMatch(/^userfan enable-docker: --daemon-json ".*daemon\.json": is not valid JSON \(.*\): fix it or move it away; nothing was changed$/);
+    expect(readFileSync(A.daemonJson, 'utf8')).toBe('{"log-level": "warn",}');
+    expect(existsSync(A.config) || existsSync(`${A.daemonJson}.userfan-backup`) || existsSync(`${A.daemonJson}.userfan`)).toBe(false);
+
+    for (const s of sides) {
+      writeFileSync(s.daemonJson, s.original);
+      const r = await userfan(s, ['enable-docker', ...enableArgs(s)]);
+      expect(r.code, r.stderr + r.stdout).toBe(0);
+      expect(r.stdout).toMatch(/now restart Docker/);
+      const json = JSON.parse(readFileSync(s.daemonJson, 'utf8'));
+      expect(json).toMatchObject({ ...JSON.parse(s.original.toString()), bridge: s.host.slice.bridge, mtu: 1480 });
+      expect(readFileSync(`${s.daemonJson}.userfan-backup`)).toEqual(s.original);
+      expect(readFileSync(s.config, 'utf8')).toBe(`${s.host.underlayCidr} 250.0.0.0/8 --enable  # userfan enable-docker\n`);
+    }
+  });
+
+  it('up -a brings the fan up; dockerd with that daemon.json puts containers on it; ICMP across the hosts', async () => {
+    const addrs: string[] = [];
+    for (const s of sides) {
+      s.fan = topo.spawn(s.host, [process.execPath, CLI, 'up', '-a', '--config', s.config, '--workers', '1']);
+      await s.fan.waitForLine(/"event":"ready"/, 20_000);
+      s.dockerd = await startDockerd(topo.lab, s.host.ns, join(s.dir, 'docker'), s.daemonJson, `${topo.prefix}-docker-${s.host.name}`);
+      const imp = await s.dockerd.docker(['import', tar, IMAGE]);
+      expect(imp.code, imp.stderr).toBe(0);
+      const run = await s.dockerd.docker(['run', '-d', '--rm', '--name', 'c1', IMAGE, 'sleep', '120']);
+      expect(run.code, run.stderr).toBe(0);
+      const ip = (await s.dockerd.docker(['inspect', '-f', '{{.NetworkSettings.IPAddress}}', 'c1'])).stdout.trim();
+      expect(ip.startsWith(s.host.slice.network.replace(/0$/, ''))).toBe(true); // in 250.0.28.0/24 on A, 250.0.27.0/24 on B
+      expect((await s.dockerd.docker(['exec', 'c1', 'cat', '/sys/class/net/eth0/mtu'])).stdout.trim()).toBe('1480');
+      addrs.push(ip);
+    }
+    // At least one echo answered each way (busybox ping exits 0 then): the kernel's neighbour table is shared
+    // by every namespace on the machine, and a big lab running beside this one can fill it and drop a few.
+    for (const [i, s] of sides.entries()) {
+      const p = await s.dockerd!.docker(['exec', 'c1', 'ping', '-c', '5', '-W', '2', addrs[1 - i]], 30_000);
+      expect(p.code, p.stdout + p.stderr).toBe(0);
+      expect(p.stdout).toMatch(new RegExp(`bytes from ${addrs[1 - i].replace(/\./g, '\\.')}: seq=\\d+ ttl=62 `));
+    }
+  });
+
+  it('userfan test local-docker passes on A', async () => {
+    const [A] = sides;
+    const r = await userfan(A, ['test', 'local-docker', '-H', A.dockerd!.host, '--image', IMAGE], 180_000);
+    const lines = r.stdout.trim().split('\n');
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(lines.at(-1)).toMatch(/^local docker test: PASS \(250\.0\.0\.0\/8 over 198\.18\.0\.0\/16, bridge fan-250-0-28: 250\.0\.28\.\d+ and 250\.0\.28\.\d+ ping and carry 1048576 bytes intact\)$/);
+    expect(r.stdout).toMatch(/ping 250\.0\.28\.\d+ -> 250\.0\.28\.1 \(the bridge\): ok/);
+  });
+
+  it('disable-docker restores daemon.json byte for byte and removes the config line; test local-docker then fails', async () => {
+    for (const s of sides) {
+      await s.dockerd!.stop();
+      s.dockerd = undefined;
+      const r = await userfan(s, ['disable-docker', '-u', s.host.underlayCidr, '-o', '250.0.0.0/8', '--daemon-json', s.daemonJson]);
+      expect(r.code, r.stderr + r.stdout).toBe(0);
+      expect(readFileSync(s.daemonJson)).toEqual(s.original);
+      expect(existsSync(s.config)).toBe(false); // enable-docker made it; nothing else was in it
+      expect(existsSync(`${s.daemonJson}.userfan-backup`) || existsSync(`${s.daemonJson}.userfan`)).toBe(false);
+    }
+    const B = sides[1];
+    B.dockerd = await startDockerd(topo.lab, B.host.ns, join(B.dir, 'docker'), B.daemonJson, `${topo.prefix}-docker-B`);
+    expect((await B.dockerd.docker(['import', tar, IMAGE])).code).toBe(0);
+    const r = await userfan(B, ['test', 'local-docker', '-H', B.dockerd.host, '--image', IMAGE], 180_000);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(r.stdout.trim().split('\n').at(-1)).toMatch(/^local docker test: FAIL: .*Docker is not on the fan/);
+    expect((await B.dockerd.docker(['ps', '-aq'])).stdout.trim()).toBe(''); // its containers are gone
+  });
+});
