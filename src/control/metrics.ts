@@ -4,11 +4,17 @@
  * counters at scrape time; nothing is counted twice and nothing runs per packet.
  */
 import { createServer, type Server } from 'node:http';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { createRequire } from 'node:module';
+import type * as PromClient from 'prom-client';
+import type { Registry } from 'prom-client';
 import { DROP_REASONS } from '../wire/drops.js';
 import type { DaemonStatus } from './status.js';
 
+/** prom-client, loaded on the first use: a daemon without --metrics does not carry it. */
+const promClient = () => createRequire(import.meta.url)('prom-client') as typeof PromClient;
+
 export function metricsRegistry(status: () => DaemonStatus): Registry {
+  const { Counter, Gauge, Registry } = promClient();
   const registry = new Registry();
   const perWorker = (name: string, help: string, pick: (s: DaemonStatus['perWorker'][number]) => number) =>
     new Counter({

@@ -15,7 +15,7 @@
 import { Piscina } from 'piscina';
 import type { Fan } from '../fan/fan.js';
 import { native } from '../io/native.js';
-import { MAX_NEIGHBOURS, NeighbourTable, readArpTable, type UnderlayLink } from '../underlay/neighbours.js';
+import { kernelGcThresh3, kernelTableFulls, MAX_NEIGHBOURS, NeighbourTable, readArpTable, type UnderlayLink } from '../underlay/neighbours.js';
 import { Waker } from '../io/poll.js';
 import { GsoSender } from '../underlay/tx-gso.js';
 import { CounterTable, C_RESTARTS } from '../io/counters.js';
@@ -64,6 +64,9 @@ export const NEIGHBOUR_REFRESH_MS = 1000;
  * often.
  */
 export const NEIGHBOUR_MISS_CHECK_MS = 50;
+/** How often the kernel's count of neighbours it could not create (table full) is read, and how often at most that is logged. */
+export const NEIGHBOUR_OVERFLOW_CHECK_MS = 5000;
+const NEIGHBOUR_OVERFLOW_LOG_MS = 60_000;
 
 export class DataPlane {
   readonly counters: CounterTable;
@@ -80,8 +83,16 @@ export class DataPlane {
   readonly neighbours?: NeighbourTable;
   private neighbourTimer?: NodeJS.Timeout;
   private missTimer?: NodeJS.Timeout;
+  private overflowTimer?: NodeJS.Timeout;
+  /**
+   * Neighbours the kernel could not create since this daemon started because its table was full (all
+   * namespaces of the machine together); undefined where the kernel's counter cannot be read.
+   */
+  kernelTableFulls?: number;
   private neighbourError = '';
   private truncationLogged = false;
+  /** The kernel had more usable neighbours than the table holds at the last copy. */
+  private full = false;
   /** TX GSO's socket and programs, from start() to stop(); and what `show` says of it. */
   private gso?: GsoSender;
   private gsoWhy = '';
@@ -194,10 +205,12 @@ export class DataPlane {
       this.neighbourTimer = setInterval(() => this.refreshNeighbours(), this.opts.neighbourRefreshMs ?? NEIGHBOUR_REFRESH_MS);
       this.neighbourTimer.unref();
       this.missTimer = setInterval(() => {
-        if (this.neighbours!.takeMissed()) this.copyNeighbours('miss');
+        // With more neighbours than the table holds, the rest always miss: the refresh alone copies then.
+        if (this.neighbours!.takeMissed() && !this.full) this.copyNeighbours('miss');
       }, NEIGHBOUR_MISS_CHECK_MS);
       this.missTimer.unref();
     }
+    this.watchKernelNeighbours();
     for (const i of all) this.launch(i);
     const deadline = Date.now() + 10_000;
     while (!all.every((i) => this.holds(i))) {
@@ -227,11 +240,13 @@ export class DataPlane {
     try {
       // Interface indexes looked up afresh: an underlay interface that was recreated has a new one.
       const links = this.opts.links!.map((l) => ({ ...l, ifindex: native().ifIndex(l.iface) })).filter((l) => l.ifindex > 0);
-      const list = readArpTable(links);
+      // One more than the table holds: enough to know it is full, without parsing a /16's 65,534 lines.
+      const list = readArpTable(links, undefined, MAX_NEIGHBOURS + 1);
       this.neighbourError = '';
-      if (list.length > MAX_NEIGHBOURS && !this.truncationLogged) {
+      this.full = list.length > MAX_NEIGHBOURS;
+      if (this.full && !this.truncationLogged) {
         this.truncationLogged = true;
-        this.opts.log('neighbours-truncated', { neighbours: list.length, kept: MAX_NEIGHBOURS, rest: 'sent through the raw socket' });
+        this.opts.log('neighbours-truncated', { neighbours: `more than ${MAX_NEIGHBOURS}`, kept: MAX_NEIGHBOURS, rest: 'sent through the raw socket' });
       }
       if (t.replace(list)) this.opts.log('neighbours', { count: t.size, after });
     } catch (e) {
@@ -240,6 +255,35 @@ export class DataPlane {
       this.neighbourError = why;
       t.replace([]);
     }
+  }
+
+  /**
+   * Watches the kernel's neighbour table for overflows: a neighbour the kernel could not create drops the
+   * packet that needed it, and the raw socket is not told, so this counter (src/underlay/neighbours.ts) is
+   * the only sign. Logged at most once a minute, with the limit to raise.
+   */
+  private watchKernelNeighbours(): void {
+    let last = kernelTableFulls();
+    if (last === undefined) return;
+    this.kernelTableFulls = 0;
+    let loggedAt = 0;
+    let unlogged = 0;
+    this.overflowTimer = setInterval(() => {
+      const now = kernelTableFulls();
+      if (now === undefined || last === undefined || now <= last) return;
+      this.kernelTableFulls = (this.kernelTableFulls ?? 0) + now - last;
+      unlogged += now - last;
+      last = now;
+      if (Date.now() - loggedAt < NEIGHBOUR_OVERFLOW_LOG_MS) return;
+      loggedAt = Date.now();
+      this.opts.log('kernel-neighbour-table-full', {
+        failed: unlogged, total: this.kernelTableFulls, gcThresh3: kernelGcThresh3() ?? 'unreadable here',
+        effect: 'the kernel could not add these neighbours and dropped the packets that needed them (userfan is not told)',
+        fix: 'raise net.ipv4.neigh.default.gc_thresh3 (and gc_thresh1/2) above the neighbours of this machine: a fan of N hosts on one L2 needs at least N',
+      });
+      unlogged = 0;
+    }, NEIGHBOUR_OVERFLOW_CHECK_MS);
+    this.overflowTimer.unref();
   }
 
   /** Fault injection for tests: make worker i throw, as a crash would. */
@@ -291,6 +335,7 @@ export class DataPlane {
     this.stopping = true;
     clearInterval(this.neighbourTimer);
     clearInterval(this.missTimer);
+    clearInterval(this.overflowTimer);
     Atomics.store(this.control, CONTROL_STOP, 1);
     for (const w of this.wakers) w.wake();
     await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, 3000))]);

@@ -5,6 +5,7 @@
 //   (and, with secondWidth, 250.1.<last>.0/24 of 250.1.0.0/16 over 198.18.7.0/24);
 //   containers are namespaces attached by veth to a bridge in the host namespace.
 import { Lab, type LabOptions } from './netns.js';
+import { labNeighbourEntries, raiseNeighbourLimits, readNeighbourLimits, type RaisedLimits } from './neighbour-limits.js';
 import type { ProcessHandle, RunOptions, RunResult, SpawnOptions } from './exec.js';
 
 // ---- small IPv4 helpers (kept local: the lab must not depend on the code it tests) ----
@@ -101,6 +102,12 @@ export interface TopologyOptions extends LabOptions {
   underlayBridge?: boolean;
   /** Build inside an existing lab (it is then not destroyed by topology.destroy()). */
   lab?: Lab;
+  /**
+   * Make room in the kernel's neighbour table, shared by all namespaces, for all hosts talking to all
+   * (src/lab/neighbour-limits.ts) when it has too little (default true; false keeps the machine's limits,
+   * to show what happens without). The limits come back on destroy().
+   */
+  neighbourRoom?: boolean;
 }
 
 export interface ContainerOptions {
@@ -154,6 +161,8 @@ function inLab(addr: string, net: string, len: number): boolean {
 
 export class FanTopology {
   readonly containers: Container[] = [];
+  /** The neighbour-table limits this topology raised (createFanTopology), given back on destroy(). */
+  neighbourLimits?: RaisedLimits;
   private readonly bridges = new Map<string, { address?: string; mtu: number }>();
   private containerSeq = new Map<string, number>();
 
@@ -267,7 +276,11 @@ export class FanTopology {
 
   /** Destroy the lab (if this topology created it). Idempotent. */
   async destroy(): Promise<void> {
-    if (this.ownsLab) await this.lab.destroy();
+    try {
+      if (this.ownsLab) await this.lab.destroy();
+    } finally {
+      this.neighbourLimits?.restore();
+    }
   }
 }
 
@@ -281,6 +294,9 @@ export async function createFanTopology(opts: TopologyOptions = {}): Promise<Fan
   const mtu = opts.underlayMtu ?? 1500;
   const ownsLab = !opts.lab;
   const lab = opts.lab ?? (await Lab.create(opts));
+  // Half the hard cap at most for this topology: other labs share the table.
+  const entries = labNeighbourEntries(specs.length);
+  const room = opts.neighbourRoom !== false && entries > readNeighbourLimits().gc_thresh3 / 2 ? raiseNeighbourLimits(entries) : undefined;
   try {
     const hosts: Host[] = [];
     for (const s of specs) {
@@ -321,9 +337,12 @@ export async function createFanTopology(opts: TopologyOptions = {}): Promise<Fan
       await lab.exec(h.ns, ['ip', 'addr', 'add', h.underlayCidr, 'dev', h.underlayIf]);
       if (h.underlay2) await lab.exec(h.ns, ['ip', 'addr', 'add', `${h.underlay2}/${NET2.underlayLen}`, 'dev', h.underlayIf]);
     }
-    return new FanTopology(lab, hosts, underlayNs, ownsLab);
+    const topo = new FanTopology(lab, hosts, underlayNs, ownsLab);
+    topo.neighbourLimits = room;
+    return topo;
   } catch (e) {
     if (ownsLab) await lab.destroy();
+    room?.restore();
     throw e;
   }
 }

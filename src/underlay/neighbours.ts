@@ -23,7 +23,7 @@
  * [address (int32), ifindex (0 = empty), MAC bytes 0–3 (big-endian), MAC bytes 4–5, probe due]
  * with linear probing. Lookups allocate nothing.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { parseIPv4, prefixMask } from '../fan/addr.js';
 
 const VERSION = 0;
@@ -215,8 +215,12 @@ const ARPHRD_ETHER = 0x1;
  * The complete (ATF_COM) Ethernet entries with a MAC in /proc/net/arp's text: address (uint32), MAC
  * (lower case) and device.
  */
-function* arpEntries(text: string): Generator<{ address: number; mac: string; dev: string }> {
-  for (const line of text.split('\n').slice(1)) {
+function* arpEntries(text: string, from = text.indexOf('\n') + 1): Generator<{ address: number; mac: string; dev: string }> {
+  let at = from; // after the header, unless told
+  while (at >= 0 && at < text.length) {
+    const end = text.indexOf('\n', at);
+    const line = text.slice(at, end < 0 ? text.length : end);
+    at = end < 0 ? text.length : end + 1;
     const f = line.trim().split(/\s+/);
     if (f.length < 6) continue;
     const [ip, hw, flags, mac, , dev] = f;
@@ -232,22 +236,57 @@ function* arpEntries(text: string): Generator<{ address: number; mac: string; de
   }
 }
 
-/**
- * The usable neighbours in /proc/net/arp's text: complete Ethernet entries on one of `links`'
- * interfaces and inside that link's underlay network.
- */
-export function parseArpTable(text: string, links: readonly UnderlayLink[]): Neighbour[] {
-  const out: Neighbour[] = [];
-  for (const { address, mac, dev } of arpEntries(text)) {
+/** Appends to `out` the usable neighbours of arp lines in text (from `from`), up to `max` in all. */
+function collect(text: string, from: number, links: readonly UnderlayLink[], out: Neighbour[], max: number): void {
+  for (const { address, mac, dev } of arpEntries(text, from)) {
+    if (out.length >= max) return;
     const link = links.find((l) => l.iface === dev && ((address & prefixMask(l.len)) >>> 0) === ((l.net & prefixMask(l.len)) >>> 0) && address !== l.local);
     if (link) out.push({ address, ifindex: link.ifindex, mac });
   }
+}
+
+/**
+ * The usable neighbours in /proc/net/arp's text: complete Ethernet entries on one of `links`'
+ * interfaces and inside that link's underlay network; the first `max` of them.
+ */
+export function parseArpTable(text: string, links: readonly UnderlayLink[], max = Infinity): Neighbour[] {
+  const out: Neighbour[] = [];
+  collect(text, text.indexOf('\n') + 1, links, out, max);
   return out;
 }
 
-/** Reads /proc/net/arp of the calling thread's network namespace. */
-export function readArpTable(links: readonly UnderlayLink[], path = '/proc/net/arp'): Neighbour[] {
-  return parseArpTable(readFileSync(path, 'utf8'), links);
+/**
+ * Bytes per read of /proc/net/arp. The kernel walks its whole neighbour table (every namespace's) from
+ * the start at each read call, to find where the last one stopped: with 65,534 neighbours (5.1 MiB of
+ * text) reading it all in 64 KiB reads, as readFileSync does, took 0.8–1 s of CPU, once a second.
+ */
+const ARP_READ_CHUNK = 128 << 10;
+let arpBuffer: Buffer | undefined;
+
+/**
+ * Reads /proc/net/arp of the calling thread's network namespace: its first `max` usable neighbours (the
+ * table keeps the first MAX_NEIGHBOURS anyway), reading no further than it needs to find them.
+ */
+export function readArpTable(links: readonly UnderlayLink[], path = '/proc/net/arp', max = Infinity): Neighbour[] {
+  const buf = (arpBuffer ??= Buffer.allocUnsafeSlow(ARP_READ_CHUNK));
+  const out: Neighbour[] = [];
+  const fd = openSync(path, 'r');
+  try {
+    let rest = '';
+    let from = -1; // the header is not read yet
+    for (let n = readSync(fd, buf, 0, buf.length, null); n > 0 && out.length < max; n = readSync(fd, buf, 0, buf.length, null)) {
+      const text = rest + buf.toString('latin1', 0, n);
+      const cut = text.lastIndexOf('\n') + 1;
+      if (from < 0 && cut > 0) from = text.indexOf('\n') + 1;
+      collect(text.slice(0, cut), Math.max(0, from), links, out, max);
+      if (cut > 0) from = 0;
+      rest = text.slice(cut);
+    }
+    if (rest && from >= 0) collect(rest, 0, links, out, max);
+    return out;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
@@ -263,4 +302,47 @@ export function kernelNeighbour(address: number, path = '/proc/net/arp'): { mac:
   }
   for (const e of arpEntries(text)) if (e.address === address >>> 0) return { mac: e.mac, dev: e.dev };
   return undefined;
+}
+
+/**
+ * Where the kernel counts neighbours it could not create because its table was full (table_fulls, the
+ * last column of every CPU's row of arp_cache, hexadecimal). The table (arp_tbl) is one for all network
+ * namespaces, and so are its limits (net.ipv4.neigh.default.gc_thresh1/2/3, in the initial namespace
+ * only); the file exists only there too, and another namespace sharing the PID namespace reads it as
+ * /proc/1/net/stat/arp_cache.
+ */
+const ARP_CACHE_STATS = ['/proc/net/stat/arp_cache', '/proc/1/net/stat/arp_cache'];
+
+/**
+ * table_fulls summed over the CPUs in arp_cache's text; undefined when the text has no such column. When
+ * the kernel cannot create the neighbour a packet needs, it drops that packet ("neighbour table overflow"
+ * in its log) and a raw socket's send is not told (ENOBUFS reaches only sockets with IP_RECVERR).
+ */
+export function parseTableFulls(text: string): number | undefined {
+  const [head, ...rows] = text.trim().split('\n');
+  const col = head?.trim().split(/\s+/).indexOf('table_fulls') ?? -1;
+  if (col < 0) return undefined;
+  let n = 0;
+  for (const r of rows) n += parseInt(r.trim().split(/\s+/)[col] ?? '0', 16) || 0;
+  return n;
+}
+
+/** The kernel's table_fulls now (all namespaces together); undefined where it cannot be read. */
+export function kernelTableFulls(paths: readonly string[] = ARP_CACHE_STATS): number | undefined {
+  for (const p of paths) {
+    try {
+      const n = parseTableFulls(readFileSync(p, 'utf8'));
+      if (n !== undefined) return n;
+    } catch {}
+  }
+  return undefined;
+}
+
+/** net.ipv4.neigh.default.gc_thresh3, the table's hard limit (readable in the initial namespace only). */
+export function kernelGcThresh3(): number | undefined {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/neigh/default/gc_thresh3', 'utf8').trim());
+  } catch {
+    return undefined;
+  }
 }
