@@ -1,7 +1,8 @@
 /**
  * A data-plane worker (a piscina task that runs until told to stop). It owns one queue of the TUN device
- * (src/tun/device.ts) and one underlay (src/underlay/: chosen once, here), and moves packets both ways in
- * batches, with a pure per-batch step between the two boundaries:
+ * (src/tun/device.ts; a TAP for the VXLAN type) and one underlay (src/underlay/: chosen once, here), and
+ * moves packets both ways in batches, with a pure per-batch step between the two boundaries (the fan
+ * type's mapping and check, also chosen once):
  *
  *   egress:  device.read → planEgress (map: which host, or why not) → underlay.send (encapsulate, send)
  *   ingress: underlay.receive → planIngress (check, decapsulate) → device.write
@@ -23,9 +24,8 @@ import { GsoUnderlay } from '../underlay/gso.js';
 import { GSO_FRAME_HEADROOM } from '../underlay/gso-frame.js';
 import { RawUnderlay, type RawUnderlayOptions } from '../underlay/raw.js';
 import type { Underlay } from '../underlay/underlay.js';
-import { OUTER_HEADER_LEN } from '../wire/ipip.js';
 import { VxlanUnderlay } from '../underlay/vxlan.js';
-import { egressRoute } from '../wire/ipip.js';
+import { egressRoute, OUTER_HEADER_LEN } from '../wire/ipip.js';
 import { VXLAN_HLEN, vxlanDecap, vxlanRoute } from '../wire/vxlan.js';
 import { BusyPoll } from './busy-poll.js';
 import { planEgress, type RouteFn } from './egress.js';
