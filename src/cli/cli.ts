@@ -21,7 +21,6 @@ import { testCommand } from './test-docker.js';
 import { formatShow, showRows } from './show.js';
 import { ask, pidAlive, readStates } from '../control/state.js';
 import { explainLive, fansUp, formatLive } from '../debug/walk.js';
-import { hasNetAdmin } from '../control/privileges.js';
 import { cpusOption } from '../control/cpus.js';
 import { parseListen } from '../control/metrics.js';
 import { collectStats, formatStats } from '../debug/stats.js';

@@ -8,7 +8,7 @@
 import { createServer, type Server } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
 import { metricsRegistry, serveMetrics } from './metrics.js';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { formatCidr, formatIPv4 } from '../fan/addr.js';
 import { ConfigError } from '../fan/errors.js';
 import { type Fan, TYPE_OVERHEAD } from '../fan/fan.js';

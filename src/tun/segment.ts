@@ -18,7 +18,7 @@ import type { PacketList } from '../io/batch.js';
 import { checksum, sum16 } from '../wire/checksum.js';
 import { FLAG_MF, FRAG_OFFSET_MASK, headerLength, IPV4_MIN_HEADER, OFF_CHECKSUM, OFF_FLAGS_FRAG, OFF_ID, OFF_PROTO, OFF_TOTAL_LEN, PROTO_TCP, PROTO_UDP, u16, putU16, putU32 } from '../wire/ipv4.js';
 import { SumBatch } from '../io/sum-batch.js';
-import { TCP_CWR, TCP_FIN, TCP_MIN_HEADER, TCP_PSH, tcpHeaderLength, OFF_DATA_OFFSET, OFF_FLAGS, OFF_SEQ, OFF_TCP_CHECKSUM, pseudoHeaderSum } from '../wire/tcp.js';
+import { TCP_CWR, TCP_FIN, TCP_MIN_HEADER, TCP_PSH, tcpHeaderLength, OFF_FLAGS, OFF_SEQ, OFF_TCP_CHECKSUM, pseudoHeaderSum } from '../wire/tcp.js';
 import {
   VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN, vnetCsumOffset, vnetCsumStart, vnetFlags,
   vnetGsoSize, vnetGsoType,

@@ -17,7 +17,7 @@
  *  |           Checksum            |         Urgent Pointer        |
  *  +-------------------------------+-------------------------------+
  */
-import { headerLength, OFF_DST, OFF_SRC, PROTO_TCP, u16, u32, putU16, putU32 } from './ipv4.js';
+import { headerLength, OFF_DST, OFF_SRC, PROTO_TCP, u16, u32, putU16 } from './ipv4.js';
 import { sum16 } from './checksum.js';
 
 export const TCP_MIN_HEADER = 20;
