@@ -4,9 +4,11 @@
  * lab (src/lab/). This file is the only one that joins the two: the product never imports the lab.
  */
 import { main } from './cli/cli.js';
-import { demoCommand } from './lab/demo.js';
 
-main(process.argv.slice(2), { demo: demoCommand }).then(
+// Loaded only for `demo`: a daemon does not carry the lab in its memory.
+const demo = async (args: string[]) => (await import('./lab/demo.js')).demoCommand(args);
+
+main(process.argv.slice(2), { demo }).then(
   (code) => {
     process.exitCode = code;
   },
