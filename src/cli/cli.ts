@@ -53,7 +53,7 @@ usage:
                                            the fan into FILE (persistent), Docker's daemon.json onto its bridge and MTU
   userfan disable-docker [-u UNDERLAY -o OVERLAY] [--daemon-json FILE]   undoes exactly what enable-docker did
   userfan test local-docker [-o OVERLAY -u UNDERLAY] [--image IMAGE] [-H DOCKER_HOST]   two containers, ping, data
-  userfan demo [--keep] [--json]           two hosts in network namespaces, container to container (root)
+  userfan demo [--keep] [--json] [--type ipip|vxlan]   two hosts in namespaces, container to container (root)
   userfan --help | --version
 
 OVERLAY is a prefix such as 250.0.0.0/8; UNDERLAY is this host's address with the underlay's width

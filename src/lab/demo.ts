@@ -18,7 +18,18 @@ export interface DemoOptions {
   keep: boolean;
   json: boolean;
   bytes: number;
+  /** The fan's wire type: IP-in-IP (default) or VXLAN (bridge fan-250 with slice.1/8, UDP 8472). */
+  type?: 'ipip' | 'vxlan';
 }
+
+/** What differs between the two types in the demo: how up is called, where containers go, what tshark sees. */
+const TYPES = {
+  ipip: { upArgs: [] as string[], container: undefined, filter: 'ip proto 4', decode: [] as string[], wire: 'protocol 4' },
+  vxlan: {
+    upArgs: ['--type', 'vxlan'], container: { bridge: 'fan-250', prefixLen: 8 }, filter: 'udp port 8472', decode: ['-d', 'udp.port==8472,vxlan'],
+    wire: 'UDP 8472, VXLAN VNI 16384000',
+  },
+};
 
 export interface DemoSummary {
   ok: boolean;
@@ -45,17 +56,23 @@ export async function demo(o: DemoOptions): Promise<number> {
   say(`kernel ipip module: ${(await kernelHasIpip()) ? 'present (userfan does not need it)' : 'absent on this kernel, so the kernel Fan cannot run here; userfan is the data plane'}`);
   let lab: UserfanLab | undefined;
   try {
-    lab = await createUserfanLab({ workers: 1 });
+    const type = TYPES[o.type ?? 'ipip'];
+    lab = await createUserfanLab({ workers: 1, upArgs: type.upArgs, container: type.container });
     const [A, B] = lab.hosts;
     const [[a], [b]] = lab.containers;
     say('\n1. The mapping: 250.0.0.0/8 over 198.18.0.0/16, each host owns a /24 computed from its address');
-    for (const h of [A, B]) say(`   host ${h.name} ${h.underlay} owns ${h.slice.cidr} on bridge ${h.slice.bridge} (${h.slice.gateway}); userfan up -o ${h.slice.overlay} -u ${h.underlayCidr}`);
+    const upText = type.upArgs.length ? ` ${type.upArgs.join(' ')}` : '';
+    const bridge = (h: typeof A) => (type.container ? `${type.container.bridge} (${h.slice.gateway}/8)` : `${h.slice.bridge} (${h.slice.gateway})`);
+    for (const h of [A, B]) say(`   host ${h.name} ${h.underlay} owns ${h.slice.cidr} on bridge ${bridge(h)}; userfan up -o ${h.slice.overlay} -u ${h.underlayCidr}${upText}`);
     say(`   containers: ${a.address} on host A, ${b.address} on host B`);
     const e = explainAddress(parseFan(A.slice.overlay, A.underlayCidr, {}, () => []), parseIPv4(b.address), b.address);
-    say(`   a packet for ${b.address}: owner ${e.underlayHost}, so it leaves A as IPv4 ${e.outer!.source} > ${e.outer!.destination} protocol 4`);
+    say(`   a packet for ${b.address}: owner ${e.underlayHost}, so it leaves A as IPv4 ${e.outer!.source} > ${e.outer!.destination} ${type.wire}`);
 
     say(`\n2. ICMP echo ${a.address} -> ${b.address}`);
-    const capture = lab.topo.spawn(B, ['timeout', '15', 'tshark', '-l', '-n', '-i', B.underlayIf, '-c', '2', '-f', 'ip proto 4', '-T', 'fields', '-e', 'ip.src', '-e', 'ip.dst', '-e', 'ip.proto', '-e', 'icmp.type']);
+    const capture = lab.topo.spawn(B, [
+      'timeout', '15', 'tshark', '-l', '-n', '-i', B.underlayIf, '-c', '2', '-f', `${type.filter} and not arp and greater 90`, ...type.decode,
+      '-Y', 'icmp', '-T', 'fields', '-e', 'ip.src', '-e', 'ip.dst', '-e', 'ip.proto', '-e', 'icmp.type',
+    ]);
     // tshark says "Capturing on ..." on stderr when it is listening.
     await capture.waitForLine(/Capturing on/, 10_000).catch(() => undefined);
     const ping = await lab.topo.ping(a, b.address, { count: 3 });
@@ -63,15 +80,16 @@ export async function demo(o: DemoOptions): Promise<number> {
     summary.rttMs = ping.rttMs ?? null;
     say(`   ${ping.received}/3 replies, average round trip ${ping.rttMs?.toFixed(3)} ms`);
     await capture.wait(10_000).catch(() => undefined);
+    const kind = type;
     const seen = capture.lines.map((l) => l.line).filter((l) => /^\d+\.\d+\.\d+\.\d+,/.test(l));
     summary.outerSeen = seen;
     if (seen.length) {
       say(`   on B's underlay interface ${B.underlayIf}, tshark saw:`);
       for (const l of seen) {
-        const [src, dst, , type] = l.split('\t');
+        const [src, dst, , icmp] = l.split('\t');
         const [os, is] = src.split(',');
         const [od, id] = dst.split(',');
-        say(`     outer ${os} > ${od} protocol 4 | inner ${is} > ${id} ICMP ${type === '8' ? 'echo request' : type === '0' ? 'echo reply' : `type ${type}`}`);
+        say(`     outer ${os} > ${od} ${kind.wire} | inner ${is} > ${id} ICMP ${icmp === '8' ? 'echo request' : icmp === '0' ? 'echo reply' : `type ${icmp}`}`);
       }
     }
 
@@ -94,7 +112,7 @@ export async function demo(o: DemoOptions): Promise<number> {
       say('\nThe lab stays up until Ctrl-C. Try:');
       say(`  ip netns exec ${a.ns} ping ${b.address}`);
       say(`  ip netns exec ${A.ns} node ${process.argv[1]} show`);
-      say(`  ip netns exec ${B.ns} tshark -i ${B.underlayIf} -f 'ip proto 4'`);
+      say(`  ip netns exec ${B.ns} tshark -i ${B.underlayIf} -f '${type.filter}'`);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
@@ -111,9 +129,10 @@ export async function demo(o: DemoOptions): Promise<number> {
   return summary.ok ? 0 : 1;
 }
 
-/** `userfan demo [--keep] [--json] [--bytes N]` (wired in by src/main.ts: the product's CLI does not import the lab). */
+/** `userfan demo [--keep] [--json] [--bytes N] [--type ipip|vxlan]` (wired in by src/main.ts: the product's CLI does not import the lab). */
 export async function demoCommand(args: string[]): Promise<number> {
-  const { values } = opts(args, { keep: { type: 'boolean' }, json: { type: 'boolean' }, bytes: { type: 'string' } });
+  const { values } = opts(args, { keep: { type: 'boolean' }, json: { type: 'boolean' }, bytes: { type: 'string' }, type: { type: 'string' } });
+  if (values.type !== undefined && values.type !== 'ipip' && values.type !== 'vxlan') throw new ConfigError('--type', values.type, 'must be ipip or vxlan');
   if (!hasNetAdmin()) throw new ConfigError('demo', 'userfan demo', 'builds network namespaces: run as root (npm start as root)');
-  return demo({ keep: !!values.keep, json: !!values.json, bytes: intOption('--bytes', values.bytes, 100_000_000, 1, 2 ** 40) });
+  return demo({ keep: !!values.keep, json: !!values.json, bytes: intOption('--bytes', values.bytes, 100_000_000, 1, 2 ** 40), type: values.type as 'ipip' | 'vxlan' | undefined });
 }

@@ -5,7 +5,7 @@
  */
 import { dist } from './paths.js';
 import type { ProcessHandle } from './exec.js';
-import { createFanTopology, type Container, type FanTopology, type Host, type Target, type TopologyOptions } from './topology.js';
+import { createFanTopology, type Container, type ContainerOptions, type FanTopology, type Host, type Target, type TopologyOptions } from './topology.js';
 
 /** The compiled CLI (the lab always runs what `npm run build` made). */
 export const CLI = dist('src/main');
@@ -24,6 +24,8 @@ export interface UserfanLabOptions extends TopologyOptions {
   nodeArgs?: string[];
   /** Extra environment for every daemon (e.g. USERFAN_NEIGHBOUR_REFRESH_MS). */
   env?: Record<string, string>;
+  /** How containers join (default: the host's slice bridge, e.g. fan-250-0-28 with a /24). */
+  container?: ContainerOptions;
 }
 
 export interface Daemon {
@@ -105,7 +107,7 @@ export async function createUserfanLab(opts: UserfanLabOptions = {}): Promise<Us
     const containers: Container[][] = [];
     for (const h of topo.hosts) {
       const list: Container[] = [];
-      for (let k = 0; k < (opts.containers ?? 1); k++) list.push(await topo.addContainer(h));
+      for (let k = 0; k < (opts.containers ?? 1); k++) list.push(await topo.addContainer(h, opts.container));
       containers.push(list);
     }
     return new UserfanLab(topo, daemons, containers);
