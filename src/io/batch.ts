@@ -144,6 +144,15 @@ export class RoutePlan {
   }
 }
 
+/** What cut() answers for a packet that is not what its headers say. */
+export const BAD_PACKET = -1;
+/** What cut() answers when the output list or the arena is full: nothing was pushed; send, reset, cut again. */
+export const NO_ROOM = -2;
+/** gsoSize of a packet the read could not take whole (cut by its slot, or shorter than its header). */
+export const MALFORMED = -1;
+/** gsoFlags bit: the super-packet carries ECN (CWR seen): its segments keep it as the kernel's do. */
+export const GSO_ECN = 1;
+
 /**
  * A read batch as the underlay sees it (the TUN device, src/tun/device.ts): plain IPv4 packets, GSO
  * metadata, and the cut into wire-sized packets. Here so that the two boundaries need not import each other.
@@ -151,8 +160,9 @@ export class RoutePlan {
 export interface EgressBatch {
   readonly bytes: Uint8Array;
   readonly packets: PacketList;
-  /** > 0: a TCP super-packet with a partial checksum, to cut at this payload size; 0: a packet; < 0: malformed. */
+  /** > 0: a TCP super-packet with a partial checksum, to cut at this payload size; 0: a packet; MALFORMED. */
   readonly gsoSize: Int32Array;
+  /** GSO_ECN. */
   readonly gsoFlags: Uint8Array;
   /** Pushes packet i ready for the wire to `out`, `headroom` free bytes before each: count, BAD_PACKET or NO_ROOM. */
   cut(i: number, out: PacketList, headroom: number): number;

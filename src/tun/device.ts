@@ -16,7 +16,7 @@
  * within a SharedArrayBuffer with relaxed-atomic moves, several times slower).
  */
 import { readFileSync } from 'node:fs';
-import { PacketBatch, PacketList } from '../io/batch.js';
+import { GSO_ECN, MALFORMED, NO_ROOM, PacketBatch, PacketList } from '../io/batch.js';
 import { Poller } from '../io/poll.js';
 import { native } from '../io/native.js';
 import { OFF_TCP_CHECKSUM, tcpHeaderLength } from '../wire/tcp.js';
@@ -26,14 +26,9 @@ import { ETH_HLEN, OFF_ETH_TYPE } from '../wire/ethernet.js';
 import { Coalescer, partialTcp } from './coalesce.js';
 import { offloadFlags } from './probe.js';
 import { TunQueue } from './queue.js';
-import { Arena, finishChecksum, NO_ROOM, segment, splitTcp } from './segment.js';
+import { Arena, finishChecksum, segment, splitTcp } from './segment.js';
 
-export { BAD_PACKET, NO_ROOM } from './segment.js';
-
-/** gsoSize of a packet the read could not take whole (cut by its slot, or shorter than its virtio-net header). */
-export const MALFORMED = -1;
-/** gsoFlags bit: the super-packet carries ECN (CWR seen): its segments keep it as the kernel's do. */
-export const GSO_ECN = 1;
+export { BAD_PACKET, GSO_ECN, MALFORMED, NO_ROOM } from '../io/batch.js';
 
 /** Packets per receive batch (the underlay fills `toTun` with at most this many). */
 export const RX_BATCH = 64;

@@ -14,7 +14,7 @@
  * nothing is allocated per packet. Each result is pushed to a PacketList as (offset of its IPv4 header,
  * length); the caller encapsulates them there.
  */
-import type { PacketList } from '../io/batch.js';
+import { BAD_PACKET, NO_ROOM, type PacketList } from '../io/batch.js';
 import { checksum, sum16 } from '../wire/checksum.js';
 import { FLAG_MF, FRAG_OFFSET_MASK, headerLength, IPV4_MIN_HEADER, OFF_CHECKSUM, OFF_FLAGS_FRAG, OFF_ID, OFF_PROTO, OFF_TOTAL_LEN, PROTO_TCP, PROTO_UDP, u16, putU16, putU32 } from '../wire/ipv4.js';
 import { SumBatch } from '../io/sum-batch.js';
@@ -24,11 +24,9 @@ import {
   vnetGsoSize, vnetGsoType,
 } from '../wire/virtio.js';
 
-/** The packet is not what its virtio header or its own headers say (drop it as malformed). */
-export const BAD_PACKET = -1;
-/** The arena or the output list cannot take this packet's segments: nothing was written; send what is
- *  pending, reset the arena and try again. */
-export const NO_ROOM = -2;
+// What cut() answers (the underlay's contract, in io/batch.ts): BAD_PACKET, the packet is not what its
+// virtio header or its own headers say; NO_ROOM, the arena or the output list cannot take its segments.
+export { BAD_PACKET, NO_ROOM };
 
 /** Where segments go: [start, end) of a buffer, filled from `cursor`. Reset once what it holds was sent. */
 export class Arena {

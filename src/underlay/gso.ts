@@ -5,8 +5,7 @@
  * super-packet to a host not (yet) in the neighbour copy included, goes through the raw underlay
  * (src/underlay/raw.ts), which also receives. Frames and raw sends keep the order the TUN gave.
  */
-import type { EgressBatch, PacketBatch, RoutePlan } from '../io/batch.js';
-import { PacketList } from '../io/batch.js';
+import { type EgressBatch, GSO_ECN, type PacketBatch, PacketList, type RoutePlan } from '../io/batch.js';
 import { C_DROPS, C_TX_BYTES, C_TX_GSO, C_TX_LINK, C_TX_PACKETS } from '../io/counters.js';
 import { native } from '../io/native.js';
 import { Poller } from '../io/poll.js';
@@ -20,8 +19,6 @@ import { RawUnderlay, type RawUnderlayOptions } from './raw.js';
 import { GsoFrameSocket } from './tx-gso.js';
 import type { Underlay } from './underlay.js';
 
-/** GSO_FLAGS bit of the TUN device: the super-packet carries ECN. */
-const GSO_ECN = 1;
 const SEND_TRIES = 50;
 const SEND_WAIT_MS = 2;
 /** Bytes of a frame in front of the outer IPv4 header (virtio-net and Ethernet headers): not traced. */

@@ -6,7 +6,7 @@
  *
  * With several workers each socket keeps only its flow-hash share of what arrives (src/underlay/share.ts).
  */
-import { type EgressBatch, PacketList, type PacketBatch, type RoutePlan } from '../io/batch.js';
+import { type EgressBatch, NO_ROOM, PacketList, type PacketBatch, type RoutePlan } from '../io/batch.js';
 import { C_DROPS, C_TX_BYTES, C_TX_PACKETS } from '../io/counters.js';
 import { native } from '../io/native.js';
 import { Poller } from '../io/poll.js';
@@ -22,8 +22,6 @@ const SEGMENTS = 2048;
 /** Tries, and the wait between them (ms), while the socket's send buffer is full; then the rest is dropped. */
 const SEND_TRIES = 50;
 const SEND_WAIT_MS = 2;
-/** BAD_PACKET and NO_ROOM of the TUN device's cut() (src/tun/segment.ts). */
-const NO_ROOM = -2;
 
 export interface RawUnderlayOptions {
   /** The read batch's bytes (packets are encapsulated in place there). */
