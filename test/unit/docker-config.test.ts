@@ -8,9 +8,9 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../src/fan/errors.js';
 import { parseConfigText, parseFan, type LocalAddress } from '../../src/fan/parse.js';
 import { backupPath, disableDocker, enableDocker, mergeDaemonJson, recordPath, type EnableRequest } from '../../src/control/docker-config.js';
+import { configError as err } from '../helpers/config-error.js';
 
 const noIfaces = (): LocalAddress[] => [];
 const fan = parseFan('250.0.0.0/8', '198.18.0.28/16', {}, noIfaces);
@@ -26,15 +26,6 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const files = () => Object.fromEntries(readdirSync(dir).sort().map((f) => [f, readFileSync(join(dir, f), 'latin1')]));
-const err = (f: () => unknown): ConfigError => {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof ConfigError) return e;
-    throw e;
-  }
-  throw new Error('did not throw');
-};
 
 describe('enable-docker and disable-docker on disk', () => {
   it('merges bridge and mtu, keeps a backup, appends a 0.12 line; disable puts back every byte', () => {

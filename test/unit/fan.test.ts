@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { formatCidr, formatIPv4, parseIPv4, prefixMask } from '../../src/fan/addr.js';
-import { ConfigError } from '../../src/fan/errors.js';
 import { bridgeNameFor, Fan } from '../../src/fan/fan.js';
 import { parseConfigText, parseFan, parseOverlay, parseUnderlay, type LocalAddress } from '../../src/fan/parse.js';
 import { FanTable, NO_FAN, NO_HOST } from '../../src/fan/table.js';
+import { configError as err } from '../helpers/config-error.js';
 
 const ip = parseIPv4;
 const noIfaces = (): LocalAddress[] => [];
@@ -132,15 +132,6 @@ describe('the table', () => {
 });
 
 describe('parsing what users write', () => {
-  const err = (f: () => unknown): ConfigError => {
-    try {
-      f();
-    } catch (e) {
-      if (e instanceof ConfigError) return e;
-      throw e;
-    }
-    throw new Error('expected a ConfigError');
-  };
   it('names the field and the rule for a wrong CIDR', () => {
     expect(err(() => parseOverlay('250.0.0.0/33')).message).toBe('overlay "250.0.0.0/33": prefix length 33 is out of range: it must be 0 to 32');
     expect(err(() => parseOverlay('250.0.0/8')).message).toMatch(/^overlay "250.0.0\/8": .*not an IPv4 address/);

@@ -5,21 +5,12 @@
  * `show`'s Flags column in 0.12's words.
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../src/fan/errors.js';
 import { KNOWN_FLAGS, parseConfigText } from '../../src/fan/parse.js';
 import { flagsText } from '../../src/control/status.js';
 import type { FanRecord } from '../../src/control/state.js';
 import { DEFAULT_FLAGS, type FanFlags } from '../../src/fan/fan.js';
+import { configError as err } from '../helpers/config-error.js';
 
-const err = (f: () => unknown): ConfigError => {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof ConfigError) return e;
-    throw e;
-  }
-  throw new Error('did not throw');
-};
 
 describe('config lines, 0.12 and 0.3', () => {
   it('reads a 0.12 line: underlay first, --flags', () => {
