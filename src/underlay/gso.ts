@@ -17,10 +17,8 @@ import { GSO_FRAME_HEADROOM, gsoFrame } from './gso-frame.js';
 import { NeighbourTable, warmUpLookups } from './neighbours.js';
 import { RawUnderlay, type RawUnderlayOptions } from './raw.js';
 import { GsoFrameSocket } from './tx-gso.js';
-import type { Underlay } from './underlay.js';
+import { SEND_TRIES, SEND_WAIT_MS, type Underlay } from './underlay.js';
 
-const SEND_TRIES = 50;
-const SEND_WAIT_MS = 2;
 /** Bytes of a frame in front of the outer IPv4 header (virtio-net and Ethernet headers): not traced. */
 const FRAME_L2 = GSO_FRAME_HEADROOM - OUTER_HEADER_LEN;
 

@@ -14,14 +14,11 @@ import type { TraceTap } from '../io/trace-ring.js';
 import { Drop } from '../wire/drops.js';
 import { encapsulate, OUTER_HEADER_LEN } from '../wire/ipip.js';
 import { RawIpipSocket } from './raw-socket.js';
-import type { Underlay } from './underlay.js';
+import { countSendLosses, SEND_TRIES, SEND_WAIT_MS, type Underlay } from './underlay.js';
 
 const SOCKET_BUFFER = 8 << 20;
 /** Wire-sized packets one send can carry; at least what one 64 KiB super-packet makes at Linux's smallest MSS (1366). */
 const SEGMENTS = 2048;
-/** Tries, and the wait between them (ms), while the socket's send buffer is full; then the rest is dropped. */
-const SEND_TRIES = 50;
-const SEND_WAIT_MS = 2;
 
 export interface RawUnderlayOptions {
   /** The read batch's bytes (packets are encapsulated in place there). */
@@ -130,11 +127,7 @@ export class RawUnderlay implements Underlay {
     }
     const refused = this.sock.errors.total - this.sendErrors;
     this.sendErrors = this.sock.errors.total;
-    const lost = n - from + refused;
-    if (lost !== 0) {
-      this.c[C_DROPS + Drop['tx-send-error']] += lost;
-      this.c[C_TX_PACKETS] -= lost;
-    }
+    countSendLosses(this.c, n - from + refused);
     tx.count = 0;
   }
 

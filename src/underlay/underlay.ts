@@ -9,6 +9,20 @@
  *    cut; everything else, and everything received, through raw.ts.
  */
 import type { EgressBatch, PacketBatch, RoutePlan } from '../io/batch.js';
+import { C_DROPS, C_TX_PACKETS } from '../io/counters.js';
+import { Drop } from '../wire/drops.js';
+
+/** Tries, and the wait between them (ms), while a socket's send buffer is full; what is left then is lost. */
+export const SEND_TRIES = 50;
+export const SEND_WAIT_MS = 2;
+
+/** Counts packets a send lost (refused, or never taken): tx-send-error, and off the tx count. */
+export function countSendLosses(c: Float64Array, lost: number): void {
+  if (lost !== 0) {
+    c[C_DROPS + Drop['tx-send-error']] += lost;
+    c[C_TX_PACKETS] -= lost;
+  }
+}
 
 export interface Underlay {
   /** The descriptor that becomes readable when packets arrive (the worker polls it). */

@@ -7,17 +7,14 @@
  * vxlan device) is refused (EADDRINUSE).
  */
 import { type EgressBatch, PacketList, type PacketBatch, type RoutePlan } from '../io/batch.js';
-import { C_DROPS, C_TX_BYTES, C_TX_PACKETS } from '../io/counters.js';
+import { C_TX_BYTES, C_TX_PACKETS } from '../io/counters.js';
 import { IoErrors } from '../io/errors.js';
 import { closeFd, native, rethrowAs } from '../io/native.js';
 import { Poller } from '../io/poll.js';
-import { Drop } from '../wire/drops.js';
 import { putVxlan, VXLAN_HLEN } from '../wire/vxlan.js';
-import type { Underlay } from './underlay.js';
+import { countSendLosses, SEND_TRIES, SEND_WAIT_MS, type Underlay } from './underlay.js';
 
 const SOCKET_BUFFER = 8 << 20;
-const SEND_TRIES = 50;
-const SEND_WAIT_MS = 2;
 
 export interface VxlanUnderlayOptions {
   /** The read batch's bytes (frames get their VXLAN header in place there). */
@@ -83,11 +80,7 @@ export class VxlanUnderlay implements Underlay {
     }
     const refused = this.errors.total - this.sendErrors;
     this.sendErrors = this.errors.total;
-    const lost = n - from + refused;
-    if (lost !== 0) {
-      this.c[C_DROPS + Drop['tx-send-error']] += lost;
-      this.c[C_TX_PACKETS] -= lost;
-    }
+    countSendLosses(this.c, n - from + refused);
     tx.count = 0;
   }
 
