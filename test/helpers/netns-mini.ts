@@ -4,6 +4,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { pidAlive } from '../../src/control/pid.js';
+import { poll } from './wait.js';
 
 export function ip(...args: string[]): string {
   return execFileSync('ip', args, { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -67,11 +68,4 @@ export class MiniLab {
 }
 
 /** Polls cond every intervalMs until it returns true or timeoutMs passes; returns its last value. */
-export async function until(cond: () => boolean, timeoutMs = 2000, intervalMs = 2): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (cond()) return true;
-    if (Date.now() >= deadline) return false;
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
+export const until = (cond: () => boolean, timeoutMs = 2000, intervalMs = 2): Promise<boolean> => poll(cond, { timeoutMs, intervalMs });
