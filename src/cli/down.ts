@@ -7,6 +7,8 @@ import { ConfigError } from '../fan/errors.js';
 import type { Fan } from '../fan/fan.js';
 import { teardown } from '../control/hostnet.js';
 import { type DaemonState, pidAlive, readStates, removeState } from '../control/state.js';
+import { fansFromArgs, UsageError } from './fans-from-args.js';
+import { fanOptions, opts } from './options.js';
 
 const STOP_WAIT_MS = 10_000;
 
@@ -60,4 +62,25 @@ export function daemonsFor(fans: Fan[]): DaemonState[] {
     found.set(s.id, s);
   }
   return [...found.values()];
+}
+
+/** `userfan down`: the daemons of the fans named (or every one with -e), each stopped and cleaned up. */
+export async function downCommand(args: string[]): Promise<number> {
+  const { values, positionals } = opts(args, { ...fanOptions, every: { type: 'boolean', short: 'e' } });
+  if (positionals.length) throw new UsageError(`unexpected ${positionals.join(' ')}; see userfan --help`);
+  const daemons = values.every ? readStates() : daemonsFor(fansFromArgs(values, true));
+  if (daemons.length === 0) {
+    console.log('no fans are up');
+    return 0;
+  }
+  let code = 0;
+  for (const d of daemons) {
+    const r = await downDaemon(d);
+    console.log(`${d.fans.map((f) => `${f.overlay} over ${f.underlay}`).join(', ')}: down (${r.how}, pid ${r.pid})`);
+    for (const p of r.problems) {
+      console.error(`  could not remove ${p}`);
+      code = 1;
+    }
+  }
+  return code;
 }

@@ -9,7 +9,7 @@ import { parseIPv4 } from '../fan/addr.js';
 import { parseFan } from '../fan/parse.js';
 import { explainAddress } from '../debug/explain.js';
 import { run } from './exec.js';
-import { intOption, opts } from '../cli/cli.js';
+import { intOption, opts } from '../cli/options.js';
 import { hasNetAdmin } from '../control/privileges.js';
 import { ConfigError } from '../fan/errors.js';
 import { createUserfanLab, type UserfanLab } from './userfan-lab.js';
