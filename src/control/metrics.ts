@@ -3,7 +3,7 @@
  * counters `show` and `stats` read, on loopback unless told otherwise. Values are read from the shared
  * counters at scrape time; nothing is counted twice and nothing runs per packet.
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { createRequire } from 'node:module';
 import type * as PromClient from 'prom-client';
 import type { Registry } from 'prom-client';
@@ -68,7 +68,9 @@ export function parseListen(text: string): { host: string; port: number } {
   return { host: m[1]?.replace(/^\[|\]$/g, '') ?? '127.0.0.1', port: Number(m[2]) };
 }
 
-export function serveMetrics(listen: { host: string; port: number }, registry: Registry): Promise<Server> {
+/** Serves /metrics over HTTP. node:http is loaded here, on the first use: a daemon without --metrics does not carry it. */
+export async function serveMetrics(listen: { host: string; port: number }, registry: Registry): Promise<Server> {
+  const { createServer } = await import('node:http');
   const server = createServer((req, res) => {
     if (req.url !== '/metrics') {
       res.writeHead(404).end('see /metrics\n');

@@ -11,17 +11,18 @@
  */
 import { createRequire } from 'node:module';
 import { networkInterfaces } from 'node:os';
-import type * as IpNum from 'ip-num';
+import type { Validator as IpNumValidator } from 'ip-num';
 import { formatCidr, formatIPv4, parseIPv4, prefixMask } from './addr.js';
 import { ConfigError } from './errors.js';
 import { DEFAULT_FLAGS, Fan, FAN_TYPES, type FanFlags, type FanType, type Prefix, validateFan } from './fan.js';
 
 /**
- * ip-num (CommonJS) through require(): imported as an ES module, Node 20 left the daemon ~12 MiB more RSS
- * for it than require() does (docs/performance.md, 2026-12-06).
+ * ip-num's validator, through require() of its own file: ip-num's index loads every class it has (IPv6,
+ * pools, ranges), which a daemon would carry for days to check two CIDRs once; the validator alone is
+ * ~1.5 MiB less RSS (docs/performance.md, scale). Imported as an ES module, Node 20 left the daemon
+ * ~12 MiB more RSS than require() does.
  */
-const { IPv4CidrRange } = createRequire(import.meta.url)('ip-num') as typeof IpNum;
-type IPv4CidrRange = IpNum.IPv4CidrRange;
+const { Validator } = createRequire(import.meta.url)('ip-num/dist/src/Validator.js') as { Validator: typeof IpNumValidator };
 
 /** An IPv4 address of an interface of this host. */
 export interface LocalAddress {
@@ -49,13 +50,9 @@ export function parseCidr(field: string, text: string): { address: number; len: 
   if (!m) throw new ConfigError(field, text, 'must be in CIDR form ADDRESS/LENGTH, e.g. 250.0.0.0/8');
   const len = Number(m[2]);
   if (len > 32) throw new ConfigError(field, text, `prefix length ${len} is out of range: it must be 0 to 32`);
-  let range: IPv4CidrRange;
-  try {
-    range = IPv4CidrRange.fromCidr(text.trim());
-  } catch (e) {
-    throw new ConfigError(field, text, `${m[1]} is not an IPv4 address (four decimal octets 0-255)`);
-  }
-  void range; // validated by ip-num; the numbers below are the per-packet form
+  const [valid] = Validator.isValidIPv4CidrNotation(text.trim());
+  if (!valid) throw new ConfigError(field, text, `${m[1]} is not an IPv4 address (four decimal octets 0-255)`);
+  // validated by ip-num; the numbers below are the per-packet form
   return { address: parseIPv4(m[1]), len };
 }
 
