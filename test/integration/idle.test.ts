@@ -38,10 +38,10 @@ describe('an idle daemon', () => {
       expect((await lab.topo.exec(a, ['ping', '-c', '5', '-i', '0.01', '-q', b.address])).stdout).toMatch(/5 received/);
       // Once the last busy looks are over, both workers sleep in poll() with the cap as timeout.
       const cap = native().WAIT_MAX_MS;
-      const parked = await waitForValue('both workers parked in poll()', () => pollTimeouts(pid), (t) => t.filter((ms) => ms === cap).length === workers);
-      expect(parked.filter((ms) => ms === cap)).toEqual([cap, cap]);
+      const parked = await waitForValue('both workers parked in poll()', () => pollTimeouts(pid), (t) => t.filter((timeout) => timeout === cap).length === workers);
+      expect(parked.filter((timeout) => timeout === cap)).toEqual([cap, cap]);
       // Nothing else of the daemon polls with a shorter timeout (a worker waking every 20 ms would).
-      expect(parked.filter((ms) => ms !== cap), `poll() timeouts: ${parked}`).toEqual([]);
+      expect(parked.filter((timeout) => timeout !== cap), `poll() timeouts: ${parked}`).toEqual([]);
 
       // Crash both of A's workers while they sleep: each is replaced, and echoes go through again.
       expect((await stats(lab, A)).total.restarts).toBe(0);

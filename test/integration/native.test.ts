@@ -607,8 +607,8 @@ describe('native I/O in network namespaces', () => {
         if (process.arch !== 'x64') throw new Error(`this test reads x86_64 system call numbers; this is ${process.arch}`);
         // poll(fds, nfds = 1, timeout): x86_64 system call 7; nothing else in this process polls one descriptor.
         const inPoll = () => threads(process.pid).filter((t) => t.syscall[0] === 7 && t.syscall[2] === 1).map((t) => t.syscall[3]);
-        const [ms] = await waitForValue('the thread to block in poll()', inPoll, (l) => l.length === 1);
-        return ms;
+        const [timeout] = await waitForValue('the thread to block in poll()', inPoll, (l) => l.length === 1);
+        return timeout;
       },
       async result(): Promise<{ r: number; revents: number }> {
         await waitFor('the waiting thread to report', () => result !== undefined || failure !== undefined);
