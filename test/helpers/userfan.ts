@@ -6,13 +6,23 @@ import { dist } from '../../src/lab/paths.js';
 import { createFanTopology, type FanTopology, type Host, type Target } from '../../src/lab/topology.js';
 import { startDaemon, UserfanLab, type Daemon } from '../../src/lab/userfan-lab.js';
 
+/** Packet counters of a worker or of all of them (the fields the tests read; the rest passes through). */
+export interface Counters {
+  txPackets: number;
+  txBytes: number;
+  rxPackets: number;
+  rxBytes: number;
+  restarts: number;
+  [key: string]: any;
+}
+
 /** One fan's row of `userfan stats --json` (the fields the tests read; the rest passes through). */
 export interface StatsRow {
   pid: number;
   busyPollUs: number;
   txGso?: string | null;
-  total: Record<string, any>;
-  perWorker: Record<string, any>[];
+  total: Counters;
+  perWorker: Counters[];
   dropsAll: Record<string, number>;
   [key: string]: any;
 }

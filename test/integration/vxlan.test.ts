@@ -173,7 +173,7 @@ describe('--type vxlan receive checks', () => {
       const want: Record<string, number> = {};
       for (const [r] of cases) want[r] = (want[r] ?? 0) + 1;
       const grownNow = async () => {
-        const now = await stats(lab, A);
+        const now = await stats(lab!, A);
         return Object.fromEntries(Object.keys(want).map((r) => [r, (now.dropsAll[r] ?? 0) - (before.dropsAll[r] ?? 0)]));
       };
       const grown = await waitForValue('every bad datagram counted', grownNow, (g) => Object.keys(want).every((r) => g[r] >= want[r]), { timeoutMs: 5000, intervalMs: 50 }).catch(grownNow);
