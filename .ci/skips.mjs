@@ -32,6 +32,9 @@ export function gate(report, root = process.cwd(), allowed = ALLOWED_SKIPS) {
     }
   }
   out.push(`vitest: ${report.numPassedTests} passed, ${report.numFailedTests} failed, ${skipped.length} skipped`);
+  // A file whose hook (beforeAll) threw reports its tests as skipped, none as failed: say so.
+  const broken = (report.testResults ?? []).filter((f) => f.status === 'failed' && !(f.assertionResults ?? []).some((t) => t.status === 'failed'));
+  for (const f of broken) out.push(`FAILED outside its tests (a hook or the file itself; the reason is in vitest's output above): ${relative(root, f.name)}`);
   out.push(`skips allowed in CI (.ci/skips.mjs ALLOWED_SKIPS): ${allowed.length ? '' : 'none'}`);
   for (const a of allowed) out.push(`  ${a.file} > ${a.name}: ${a.reason}`);
   for (const s of skipped) out.push(`${s.ok ? 'skipped (allowed)' : 'SKIPPED, NOT ALLOWED'}: ${s.where} [${s.status}]${s.ok ? ` — ${s.ok.reason}` : ''}`);

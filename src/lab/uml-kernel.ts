@@ -60,16 +60,18 @@ function bootTrue(withPreload?: string): { out: string; status: number | null; t
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 16 << 20 },
     );
     // timeout(1) exits 124 when the deadline ran out (137 when it had to SIGKILL).
-    return { out: `${r.stdout ?? ''}${r.stderr ?? ''}`, status: r.status, timedOut: r.status === 124 || r.status === 137 };
+    // linux.uml's own start-up checks (stderr) before the guest's console (stdout): the console ends the report.
+    return { out: `${r.stderr ?? ''}${r.stdout ?? ''}`, status: r.status, timedOut: r.status === 124 || r.status === 137 };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-/** The last lines of a boot's console, for a problem report. */
-function consoleTail(out: string, lines = 20): string {
-  const tail = out.trimEnd().split('\n').slice(-lines).join('\n');
-  return `\n--- ${UML_BIN} console (last ${lines} lines) ---\n${tail || '(nothing)'}`;
+/** A boot's console for a problem report: its telling lines (panic, init's exit, errors), then its last lines. */
+function consoleTail(out: string, lines = 15): string {
+  const all = out.trimEnd().split('\n');
+  const telling = all.filter((l) => /panic|exitcode=|fail|error/i.test(l)).slice(0, 6);
+  return `\n--- ${UML_BIN} console: telling lines ---\n${telling.join('\n') || '(none)'}\n--- last ${lines} lines ---\n${all.slice(-lines).join('\n') || '(nothing)'}`;
 }
 
 /**
@@ -81,31 +83,38 @@ function consoleTail(out: string, lines = 20): string {
 export function umlBootProblem(): string | undefined {
   if (bootProblem !== undefined) return bootProblem ?? undefined;
   const ok = (out: string) => /exitcode=0x00000000/.test(out);
+  const fpError = (out: string) => out.match(/ptrace set fp regs failed[^\n]*/)?.[0];
   const first = bootTrue();
   if (ok(first.out)) {
     bootProblem = null;
     return undefined;
   }
-  const fp = first.out.match(/ptrace set fp regs failed[^\n]*/)?.[0];
-  if (fp) {
-    const shim = xstateShim();
-    if (shim.path && ok(bootTrue(shim.path).out)) {
-      preload = shim.path;
-      bootProblem = null;
-      return undefined;
-    }
-    const amx = /\bamx_tile\b/.test(readFileSync('/proc/cpuinfo', 'utf8')) ? ' (this CPU has AMX tiles)' : '';
-    bootProblem = `${UML_BIN} cannot run a program on this machine: ${fp}: user-mode Linux ${umlVersion()} cannot hand this CPU's FPU state to its processes${amx}, and the xstate shim did not help (${shim.error ?? 'it booted no better'})${consoleTail(first.out)}`;
-    return bootProblem;
+  const fp = fpError(first.out);
+  if (!fp) return (bootProblem = bootFailure(first, ''));
+  const shim = xstateShim();
+  const second = shim.path ? bootTrue(shim.path) : undefined;
+  if (second && ok(second.out)) {
+    preload = shim.path;
+    bootProblem = null;
+    return undefined;
   }
-  if (first.timedOut) {
-    bootProblem = `${UML_BIN} did not finish booting /bin/true within ${UML_BOOT_DEADLINE_MS / 1000} s (status ${first.status})${consoleTail(first.out)}`;
-    return bootProblem;
-  }
-  const exit = first.out.match(/exitcode=0x[0-9a-f]+/)?.[0];
-  const why = process.env[UML_FAIL_ENV] === '1' ? ` (${UML_FAIL_ENV}=1: init was /bin/false on purpose)` : '';
-  bootProblem = `${UML_BIN} cannot run a program on this machine: ${exit ?? `no init exit seen (status ${first.status})`}${why}${consoleTail(first.out)}`;
+  // The shim got past the FPU problem, and the boot failed for another reason: that one.
+  if (second && !fpError(second.out)) return (bootProblem = bootFailure(second, ' (under the xstate shim)'));
+  const amx = /\bamx_tile\b/.test(readFileSync('/proc/cpuinfo', 'utf8')) ? ' (this CPU has AMX tiles)' : '';
+  bootProblem = `${UML_BIN} cannot run a program on this machine: ${fp}: user-mode Linux ${umlVersion()} cannot hand this CPU's FPU state to its processes${amx}, and the xstate shim did not help (${shim.error ?? 'it booted no better'})${failOnPurpose()}${consoleTail((second ?? first).out)}`;
   return bootProblem;
+}
+
+/** ` (USERFAN_LAB_UML_FAIL=1: …)` when the boot was made to fail on purpose, else ''. */
+function failOnPurpose(): string {
+  return process.env[UML_FAIL_ENV] === '1' ? ` (${UML_FAIL_ENV}=1: init was /bin/false on purpose)` : '';
+}
+
+/** Why a probe boot without the FPU problem failed: out of time, or init's exit. */
+function bootFailure(boot: ReturnType<typeof bootTrue>, how: string): string {
+  if (boot.timedOut) return `${UML_BIN} did not finish booting within ${UML_BOOT_DEADLINE_MS / 1000} s${how} (status ${boot.status})${consoleTail(boot.out)}`;
+  const exit = boot.out.match(/exitcode=0x[0-9a-f]+/)?.[0];
+  return `${UML_BIN} cannot run a program on this machine${how}: ${exit ?? `no init exit seen (status ${boot.status})`}${failOnPurpose()}${consoleTail(boot.out)}`;
 }
 
 /** What to put before UML_BIN on a command line: `env LD_PRELOAD=…` when this CPU needs the shim. */
