@@ -93,9 +93,9 @@ async function main(): Promise<number> {
   const missing = umlMissing();
   if (missing) {
     console.error(`interop needs user-mode Linux (a real kernel with ipip; this kernel has none): ${missing}`);
-    const cannotBoot = existsSync(UML_BIN) && missing.includes('cannot run a program');
+    const cannotBoot = existsSync(UML_BIN) && /cannot run a program|did not finish booting/.test(missing);
     if (!cannotBoot) console.error(`install it with: ${UML_INSTALL_HINT}`);
-    console.log(`interop: NOT RUN — ${cannotBoot ? 'user-mode Linux cannot run on this CPU' : 'user-mode-linux is missing'}`);
+    console.log(`interop: NOT RUN — ${cannotBoot ? 'user-mode Linux cannot boot here' : 'user-mode-linux is missing'}`);
     return 2;
   }
   const args = process.argv.slice(2);

@@ -4,6 +4,7 @@
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ProcessHandle } from './exec.js';
+import { UML_BOOT_DEADLINE_MS } from './uml-kernel.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -107,8 +108,8 @@ export class UmlGuest {
     }
   }
 
-  /** Wait for the guest script to reach `uf_serve`. */
-  ready(timeoutMs = 60_000): Promise<string> {
+  /** Wait for the guest script to reach `uf_serve` (by default as long as a boot may take on a loaded machine). */
+  ready(timeoutMs = UML_BOOT_DEADLINE_MS): Promise<string> {
     return this.waitFile('serving', timeoutMs);
   }
 

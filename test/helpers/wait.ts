@@ -34,6 +34,19 @@ export async function waitFor(what: string, cond: () => boolean | Promise<boolea
  */
 export async function waitForValue<T>(what: string, get: () => T | Promise<T>, ok: (v: T) => boolean, opts: WaitOptions = {}): Promise<T> {
   let last!: T;
-  await waitFor(what, async () => ok((last = await get())), opts);
+  if (!(await poll(async () => ok((last = await get())), opts))) {
+    throw new Error(`timed out after ${opts.timeoutMs ?? 10_000} ms waiting for ${what}; last seen: ${show(last)}`);
+  }
   return last;
+}
+
+/** A value for a timeout message: JSON where possible, cut short. */
+function show(v: unknown): string {
+  let s: string;
+  try {
+    s = JSON.stringify(v) ?? String(v);
+  } catch {
+    s = String(v);
+  }
+  return s.length > 500 ? `${s.slice(0, 500)}…` : s;
 }

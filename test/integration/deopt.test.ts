@@ -14,10 +14,21 @@
  * What a deoptimization costs is measured by bench/latency.ts; this asserts only that none happens.
  */
 import { describe, expect, it } from 'vitest';
-import { createUserfanLab } from '../../src/lab/userfan-lab.js';
-import { NEIGHBOUR_REFRESH_MS } from '../../src/dataplane/pool.js';
+import type { Target } from '../../src/lab/topology.js';
+import { createUserfanLab, type UserfanLab } from '../../src/lab/userfan-lab.js';
+import { sendUdpPairs } from '../helpers/udp.js';
+import { stats } from '../helpers/userfan.js';
+import { waitFor } from '../helpers/wait.js';
 
 const DEOPT = /\bbailout\b|\bdeoptimiz/;
+
+/** TCP states in which a connection still has segments to exchange (all but listening, TIME-WAIT, closed). */
+const OPEN_STATES = ['established', 'syn-sent', 'syn-recv', 'fin-wait-1', 'fin-wait-2', 'close-wait', 'last-ack', 'closing'].flatMap((s) => ['state', s]);
+
+/** Whether `where` has no TCP connection with segments left to exchange. */
+async function tcpDone(lab: UserfanLab, where: Target): Promise<boolean> {
+  return (await lab.topo.exec(where, ['ss', '-Htn', ...OPEN_STATES])).stdout.trim() === '';
+}
 
 describe('sparse traffic after a flood', () => {
   it.each([
@@ -33,14 +44,18 @@ describe('sparse traffic after a flood', () => {
       // gso the transfer's super-packets then go whole by MAC: TX GSO), a TCP transfer.
       const flood = await lab.topo.exec(a, ['ping', '-f', '-c', '3000', '-q', b.address], { timeoutMs: 30_000 });
       expect(flood.stdout).toMatch(/3000 received/);
-      // The copy is refreshed every NEIGHBOUR_REFRESH_MS (1 s): a bound, not luck, and the TX GSO count
-      // below checks it. (Polling `show` instead makes the daemons' main threads optimize and then
-      // deoptimize NeighbourTable.entries, which this test would report.)
-      await new Promise((r) => setTimeout(r, NEIGHBOUR_REFRESH_MS + 200));
-      expect((await lab.transfer(a, b, 16 << 20)).match).toBe(true);
-      await new Promise((r) => setTimeout(r, 300)); // the transfer's last packets
+      // The copy is refreshed every NEIGHBOUR_REFRESH_MS (1 s) and A's daemon logs it when it changes: its
+      // log is read, not the daemon asked (polling `show` makes the daemons' main threads optimize and then
+      // deoptimize NeighbourTable.entries, which this test would report). The TX GSO count below checks it.
       if (!upArgs.includes('raw')) {
-        const st = JSON.parse((await lab.cli(lab.hosts[0], ['stats', '--json', '--interval', '100'])).stdout)[0];
+        const learned = () => lab.daemons[0].process.lines.some((l) => /"event":"neighbours".*"count":[1-9]/.test(l.line));
+        await waitFor("A's daemon to copy the kernel's neighbours", learned);
+      }
+      expect((await lab.transfer(a, b, 16 << 20)).match).toBe(true);
+      // The transfer's last segments have gone through both daemons: neither end has a connection left open.
+      await waitFor('the transfer to close at both ends', async () => (await tcpDone(lab, a)) && (await tcpDone(lab, b)));
+      if (!upArgs.includes('raw')) {
+        const st = await stats(lab, lab.hosts[0]);
         expect(st.total.txGsoFrames, 'the flood took the TX GSO path').toBeGreaterThan(0);
       }
       const mark = lab.daemons.map((d) => d.process.lines.length);
@@ -48,11 +63,8 @@ describe('sparse traffic after a flood', () => {
       // Sparse: pairs of UDP datagrams 2 ms apart (the second is caught while looking), pairs sent back to
       // back (one read takes both: a batch of two, which neither the echoes nor TX GSO's bulk made), then
       // echoes 10 ms apart.
-      const pairs = 30;
-      const send = `const s=require('dgram').createSocket('udp4');let i=0;const go=()=>{s.send('first',9,'${b.address}');setTimeout(()=>{s.send('second',9,'${b.address}');if(++i<${pairs})setTimeout(go,30);else setTimeout(()=>s.close(),20)},2)};go();`;
-      await lab.topo.exec(a, ['node', '-e', send]);
-      const both = `const s=require('dgram').createSocket('udp4');let i=0;const go=()=>{s.send('one',9,'${b.address}');s.send('two',9,'${b.address}');if(++i<${pairs})setTimeout(go,30);else setTimeout(()=>s.close(),20)};go();`;
-      await lab.topo.exec(a, ['node', '-e', both]);
+      await sendUdpPairs(lab.topo, a, b.address, { pairs: 30, apartMs: 2, everyMs: 30 });
+      await sendUdpPairs(lab.topo, a, b.address, { pairs: 30, apartMs: 0, everyMs: 30 });
       const echoes = await lab.topo.exec(a, ['ping', '-c', '100', '-i', '0.01', '-q', b.address], { timeoutMs: 30_000 });
       expect(echoes.stdout).toMatch(/100 received/);
 

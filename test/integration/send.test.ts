@@ -13,19 +13,13 @@ import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { CLI, createUserfanLab, type UserfanLab } from '../../src/lab/userfan-lab.js';
 import { Lab } from '../../src/lab/netns.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { poll, waitForValue } from '../helpers/wait.js';
 
 /** Waits (≤ 5 s: the copy is refreshed once a second) until every host's daemon knows `n` neighbours. */
 async function neighboursLearned(lab: UserfanLab, n: number): Promise<string[]> {
   const want = `gso (${n} neighbour${n === 1 ? '' : 's'})`;
-  const until = Date.now() + 5000;
   let seen: string[] = [];
-  while (Date.now() < until) {
-    seen = await Promise.all(lab.hosts.map(async (h) => (await lab.show(h))[0].send as string));
-    if (seen.every((s) => s === want)) return seen;
-    await sleep(100);
-  }
+  await poll(async () => (seen = await Promise.all(lab.hosts.map(async (h) => (await lab.show(h))[0].send as string))).every((s) => s === want), { timeoutMs: 5000, intervalMs: 100 });
   return seen;
 }
 
@@ -156,9 +150,7 @@ describe('the neighbour copy after a miss (the defaults, --send gso)', () => {
       expect(ping.ok, ping.output).toBe(true);
       const first = await lab.transfer(a, b, 4 << 20);
       expect(first.match, JSON.stringify(first)).toBe(true);
-      let send = '';
-      const until = Date.now() + 5000;
-      while (Date.now() < until && (send = (await lab.show(A))[0].send) !== 'gso (1 neighbour)') await sleep(50);
+      const send = await waitForValue('A to learn B', async () => (await lab.show(A))[0].send as string, (s) => s === 'gso (1 neighbour)', { timeoutMs: 5000, intervalMs: 50 }).catch((e: Error) => e.message);
       expect(send).toBe('gso (1 neighbour)');
       // The human-readable show says it too, under the fanctl-like table.
       expect((await lab.cli(A, ['show'])).stdout).toContain(`: send gso (1 neighbour), TX GSO on (${A.underlayIf}); TUN offloads on`);
@@ -241,15 +233,9 @@ describe('TX GSO when a neighbour\'s MAC changes', () => {
       const neigh = JSON.parse((await lab.topo.exec(A, ['ip', '-j', 'neigh', 'show', 'dev', A.underlayIf, 'to', B.underlay])).stdout);
       expect(neigh[0]?.lladdr, 'A\'s kernel learned the new MAC').toBe(newMac);
       // Within a refresh (≤ 1 s) the daemon's copy has it too.
-      const t0 = Date.now();
-      let macs: string[] = [];
-      while (Date.now() - t0 < 5000) {
-        macs = ((await lab.show(A))[0].neighbours ?? []).map((n: { mac: string }) => n.mac);
-        if (macs.includes(newMac)) break;
-        await sleep(100);
-      }
+      const macsOf = async () => ((await lab.show(A))[0].neighbours ?? []).map((n: { mac: string }) => n.mac) as string[];
+      const macs = await waitForValue("the daemon's copy to have B's new MAC", macsOf, (m) => m.includes(newMac), { timeoutMs: 5000, intervalMs: 100 }).catch(macsOf);
       expect(macs).toEqual([newMac]);
-      console.log(`the daemon's copy had B's new MAC ${Date.now() - t0} ms after A's kernel had it`);
       const r = await lab.topo.exec(a, ['ping', '-c', '1', '-w', '5', '-i', '0.05', b.address], { timeoutMs: 10_000, allowFail: true });
       expect(r.code, r.stdout).toBe(0);
       const before = (await lab.show(A))[0];

@@ -9,6 +9,7 @@
 import { describe, expect, it } from 'vitest';
 import { createFanTopology, type FanTopology, type Host } from '../../src/lab/topology.js';
 import { CLI, startDaemon, UserfanLab, type Daemon } from '../../src/lab/userfan-lab.js';
+import { waitForValue } from '../helpers/wait.js';
 
 const VNI = 16384000; // 250.0.0.0 >> 8
 const PORT = 8472;
@@ -171,12 +172,11 @@ describe('--type vxlan receive checks', () => {
       await topo.exec(B, ['node', '-e', send]);
       const want: Record<string, number> = {};
       for (const [r] of cases) want[r] = (want[r] ?? 0) + 1;
-      let grown: Record<string, number> = {};
-      for (const until = Date.now() + 5000; Date.now() < until; await new Promise((r) => setTimeout(r, 50))) {
-        const now = await stats(lab, A);
-        grown = Object.fromEntries(Object.keys(want).map((r) => [r, (now.dropsAll[r] ?? 0) - (before.dropsAll[r] ?? 0)]));
-        if (Object.keys(want).every((r) => grown[r] >= want[r])) break;
-      }
+      const grownNow = async () => {
+        const now = await stats(lab!, A);
+        return Object.fromEntries(Object.keys(want).map((r) => [r, (now.dropsAll[r] ?? 0) - (before.dropsAll[r] ?? 0)]));
+      };
+      const grown = await waitForValue('every bad datagram counted', grownNow, (g) => Object.keys(want).every((r) => g[r] >= want[r]), { timeoutMs: 5000, intervalMs: 50 }).catch(grownNow);
       expect(grown).toEqual(want);
       expect((await stats(lab, A)).total.rxPackets - before.total.rxPackets, 'none of them reached the TAP').toBe(0);
     } finally {

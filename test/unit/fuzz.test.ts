@@ -2,14 +2,14 @@
  * Fuzzing decapsulation: at least 1,000,000 generated and mutated packets, each either decapsulated into a
  * packet that satisfies every promise (inner IPv4 header valid, inner source owned by the outer source,
  * inner destination local) or dropped with a known reason — never an exception, never an out-of-range
- * result. Bounded in time as well as count.
+ * result. The promises are judged here from the Fan's definition and RFC 791/1071, not with the FanTable
+ * and checksum code under test. Bounded in count; how fast it goes is not a test's business.
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { parseIPv4 as ip } from '../../src/fan/addr.js';
 import { parseFan } from '../../src/fan/parse.js';
 import { FanTable } from '../../src/fan/table.js';
-import { verifies } from '../../src/wire/checksum.js';
 import { DROP_REASONS } from '../../src/wire/drops.js';
 import { decapsulate, encapsulate } from '../../src/wire/ipip.js';
 import { u16, u32 } from '../../src/wire/ipv4.js';
@@ -21,6 +21,19 @@ const fanB = new FanTable([parseFan('250.0.0.0/8', '198.18.0.27/16', {}, () => [
 const TOTAL = 1_000_000;
 const seen = new Map<number, number>();
 
+// The Fan's mapping, 250.0.0.0/8 over 198.18.0.0/16: underlay host 198.18.X.Y owns 250.X.Y.0/24.
+const UNDERLAY_NET = ip('198.18.0.0') >>> 16;
+/** Whether inner address `a` is in the /24 slice of underlay host `host` (which must be on the underlay). */
+const inSliceOf = (a: number, host: number) => host >>> 16 === UNDERLAY_NET && a >>> 8 === ((250 << 16) | (host & 0xffff));
+
+/** RFC 1071: the one's-complement sum of a header with its checksum in it folds to 0xffff. */
+function headerChecksumOk(b: Uint8Array, at: number, len: number): boolean {
+  let sum = 0;
+  for (let i = at; i < at + len; i += 2) sum += (b[i] << 8) | b[i + 1];
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return sum === 0xffff;
+}
+
 /** Check one packet; returns nothing, throws (fails the test) if a promise is broken. */
 function check(b: Uint8Array, len: number): void {
   const r = decapsulate(b, 0, len, fanB);
@@ -31,15 +44,15 @@ function check(b: Uint8Array, len: number): void {
   }
   const ilen = len - r;
   if (r < 20 || ilen < 20) throw new Error(`inner offset ${r} out of range`);
-  if (u16(b, r + 2) !== ilen || b[r] >>> 4 !== 4 || !verifies(b, r, (b[r] & 15) * 4)) throw new Error('accepted a bad inner header');
-  if (!fanB.senderOwns(u32(b, r + 12), u32(b, 12))) throw new Error('accepted a spoofed source');
-  if (!fanB.isLocal(u32(b, r + 16))) throw new Error('accepted a non-local destination');
+  const ihl = (b[r] & 15) * 4;
+  if (u16(b, r + 2) !== ilen || b[r] >>> 4 !== 4 || ihl < 20 || ihl > ilen || !headerChecksumOk(b, r, ihl)) throw new Error('accepted a bad inner header');
+  if (!inSliceOf(u32(b, r + 12), u32(b, 12))) throw new Error('accepted a spoofed source');
+  if (!inSliceOf(u32(b, r + 16), B)) throw new Error('accepted a non-local destination');
   seen.set(0, (seen.get(0) ?? 0) + 1);
 }
 
 describe('decapsulation fuzz', () => {
   it(`survives ${TOTAL.toLocaleString('en')} generated and mutated packets, dropping each bad one by reason`, () => {
-    const deadline = Date.now() + 90_000;
     let count = 0;
     // 1. Valid packets from plausible and implausible senders, then byte mutations (mutate in place, many per base).
     const base = fc.record({
@@ -69,12 +82,12 @@ describe('decapsulation fuzz', () => {
           count++;
         }
       }),
-      { numRuns: Math.ceil(TOTAL / 51), interruptAfterTimeLimit: Math.max(1, deadline - Date.now()), markInterruptAsFailure: false },
+      { numRuns: Math.ceil(TOTAL / 51) },
     );
     // 2. Pure noise of every short length.
     const noise = new Uint8Array(2048);
     let x = 0x9e3779b9;
-    for (let k = 0; k < 20_000 && Date.now() < deadline; k++) {
+    for (let k = 0; k < 20_000; k++) {
       for (let i = 0; i < noise.length; i++) {
         x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
         noise[i] = x & 255;

@@ -1,5 +1,5 @@
 /** The trace ring between a worker and the daemon, and the lines `userfan trace` prints. */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { TRACE_IN, TRACE_OUT, TRACE_SNAPLEN, TraceRing, type TraceRecord } from '../../src/io/trace-ring.js';
 import { describePacket } from '../../src/debug/trace.js';
 import { Drop } from '../../src/wire/drops.js';
@@ -16,7 +16,15 @@ function drainAll(r: TraceRing): TraceRecord[] {
 }
 
 describe('TraceRing', () => {
-  it('publishes a copy only on commit, with its direction and verdict, as it was before the worker changed it', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('publishes a copy only on commit, with its direction, verdict and wall-clock time, as it was before the worker changed it', () => {
+    // A clock the test sets: 2030-01-02 03:04:05.678 UTC, then 0.25 ms later the copy is taken.
+    const at = Date.UTC(2030, 0, 2, 3, 4, 5, 678);
+    vi.useFakeTimers({ toFake: ['performance'], now: at });
+    vi.advanceTimersByTime(0.25);
     const r = new TraceRing(TraceRing.buffer());
     const b = Uint8Array.from({ length: 100 }, (_, i) => i);
     expect(r.begin(b, 10, 50, TRACE_IN)).toBe(true);
@@ -27,7 +35,8 @@ describe('TraceRing', () => {
     expect(rest).toEqual([]);
     expect(Array.from(rec.bytes)).toEqual(Array.from({ length: 50 }, (_, i) => i + 10));
     expect([rec.originalLength, rec.direction, rec.verdict]).toEqual([50, TRACE_IN, Drop['rx-spoofed-source']]);
-    expect(Math.abs(rec.seconds * 1000 + rec.micros / 1000 - Date.now())).toBeLessThan(5000);
+    // pcap time: whole seconds since 1970 and the microseconds within that second, of when begin() ran.
+    expect([rec.seconds, rec.micros]).toEqual([Math.floor(at / 1000), 678_250]);
   });
 
   it('cuts long packets at the snap length and keeps the original length', () => {
