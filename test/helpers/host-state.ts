@@ -1,0 +1,63 @@
+/**
+ * What a host namespace of the lab holds that `userfan up` could have made, for tests that check a
+ * teardown left nothing behind or that a refused command made nothing at all.
+ */
+import { expect } from 'vitest';
+import type { FanTopology, Target } from '../../src/lab/topology.js';
+import { CLI } from '../../src/lab/userfan-lab.js';
+
+export interface HostState {
+  /** Every interface, as `ip -o link` names it. */
+  links: string[];
+  /** userfan's devices among them (uf-…, fan-…). */
+  devices: string[];
+  /** Every IPv4 address, with its device. */
+  addresses: string[];
+  /** Routes into the overlay (250.…, 251.…, 252.…). */
+  routes: string[];
+  /** nftables tables that are userfan's. */
+  nft: string[];
+  ipForward: string;
+  /** `userfan show --json` in that namespace. */
+  show: unknown[];
+  /** userfan daemons and their dnsmasq running in that namespace. */
+  userfan: string[];
+  /** The namespace's state directory and what is in it (it goes with the last daemon). */
+  runDir: string;
+}
+
+export async function hostState(topo: FanTopology, h: Target): Promise<HostState> {
+  const out = async (argv: string[]) => (await topo.exec(h, argv)).stdout;
+  const links = (await out(['ip', '-o', 'link', 'show'])).trim().split('\n').map((l) => l.split(':')[1].trim().replace(/@.*$/, ''));
+  const addresses = (await out(['ip', '-o', '-4', 'addr', 'show'])).trim().split('\n').filter(Boolean).map((l) => l.split(/\s+/).slice(1, 4).join(' '));
+  const procs = await out(['sh', '-c', 'ip netns pids "$(ip netns identify $$)" | xargs -r ps -o comm= -p || true']);
+  return {
+    links,
+    devices: links.filter((l) => /^(uf-|fan-)/.test(l)),
+    addresses,
+    routes: (await out(['ip', 'route', 'show'])).split('\n').filter((l) => /^25[0-2]\./.test(l)),
+    nft: (await out(['nft', 'list', 'tables'])).split('\n').filter((l) => l.includes('userfan')),
+    ipForward: (await out(['sysctl', '-n', 'net.ipv4.ip_forward'])).trim(),
+    show: JSON.parse(await out(['node', CLI, 'show', '--json'])),
+    userfan: procs.split('\n').filter((l) => /node|dnsmasq/.test(l)),
+    runDir: (await out(['sh', '-c', 'd=/run/userfan/net-$(readlink /proc/self/ns/net | tr -dc 0-9); if [ -d "$d" ]; then echo "$d:"; ls -A "$d"; fi'])).trim(),
+  };
+}
+
+/**
+ * Runs `userfan ARGS` (after `prefix`, e.g. setpriv) in host h and expects what a refused command gives:
+ * exit 2, one line on stderr matching `message`, nothing on stdout, and the namespace exactly as before.
+ * Returns the line.
+ */
+export async function expectRefused(topo: FanTopology, h: Target, args: string[], message: RegExp | string, prefix: string[] = []): Promise<string> {
+  const before = await hostState(topo, h);
+  const r = await topo.exec(h, [...prefix, 'node', CLI, ...args], { allowFail: true, timeoutMs: 30_000 });
+  const what = `userfan ${args.join(' ')}`;
+  expect(r.code, `${what}: ${r.stderr}${r.stdout}`).toBe(2);
+  expect(r.stderr.trim().split('\n'), what).toHaveLength(1);
+  if (typeof message === 'string') expect(r.stderr.trim(), what).toBe(message);
+  else expect(r.stderr.trim(), what).toMatch(message);
+  expect(r.stdout, what).toBe('');
+  expect(await hostState(topo, h), `${what}: the namespace changed`).toEqual(before);
+  return r.stderr.trim();
+}
