@@ -26,21 +26,32 @@ export interface HostState {
   runDir: string;
 }
 
+/** One shell in the namespace prints every section, each after a `## name` line. */
+const SNAPSHOT = [
+  'echo "## links"; ip -o link show',
+  'echo "## addresses"; ip -o -4 addr show',
+  'echo "## routes"; ip route show',
+  'echo "## nft"; nft list tables',
+  'echo "## forward"; sysctl -n net.ipv4.ip_forward',
+  'echo "## procs"; ip netns pids "$(ip netns identify $$)" | xargs -r ps -o comm= -p',
+  'echo "## run"; d=/run/userfan/net-$(readlink /proc/self/ns/net | tr -dc 0-9); if [ -d "$d" ]; then echo "$d:"; ls -A "$d"; fi',
+].join('; ');
+
 export async function hostState(topo: FanTopology, h: Target): Promise<HostState> {
-  const out = async (argv: string[]) => (await topo.exec(h, argv)).stdout;
-  const links = (await out(['ip', '-o', 'link', 'show'])).trim().split('\n').map((l) => l.split(':')[1].trim().replace(/@.*$/, ''));
-  const addresses = (await out(['ip', '-o', '-4', 'addr', 'show'])).trim().split('\n').filter(Boolean).map((l) => l.split(/\s+/).slice(1, 4).join(' '));
-  const procs = await out(['sh', '-c', 'ip netns pids "$(ip netns identify $$)" | xargs -r ps -o comm= -p || true']);
+  const text = (await topo.exec(h, ['sh', '-c', SNAPSHOT])).stdout;
+  const section = (name: string) => (text.split(`## ${name}\n`)[1] ?? '').split('\n## ')[0].split('\n').filter(Boolean);
+  const links = section('links').map((l) => l.split(':')[1].trim().replace(/@.*$/, ''));
   return {
     links,
     devices: links.filter((l) => /^(uf-|fan-)/.test(l)),
-    addresses,
-    routes: (await out(['ip', 'route', 'show'])).split('\n').filter((l) => /^25[0-2]\./.test(l)),
-    nft: (await out(['nft', 'list', 'tables'])).split('\n').filter((l) => l.includes('userfan')),
-    ipForward: (await out(['sysctl', '-n', 'net.ipv4.ip_forward'])).trim(),
-    show: JSON.parse(await out(['node', CLI, 'show', '--json'])),
-    userfan: procs.split('\n').filter((l) => /node|dnsmasq/.test(l)),
-    runDir: (await out(['sh', '-c', 'd=/run/userfan/net-$(readlink /proc/self/ns/net | tr -dc 0-9); if [ -d "$d" ]; then echo "$d:"; ls -A "$d"; fi'])).trim(),
+    addresses: section('addresses').map((l) => l.split(/\s+/).slice(1, 4).join(' ')),
+    routes: section('routes').filter((l) => /^25[0-2]\./.test(l)),
+    nft: section('nft').filter((l) => l.includes('userfan')),
+    ipForward: section('forward').join(''),
+    show: JSON.parse((await topo.exec(h, ['node', CLI, 'show', '--json'])).stdout),
+    // The shell that takes the snapshot is in the namespace too: only userfan's processes count.
+    userfan: section('procs').filter((l) => /node|dnsmasq/.test(l)),
+    runDir: section('run').join('\n'),
   };
 }
 
