@@ -84,6 +84,9 @@ export async function bringUpFan(state: HostState, fan: Fan, tun: string, underl
   onChange();
   await ip(['link', 'set', 'dev', br, 'mtu', String(mtu), 'up']);
   await ip(['addr', 'add', `${formatIPv4(fan.hostAddress)}/${fan.bridgePrefixLen}`, 'dev', br]);
+  // host-reserve N: the host keeps .1 to .N of its slice, each on the bridge, as fanctl does (one batch).
+  const reserved = Array.from({ length: fan.flags.hostReserve - 1 }, (_, i) => `address add ${formatIPv4(fan.hostAddress + 1 + i)}/${fan.bridgePrefixLen} dev ${br}\n`);
+  if (reserved.length) await run(['ip', '-batch', '-'], { input: reserved.join(''), timeoutMs: 60_000 });
   if (fan.type === 'vxlan') {
     // One L2 segment over the whole overlay: the bridge's address covers it; the TAP is a port of it.
     await ip(['link', 'set', 'dev', tun, 'master', br]);
