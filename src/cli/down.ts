@@ -6,7 +6,7 @@ import { formatCidr } from '../fan/addr.js';
 import { ConfigError } from '../fan/errors.js';
 import type { Fan } from '../fan/fan.js';
 import { teardown } from '../control/hostnet.js';
-import { type DaemonState, pidAlive, readStates, removeState } from '../control/state.js';
+import { type DaemonState, pidAlive, readStates, settleState } from '../control/state.js';
 
 const STOP_WAIT_MS = 10_000;
 
@@ -34,17 +34,17 @@ export async function downDaemon(s: DaemonState): Promise<DownReport> {
       // It cleaned up after itself unless it died half-way; whatever the state file still lists goes now.
       const left = readStates().find((x) => x.id === s.id);
       const problems = left ? await teardown(left.host) : [];
-      if (left) removeState(s.id);
+      if (left) settleState(left, problems);
       return { daemon: s.id, pid: s.pid, how: 'stopped', problems };
     }
     process.kill(s.pid, 'SIGKILL');
     await waitGone(s.pid, 2000);
     const problems = await teardown(s.host);
-    removeState(s.id);
+    settleState(s, problems);
     return { daemon: s.id, pid: s.pid, how: 'killed', problems };
   }
   const problems = await teardown(s.host);
-  removeState(s.id);
+  settleState(s, problems);
   return { daemon: s.id, pid: s.pid, how: 'cleaned-after-crash', problems };
 }
 
