@@ -209,7 +209,7 @@ const commands: Record<string, Handler> = {
   async down(args) {
     const { values, positionals } = opts(args, { ...fanOptions, every: { type: 'boolean', short: 'e' } });
     if (positionals.length) throw new UsageError(`unexpected ${positionals.join(' ')}; see userfan --help`);
-    const daemons = values.every ? readStates() : daemonsFor(fansFromArgs(values, true));
+    const daemons = values.every ? readStates() : daemonsFor(fansFromArgs(values, true), values.all === true);
     if (daemons.length === 0) {
       console.log('no fans are up');
       return 0;

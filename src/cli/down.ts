@@ -48,15 +48,21 @@ export async function downDaemon(s: DaemonState): Promise<DownReport> {
   return { daemon: s.id, pid: s.pid, how: 'cleaned-after-crash', problems };
 }
 
-/** The daemons carrying these fans (same overlay and underlay); ConfigError for a fan that is not up. */
-export function daemonsFor(fans: Fan[]): DaemonState[] {
+/**
+ * The daemons carrying these fans (same overlay and underlay). A fan that is not up is a ConfigError,
+ * unless `upOnly` (down -a: those of the config file's fans that are up, `off` ones included).
+ */
+export function daemonsFor(fans: Fan[], upOnly = false): DaemonState[] {
   const states = readStates();
   const found = new Map<string, DaemonState>();
   for (const f of fans) {
     const o = formatCidr(f.overlay.net, f.overlay.len);
     const u = formatCidr(f.underlay.net, f.underlay.len);
     const s = states.find((x) => x.fans.some((r) => r.overlay === o && r.underlay === u));
-    if (!s) throw new ConfigError('fan', f.toString(), 'is not up on this host (see userfan show)');
+    if (!s) {
+      if (upOnly) continue;
+      throw new ConfigError('fan', f.toString(), 'is not up on this host (see userfan show)');
+    }
     found.set(s.id, s);
   }
   return [...found.values()];
