@@ -55,20 +55,34 @@ export async function hostState(topo: FanTopology, h: Target): Promise<HostState
   };
 }
 
+export interface Refusal {
+  args: string[];
+  /** The one line expected on stderr: exactly this string, or matching this pattern. */
+  message: RegExp | string;
+  /** Run before `node CLI`, e.g. setpriv or taskset. */
+  prefix?: string[];
+}
+
 /**
- * Runs `userfan ARGS` (after `prefix`, e.g. setpriv) in host h and expects what a refused command gives:
- * exit 2, one line on stderr matching `message`, nothing on stdout, and the namespace exactly as before.
- * Returns the line.
+ * Runs each `userfan ARGS` (after its prefix) in host h and expects what a refused command gives: exit 2,
+ * one line on stderr matching its message, nothing on stdout; and the namespace, after all of them,
+ * exactly as before (one snapshot each side, so a long list stays quick).
  */
-export async function expectRefused(topo: FanTopology, h: Target, args: string[], message: RegExp | string, prefix: string[] = []): Promise<string> {
+export async function expectAllRefused(topo: FanTopology, h: Target, refusals: Refusal[]): Promise<void> {
   const before = await hostState(topo, h);
-  const r = await topo.exec(h, [...prefix, 'node', CLI, ...args], { allowFail: true, timeoutMs: 30_000 });
-  const what = `userfan ${args.join(' ')}`;
-  expect(r.code, `${what}: ${r.stderr}${r.stdout}`).toBe(2);
-  expect(r.stderr.trim().split('\n'), what).toHaveLength(1);
-  if (typeof message === 'string') expect(r.stderr.trim(), what).toBe(message);
-  else expect(r.stderr.trim(), what).toMatch(message);
-  expect(r.stdout, what).toBe('');
-  expect(await hostState(topo, h), `${what}: the namespace changed`).toEqual(before);
-  return r.stderr.trim();
+  for (const { args, message, prefix = [] } of refusals) {
+    const r = await topo.exec(h, [...prefix, 'node', CLI, ...args], { allowFail: true, timeoutMs: 30_000 });
+    const what = `userfan ${args.join(' ')}`;
+    expect(r.code, `${what}: ${r.stderr}${r.stdout}`).toBe(2);
+    expect(r.stderr.trim().split('\n'), what).toHaveLength(1);
+    if (typeof message === 'string') expect(r.stderr.trim(), what).toBe(message);
+    else expect(r.stderr.trim(), what).toMatch(message);
+    expect(r.stdout, what).toBe('');
+  }
+  expect(await hostState(topo, h), `the namespace changed after ${refusals.map((x) => x.args.join(' ')).join('; ')}`).toEqual(before);
+}
+
+/** expectAllRefused for one command. */
+export function expectRefused(topo: FanTopology, h: Target, args: string[], message: RegExp | string, prefix: string[] = []): Promise<void> {
+  return expectAllRefused(topo, h, [{ args, message, prefix }]);
 }

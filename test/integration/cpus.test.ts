@@ -9,7 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { allowedCpus } from '../../src/control/cpus.js';
 import { createUserfanLab } from '../../src/lab/userfan-lab.js';
 import { createFanTopology } from '../../src/lab/topology.js';
-import { expectRefused } from '../helpers/host-state.js';
+import { expectAllRefused } from '../helpers/host-state.js';
 
 const affinityIn = (status: string) => /^Cpus_allowed_list:\s*(\S+)$/m.exec(status)![1];
 /** This process's CPUs, as /proc writes them: what the daemons it starts inherit. */
@@ -69,8 +69,10 @@ describe('up --cpus', () => {
     try {
       const [A] = topo.hosts;
       const up = ['up', '-o', '250.0.0.0/8', '-u', A.underlayCidr];
-      await expectRefused(topo, A, [...up, '--cpus', String(outside)], `userfan up: --cpus "${outside}": CPU ${outside} is not among the CPUs this process may run on (${cpus[0]})`, ['taskset', '-c', String(cpus[0])]);
-      await expectRefused(topo, A, [...up, '--cpus', '0,'], /^userfan up: --cpus "0,": must be CPU numbers and ranges/);
+      await expectAllRefused(topo, A, [
+        { args: [...up, '--cpus', String(outside)], message: `userfan up: --cpus "${outside}": CPU ${outside} is not among the CPUs this process may run on (${cpus[0]})`, prefix: ['taskset', '-c', String(cpus[0])] },
+        { args: [...up, '--cpus', '0,'], message: /^userfan up: --cpus "0,": must be CPU numbers and ranges/ },
+      ]);
     } finally {
       await topo.destroy();
     }
