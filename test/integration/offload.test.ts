@@ -72,13 +72,13 @@ describe.each(['on', 'off'] as const)('--offload %s, --send raw, underlay GRO', 
       const [[a], [b]] = lab.containers;
       await underlayGro(lab);
       const rxTotal = async () => JSON.parse((await lab.cli(B, ['stats', '--json', '--interval', '100'])).stdout)[0].total as { rxPackets: number; rxBytes: number };
-      const before = [(await lab.show(A))[0], await rxTotal()];
+      const [aBefore, bBefore] = [(await lab.show(A))[0], await rxTotal()];
       const ab = await lab.transfer(a, b, 16 << 20, { deadlineMs: 60_000 });
       expect(ab.match, JSON.stringify(ab)).toBe(true);
-      const after = [(await lab.show(A))[0], await rxTotal()];
-      const sent = after[0].txPackets - before[0].txPackets;
-      const received = after[1].rxPackets - before[1].rxPackets;
-      const meanInner = (after[1].rxBytes - before[1].rxBytes) / received;
+      const [aAfter, bAfter] = [(await lab.show(A))[0], await rxTotal()];
+      const sent = aAfter.txPackets - aBefore.txPackets;
+      const received = bAfter.rxPackets - bBefore.rxPackets;
+      const meanInner = (bAfter.rxBytes - bBefore.rxBytes) / received;
       // GRO really joined them: B's raw socket got fewer, bigger packets than A sent. How many it joins
       // depends on how NAPI's polls fall (seen: 19-85% of the count arrive), so the count is not the test;
       // the size is: every packet the 1500-byte underlay carries holds at most 1480 inner bytes, so a mean
