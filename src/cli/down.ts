@@ -6,7 +6,7 @@ import { formatCidr } from '../fan/addr.js';
 import { ConfigError } from '../fan/errors.js';
 import type { Fan } from '../fan/fan.js';
 import { teardown } from '../control/hostnet.js';
-import { type DaemonState, pidAlive, readStates, removeState } from '../control/state.js';
+import { type DaemonState, pidAlive, readStates, settleState } from '../control/state.js';
 import { fansFromArgs, UsageError } from './fans-from-args.js';
 import { fanOptions, opts } from './options.js';
 
@@ -36,29 +36,35 @@ export async function downDaemon(s: DaemonState): Promise<DownReport> {
       // It cleaned up after itself unless it died half-way; whatever the state file still lists goes now.
       const left = readStates().find((x) => x.id === s.id);
       const problems = left ? await teardown(left.host) : [];
-      if (left) removeState(s.id);
+      if (left) settleState(left, problems);
       return { daemon: s.id, pid: s.pid, how: 'stopped', problems };
     }
     process.kill(s.pid, 'SIGKILL');
     await waitGone(s.pid, 2000);
     const problems = await teardown(s.host);
-    removeState(s.id);
+    settleState(s, problems);
     return { daemon: s.id, pid: s.pid, how: 'killed', problems };
   }
   const problems = await teardown(s.host);
-  removeState(s.id);
+  settleState(s, problems);
   return { daemon: s.id, pid: s.pid, how: 'cleaned-after-crash', problems };
 }
 
-/** The daemons carrying these fans (same overlay and underlay); ConfigError for a fan that is not up. */
-export function daemonsFor(fans: Fan[]): DaemonState[] {
+/**
+ * The daemons carrying these fans (same overlay and underlay). A fan that is not up is a ConfigError,
+ * unless `upOnly` (down -a: those of the config file's fans that are up, `off` ones included).
+ */
+export function daemonsFor(fans: Fan[], upOnly = false): DaemonState[] {
   const states = readStates();
   const found = new Map<string, DaemonState>();
   for (const f of fans) {
     const o = formatCidr(f.overlay.net, f.overlay.len);
     const u = formatCidr(f.underlay.net, f.underlay.len);
     const s = states.find((x) => x.fans.some((r) => r.overlay === o && r.underlay === u));
-    if (!s) throw new ConfigError('fan', f.toString(), 'is not up on this host (see userfan show)');
+    if (!s) {
+      if (upOnly) continue;
+      throw new ConfigError('fan', f.toString(), 'is not up on this host (see userfan show)');
+    }
     found.set(s.id, s);
   }
   return [...found.values()];
@@ -68,7 +74,7 @@ export function daemonsFor(fans: Fan[]): DaemonState[] {
 export async function downCommand(args: string[]): Promise<number> {
   const { values, positionals } = opts(args, { ...fanOptions, every: { type: 'boolean', short: 'e' } });
   if (positionals.length) throw new UsageError(`unexpected ${positionals.join(' ')}; see userfan --help`);
-  const daemons = values.every ? readStates() : daemonsFor(fansFromArgs(values, true));
+  const daemons = values.every ? readStates() : daemonsFor(fansFromArgs(values, true), values.all === true);
   if (daemons.length === 0) {
     console.log('no fans are up');
     return 0;

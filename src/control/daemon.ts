@@ -22,7 +22,7 @@ import { bringUpFan, createTun, emptyState, linkExists, teardown, tunNameFor, un
 import { formatCpuList } from './cpus.js';
 import { hasNetAdmin } from './privileges.js';
 import { serveTrace, type TraceRequest } from './trace-server.js';
-import { type DaemonState, pidAlive, readStates, removeState, RUN_DIR, socketPath, writeState } from './state.js';
+import { type DaemonState, pidAlive, readStates, RUN_DIR, settleState, socketPath, writeState } from './state.js';
 import { fanRecord, statusOf } from './status.js';
 import { decideOffload, type OffloadMode } from '../tun/probe.js';
 
@@ -83,7 +83,7 @@ async function checkNotUp(fans: Fan[]): Promise<void> {
     if (!pidAlive(s.pid)) {
       log('stale-state', { daemon: s.id, pid: s.pid, action: 'cleaning up what a dead userfan left' });
       const problems = await teardown(s.host);
-      removeState(s.id);
+      settleState(s, problems);
       if (problems.length) log('stale-cleanup-problems', { daemon: s.id, problems });
       continue;
     }
@@ -197,7 +197,7 @@ export async function up(o: UpOptions): Promise<number> {
       metricsServer?.close();
       await plane?.stop();
       const problems = await teardown(state.host);
-      removeState(id);
+      settleState(state, problems);
       if (problems.length) log('teardown-problems', { problems });
       for (const fan of o.fans) {
         const r = fanRecord(fan);
@@ -238,7 +238,7 @@ export async function up(o: UpOptions): Promise<number> {
     log('up-failed', { error: (e as Error).message });
     await plane?.stop().catch(() => {});
     const problems = await teardown(state.host);
-    removeState(id);
+    settleState(state, problems);
     if (problems.length) log('teardown-problems', { problems });
     throw e;
   }

@@ -84,6 +84,9 @@ export async function bringUpFan(state: HostState, fan: Fan, tun: string, underl
   onChange();
   await ip(['link', 'set', 'dev', br, 'mtu', String(mtu), 'up']);
   await ip(['addr', 'add', `${formatIPv4(fan.hostAddress)}/${fan.bridgePrefixLen}`, 'dev', br]);
+  // host-reserve N: the host keeps .1 to .N of its slice, each on the bridge, as fanctl does (one batch).
+  const reserved = Array.from({ length: fan.flags.hostReserve - 1 }, (_, i) => `address add ${formatIPv4(fan.hostAddress + 1 + i)}/${fan.bridgePrefixLen} dev ${br}\n`);
+  if (reserved.length) await run(['ip', '-batch', '-'], { input: reserved.join(''), timeoutMs: 60_000 });
   if (fan.type === 'vxlan') {
     // One L2 segment over the whole overlay: the bridge's address covers it; the TAP is a port of it.
     await ip(['link', 'set', 'dev', tun, 'master', br]);
@@ -128,15 +131,18 @@ export async function bringUpFan(state: HostState, fan: Fan, tun: string, underl
 
 /**
  * Remove everything the state records, in reverse order of creation. Never throws: each step that fails
- * is reported in the returned list, and the rest still runs.
+ * is reported in the returned list, and the rest still runs. What could not be removed stays in the
+ * state, so that a later teardown (`userfan down`) can try again.
  */
 export async function teardown(state: HostState): Promise<string[]> {
   const problems: string[] = [];
-  const attempt = async (what: string, f: () => Promise<unknown>) => {
+  const attempt = async (what: string, f: () => Promise<unknown>): Promise<boolean> => {
     try {
       await f();
+      return true;
     } catch (e) {
       problems.push(`${what}: ${(e as Error).message.split('\n').slice(-1)[0]}`);
+      return false;
     }
   };
   for (const pid of state.dnsmasqPids) {
@@ -157,24 +163,28 @@ export async function teardown(state: HostState): Promise<string[]> {
   state.dnsmasqPids = [];
   for (const f of (state.files ?? []).splice(0)) rmSync(f, { force: true });
   for (const t of state.nftTables.splice(0)) {
-    await attempt(`nft table ${t}`, async () => {
+    const gone = await attempt(`nft table ${t}`, async () => {
       const r = await run(['nft', 'delete', 'table', 'ip', t], { allowFail: true });
       if (r.code !== 0 && !/No such file/.test(r.stderr)) throw new Error(r.stderr.trim());
     });
+    if (!gone) state.nftTables.push(t);
   }
-  // Routes go with their device; deleting the TUN removes them.
-  state.routes = [];
   for (const br of state.bridges.splice(0)) {
-    await attempt(`bridge ${br}`, async () => {
+    const gone = await attempt(`bridge ${br}`, async () => {
       if (await linkExists(br)) await ip(['link', 'del', 'dev', br]);
     });
+    if (!gone) state.bridges.push(br);
   }
   if (state.tun) {
     const tun = state.tun;
-    await attempt(`tun ${tun}`, async () => {
+    const gone = await attempt(`tun ${tun}`, async () => {
       if (await linkExists(tun)) await ip(['link', 'del', 'dev', tun]);
     });
-    state.tun = undefined;
+    if (gone) {
+      state.tun = undefined;
+      // Routes go with their device; deleting the TUN removed them.
+      state.routes = [];
+    }
   }
   return problems;
 }

@@ -79,6 +79,15 @@ export function removeState(id: string): void {
   }
 }
 
+/**
+ * After a teardown of `s.host`: the state goes when everything was removed; otherwise it stays, listing
+ * only what is left, so that `userfan show` says so and `userfan down` can try again.
+ */
+export function settleState(s: DaemonState, problems: readonly string[]): void {
+  if (problems.length === 0) removeState(s.id);
+  else writeState(s);
+}
+
 export function readStates(): DaemonState[] {
   let names: string[];
   try {

@@ -1,6 +1,7 @@
 // The iperf harness: report/ratio code on canned iperf3 JSON, and a tiny real run (veth, 1 s) that checks
-// the topology it builds and that results are parsed — not how fast anything is.
-import { readdirSync, readFileSync } from 'node:fs';
+// the topology it builds, that results are parsed and reported as measured, and that nothing is left —
+// not how fast anything is.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { busyTicks } from '../../bench/cpu-accounting.js';
 import { runBench } from '../../bench/iperf.js';
@@ -136,8 +137,12 @@ describe.skipIf(!isRoot)('a tiny real run', () => {
     const lines: string[] = [];
     const o = parseArgs(['--paths', 'veth', '--repeat', '1', '--seconds', '1']);
     o.log = (l) => lines.push(l);
+    const stateFiles: unknown[] = [];
     o.onSetup = async (path, topo, inst) => {
       prefixes.push(topo.prefix);
+      // While the lab is up, its state file names this process (cleanupOrphans reads it after a crash).
+      const f = `${LAB_STATE_DIR}/${topo.prefix}`;
+      stateFiles.push(existsSync(f) && JSON.parse(readFileSync(f, 'utf8')).pid);
       const [a, b] = topo.hosts;
       expect([a.underlay, b.underlay]).toEqual(['198.18.0.28', '198.18.0.27']);
       expect(inst.client).toMatchObject({ address: '250.0.28.3', gateway: '250.0.28.1', mtu: 1500 });
@@ -163,21 +168,41 @@ describe.skipIf(!isRoot)('a tiny real run', () => {
       expect(r.gbps.min).toBe(r.gbps.median);
       expect(r.cpuSecondsPerGbit).toBeGreaterThan(0);
     }
+    // The report says what each run measured: its figures are those of the run's own log line (which
+    // rounds them: Gbit/s to 0.01, kpps to 1, loss to 0.1%), and a loss is a share, 0-100%.
+    const runLines = lines.filter((l) => /^\[\d\/3\] round 1\/1 veth/.test(l));
+    expect(runLines).toHaveLength(3);
+    for (const r of report.results) {
+      const line = runLines.find((l) => new RegExp(`veth\\s+${r.test}\\s`).test(l))!;
+      const logged = /\s([\d.]+) Gbit\/s(?:\s+(\d+) kpps\s+loss ([\d.]+)%)?/.exec(line);
+      expect(logged, line).not.toBe(null);
+      expect(Math.abs(r.gbps.median - Number(logged![1])), line).toBeLessThanOrEqual(0.0051);
+      if (r.test === 'udp1400') {
+        expect(Math.abs(r.kpps!.median - Number(logged![2])), line).toBeLessThanOrEqual(0.51);
+        expect(Math.abs(r.lossPercent!.median - Number(logged![3])), line).toBeLessThanOrEqual(0.051);
+      }
+    }
     const udp = report.results.find((r) => r.test === 'udp1400')!;
     expect(udp.kpps!.median).toBeGreaterThan(0);
     expect(udp.lossPercent!.median).toBeGreaterThanOrEqual(0);
+    expect(udp.lossPercent!.median).toBeLessThanOrEqual(100);
     expect(report.ratios).toEqual({});
+    // Other processes' share of the machine during the runs: a share of it, 0-100%.
     expect(report.machine.othersBusyPercent).toBeGreaterThanOrEqual(0);
-    expect(lines.filter((l) => /^\[\d\/3\] round 1\/1 veth/.test(l)).length).toBe(3);
-    // nothing left: namespaces of the run's labs, state files of this process
+    expect(report.machine.othersBusyPercent).toBeLessThanOrEqual(100);
+    // Nothing left: the run's namespaces, and its state file (which existed while the lab was up).
+    expect(stateFiles).toEqual([process.pid]);
     const left = (await listNamespaces()).filter((n) => prefixes.some((p) => n.startsWith(p + '-')));
     expect(left).toEqual([]);
-    let mine: string[] = [];
-    try {
-      mine = readdirSync(LAB_STATE_DIR).filter((f) => JSON.parse(readFileSync(`${LAB_STATE_DIR}/${f}`, 'utf8')).pid === process.pid);
-    } catch {
-      /* no state dir */
-    }
+    expect(prefixes.filter((p) => existsSync(`${LAB_STATE_DIR}/${p}`))).toEqual([]);
+    const owner = (f: string) => {
+      try {
+        return JSON.parse(readFileSync(`${LAB_STATE_DIR}/${f}`, 'utf8')).pid;
+      } catch {
+        return undefined; // another run's lab, gone meanwhile
+      }
+    };
+    const mine = readdirSync(LAB_STATE_DIR).filter((f) => owner(f) === process.pid);
     expect(mine).toEqual([]);
   });
 });

@@ -5,10 +5,11 @@
  * created. Every lab is destroyed in `finally`.
  */
 import { describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { allowedCpus } from '../../src/control/cpus.js';
-import { CLI, createUserfanLab } from '../../src/lab/userfan-lab.js';
+import { createUserfanLab } from '../../src/lab/userfan-lab.js';
+import { createFanTopology } from '../../src/lab/topology.js';
+import { expectAllRefused } from '../helpers/host-state.js';
 
 const affinityIn = (status: string) => /^Cpus_allowed_list:\s*(\S+)$/m.exec(status)![1];
 /** This process's CPUs, as /proc writes them: what the daemons it starts inherit. */
@@ -61,14 +62,19 @@ describe('up --cpus', () => {
     }
   });
 
-  it('refuses a CPU this process may not run on, naming the field and the CPUs it may use, before it creates anything', () => {
+  it('refuses a CPU this process may not run on, naming the field and the CPUs it may use, before it creates anything', async () => {
     const cpus = allowedCpus();
     const outside = cpus.at(-1)! + 1;
-    const r = spawnSync('taskset', ['-c', String(cpus[0]), 'node', CLI, 'up', '-o', '250.0.0.0/8', '-u', '198.18.0.28/16', '--cpus', String(outside)], { encoding: 'utf8' });
-    expect(r.status, r.stderr).toBe(2);
-    expect(r.stderr).toContain(`--cpus "${outside}": CPU ${outside} is not among the CPUs this process may run on (${cpus[0]})`);
-    const bad = spawnSync('node', [CLI, 'up', '-o', '250.0.0.0/8', '-u', '198.18.0.28/16', '--cpus', '0,'], { encoding: 'utf8' });
-    expect(bad.status).toBe(2);
-    expect(bad.stderr).toMatch(/--cpus "0,": must be CPU numbers and ranges/);
+    const topo = await createFanTopology();
+    try {
+      const [A] = topo.hosts;
+      const up = ['up', '-o', '250.0.0.0/8', '-u', A.underlayCidr];
+      await expectAllRefused(topo, A, [
+        { args: [...up, '--cpus', String(outside)], message: `userfan up: --cpus "${outside}": CPU ${outside} is not among the CPUs this process may run on (${cpus[0]})`, prefix: ['taskset', '-c', String(cpus[0])] },
+        { args: [...up, '--cpus', '0,'], message: /^userfan up: --cpus "0,": must be CPU numbers and ranges/ },
+      ]);
+    } finally {
+      await topo.destroy();
+    }
   });
 });

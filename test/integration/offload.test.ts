@@ -5,8 +5,9 @@
  * partial inner checksums, which both modes must carry. Root only; every lab is destroyed in `finally`.
  */
 import { describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
-import { CLI, createUserfanLab, type UserfanLab } from '../../src/lab/userfan-lab.js';
+import { createUserfanLab, type UserfanLab } from '../../src/lab/userfan-lab.js';
+import { createFanTopology } from '../../src/lab/topology.js';
+import { expectRefused } from '../helpers/host-state.js';
 
 const MB64 = 64 << 20;
 
@@ -70,18 +71,23 @@ describe.each(['on', 'off'] as const)('--offload %s, --send raw, underlay GRO', 
       const [A, B] = lab.hosts;
       const [[a], [b]] = lab.containers;
       await underlayGro(lab);
-      const before = [(await lab.show(A))[0], (await lab.show(B))[0]];
+      const rxTotal = async () => JSON.parse((await lab.cli(B, ['stats', '--json', '--interval', '100'])).stdout)[0].total as { rxPackets: number; rxBytes: number };
+      const [aBefore, bBefore] = [(await lab.show(A))[0], await rxTotal()];
       const ab = await lab.transfer(a, b, 16 << 20, { deadlineMs: 60_000 });
       expect(ab.match, JSON.stringify(ab)).toBe(true);
-      const after = [(await lab.show(A))[0], (await lab.show(B))[0]];
-      const sent = after[0].txPackets - before[0].txPackets;
-      const received = after[1].rxPackets - before[1].rxPackets;
+      const [aAfter, bAfter] = [(await lab.show(A))[0], await rxTotal()];
+      const sent = aAfter.txPackets - aBefore.txPackets;
+      const received = bAfter.rxPackets - bBefore.rxPackets;
+      const meanInner = (bAfter.rxBytes - bBefore.rxBytes) / received;
       // GRO really joined them: B's raw socket got fewer, bigger packets than A sent. How many it joins
-      // depends on how NAPI's polls fall (seen: 23-85% of the count arrive); 95% leaves room for that and still
-      // fails when nothing is joined.
-      console.log(`underlay GRO (--offload ${mode}): A sent ${sent} packets, B's raw socket received ${received} (${((100 * received) / sent).toFixed(0)}%)`);
-      expect(received, `A sent ${sent}, B received ${received}`).toBeLessThan(sent * 0.95);
-      expect(after[1].drops, JSON.stringify(after[1].dropsByReason)).toBe(0);
+      // depends on how NAPI's polls fall (seen: 19-85% of the count arrive), so the count is not the test;
+      // the size is: every packet the 1500-byte underlay carries holds at most 1480 inner bytes, so a mean
+      // above that is only possible when B received joined packets (and carried them: byte-exact, no drops).
+      console.log(`underlay GRO (--offload ${mode}): A sent ${sent} packets, B's raw socket received ${received} (${((100 * received) / sent).toFixed(0)}%), ${meanInner.toFixed(0)} inner bytes each`);
+      expect(received, `A sent ${sent}, B received ${received}`).toBeLessThan(sent);
+      expect(meanInner, 'mean inner bytes of what B received').toBeGreaterThan(1480);
+      const bRow = (await lab.show(B))[0];
+      expect(bRow.drops, JSON.stringify(bRow.dropsByReason)).toBe(0);
     }, ['--send', 'raw']);
   });
 });
@@ -119,9 +125,13 @@ describe('--offload on with two workers per host', () => {
 });
 
 describe('--offload', () => {
-  it('refuses a value other than auto, on or off before it creates anything', () => {
-    const r = spawnSync('node', [CLI, 'up', '-o', '250.0.0.0/8', '-u', '198.18.0.28/16', '--offload', 'maybe'], { encoding: 'utf8', timeout: 20_000 });
-    expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/--offload.*must be auto, on or off/);
+  it('refuses a value other than auto, on or off before it creates anything', async () => {
+    const topo = await createFanTopology();
+    try {
+      const [A] = topo.hosts;
+      await expectRefused(topo, A, ['up', '-o', '250.0.0.0/8', '-u', A.underlayCidr, '--offload', 'maybe'], 'userfan up: --offload "maybe": must be auto, on or off');
+    } finally {
+      await topo.destroy();
+    }
   });
 });

@@ -10,7 +10,8 @@
  * destroyed in `finally`.
  */
 import { describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { createFanTopology } from '../../src/lab/topology.js';
+import { expectRefused } from '../helpers/host-state.js';
 import { CLI, createUserfanLab, type UserfanLab } from '../../src/lab/userfan-lab.js';
 import { Lab } from '../../src/lab/netns.js';
 import { poll, waitForValue } from '../helpers/wait.js';
@@ -65,7 +66,11 @@ describe.each([1, 2])('the defaults (--send gso), --offload on, %i worker(s) per
       // (counted as the segments the kernel cuts them into). B → A's data went by MAC from B.
       const tx = mid.txPackets - before.txPackets;
       const viaLink = mid.txLinkPackets - before.txLinkPackets;
-      expect(viaLink, `${viaLink} of ${tx} sent through AF_PACKET`).toBeGreaterThan(tx * 0.8);
+      // Every byte went in a segment of at most 1440 (the 1480-byte inner MTU less 40 bytes of headers), and
+      // all went by MAC but the few TCP sent before the TUN gave super-packets and around its handshake and
+      // end: a fixed few dozen (seen 9-55), however long the transfer.
+      expect(tx, 'segments A sent').toBeGreaterThanOrEqual(Math.ceil((32 << 20) / 1440));
+      expect(tx - viaLink, `${viaLink} of ${tx} sent through AF_PACKET`).toBeLessThanOrEqual(150);
       expect(sb.txLinkPackets).toBeGreaterThan(0);
 
       // The frames on B's wire: IP-in-IP from A to B, outer checksum good (1), to B's MAC.
@@ -242,7 +247,11 @@ describe('TX GSO when a neighbour\'s MAC changes', () => {
       const ab = await lab.transfer(a, b, 8 << 20, { deadlineMs: 60_000 });
       expect(ab.match, JSON.stringify(ab)).toBe(true);
       const after = (await lab.show(A))[0];
-      expect(after.txLinkPackets - before.txLinkPackets).toBeGreaterThan((after.txPackets - before.txPackets) * 0.8);
+      const tx = after.txPackets - before.txPackets;
+      const viaLink = after.txLinkPackets - before.txLinkPackets;
+      // As above: every byte in segments of at most 1440, all by MAC but a few dozen (seen 9-55).
+      expect(tx, 'segments A sent').toBeGreaterThanOrEqual(Math.ceil((8 << 20) / 1440));
+      expect(tx - viaLink, `${viaLink} of ${tx} sent through AF_PACKET`).toBeLessThanOrEqual(150);
     } finally {
       await lab.destroy();
     }
@@ -250,9 +259,13 @@ describe('TX GSO when a neighbour\'s MAC changes', () => {
 });
 
 describe('--send', () => {
-  it('refuses a value other than gso or raw before it creates anything', () => {
-    const r = spawnSync('node', [CLI, 'up', '-o', '250.0.0.0/8', '-u', '198.18.0.28/16', '--send', 'dpdk'], { encoding: 'utf8' });
-    expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/--send.*dpdk.*must be gso .* or raw/);
+  it('refuses a value other than gso or raw before it creates anything', async () => {
+    const topo = await createFanTopology();
+    try {
+      const [A] = topo.hosts;
+      await expectRefused(topo, A, ['up', '-o', '250.0.0.0/8', '-u', A.underlayCidr, '--send', 'dpdk'], /^userfan up: --send "dpdk": must be gso .* or raw/);
+    } finally {
+      await topo.destroy();
+    }
   });
 });

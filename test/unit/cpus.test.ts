@@ -1,6 +1,8 @@
 /** up --cpus: the CPU list as taskset -c writes it, and the checks that name the field and the rule. */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { allowedCpus, cpusOption, formatCpuList, parseCpuList } from '../../src/control/cpus.js';
 import { ConfigError } from '../../src/fan/errors.js';
 
@@ -31,7 +33,15 @@ describe('CPU lists', () => {
 
   it('reads the allowed CPUs from /proc/self/status, and these include the CPU it runs on now', () => {
     expect(allowedCpus('Name:\tnode\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1,4\n')).toEqual([0, 1, 4]);
-    expect(allowedCpus().length).toBeGreaterThan(0);
+    const mine = allowedCpus();
+    // As many as sched_getaffinity gives this process (nproc asks it), ...
+    expect(mine).toHaveLength(Number(execFileSync('nproc', { encoding: 'utf8' }).trim()));
+    // ... and among them the CPU this thread last ran on: field 39 ("processor") of /proc/thread-self/stat,
+    // counted after the command name in parentheses (which may hold spaces).
+    const stat = readFileSync('/proc/thread-self/stat', 'utf8');
+    const cpu = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[39 - 3]);
+    expect(Number.isInteger(cpu)).toBe(true);
+    expect(mine).toContain(cpu);
   });
 
   it('--cpus names the field and the rule: a malformed list, or CPUs this process may not use', () => {

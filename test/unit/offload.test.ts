@@ -11,13 +11,16 @@ import { Coalescer, partialChecksum } from '../../src/tun/coalesce.js';
 import { GSO_FRAME_HEADROOM, gsoFrame } from '../../src/underlay/gso-frame.js';
 import { gsoFixProgram } from '../../src/underlay/tx-gso.js';
 import { macWords } from '../../src/underlay/neighbours.js';
-import { checksum, fold, onesSum, sum16, verifies } from '../../src/wire/checksum.js';
+import { fold, onesSum, sum16 } from '../../src/wire/checksum.js';
 import { putU16, putU32, u16, u32 } from '../../src/wire/ipv4.js';
 import { SumBatch } from '../../src/io/sum-batch.js';
 import {
   ackNumber, dstPort, fillTcpChecksum, partialTcpChecksum, pseudoHeaderSum, seqNumber, srcPort, tcpChecksum, tcpChecksumField,
   tcpChecksumVerifies, tcpFlags, tcpHeaderLength, TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG, window,
 } from '../../src/wire/tcp.js';
+import {
+  putRefIpv4HeaderChecksum, putRefTcpChecksum, refIpv4HeaderVerifies, refPartialChecksum, refTcpChecksum, refTcpVerifies, refUdpVerifies, rfc1071Sum,
+} from '../helpers/inet-checksum.js';
 import {
   putVnetHdr, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN, vnetCsumOffset, vnetCsumStart, vnetFlags,
   vnetGsoSize, vnetGsoType, vnetHdrLen,
@@ -43,7 +46,10 @@ interface Seg {
   payload: Uint8Array;
 }
 
-/** A TCP/IPv4 packet with a valid IP header checksum and a full TCP checksum (or a partial one). */
+/**
+ * A TCP/IPv4 packet with a valid IP header checksum and a full TCP checksum (or a partial one), both
+ * computed by the RFC reference (test/helpers/inet-checksum.ts), never by the code under test.
+ */
 function tcpPacket(s: Seg, partial = false): Uint8Array {
   const ihl = 20 + s.ipOptions.length;
   const thl = 20 + s.tcpOptions.length;
@@ -58,7 +64,7 @@ function tcpPacket(s: Seg, partial = false): Uint8Array {
   putU32(b, 12, s.src);
   putU32(b, 16, s.dst);
   b.set(s.ipOptions, 20);
-  putU16(b, 10, checksum(b, 0, ihl));
+  putRefIpv4HeaderChecksum(b);
   const t = ihl;
   putU16(b, t, s.sport);
   putU16(b, t + 2, s.dport);
@@ -69,8 +75,7 @@ function tcpPacket(s: Seg, partial = false): Uint8Array {
   putU16(b, t + 14, s.window);
   b.set(s.tcpOptions, t + 20);
   b.set(s.payload, ihl + thl);
-  if (partial) putU16(b, t + 16, partialTcpChecksum(b, 0, b.length));
-  else fillTcpChecksum(b, 0, b.length);
+  putRefTcpChecksum(b, 0, partial);
   return b;
 }
 
@@ -180,15 +185,25 @@ const entry = (list: PacketList, i: number) => Uint8Array.from(list.packet(i));
 
 // ---------- the fast sum ----------
 
+describe('the RFC reference the tests judge by (test/helpers/inet-checksum.ts)', () => {
+  it('gives RFC 1071\'s worked example: words 0001 f203 f4f5 f6f7 sum to ddf2, odd bytes padded on the right', () => {
+    expect(rfc1071Sum([0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7])).toBe(0xddf2);
+    expect(rfc1071Sum([0x00, 0x01], [0xf2, 0x03])).toBe(0xf204);
+    expect(rfc1071Sum([0xab])).toBe(0xab00);
+    expect(rfc1071Sum([0xff, 0xff, 0x00, 0x01])).toBe(0x0001); // 0xffff + 1 carries around
+  });
+});
+
 describe('sum16 (32-bit words)', () => {
-  it('equals the byte-pair sum for any bytes, offset, length and view offset', () => {
+  it('equals the RFC 1071 reference sum (as does the byte-pair onesSum) for any bytes, offset, length and view offset', () => {
     fc.assert(
       fc.property(fc.uint8Array({ minLength: 0, maxLength: 4000 }), fc.nat(7), fc.nat(4000), fc.nat(4000), (bytes, viewOff, a, l) => {
         const buf = new Uint8Array(new SharedArrayBuffer(bytes.length + 8), viewOff, bytes.length);
         buf.set(bytes);
         const off = bytes.length ? a % bytes.length : 0;
         const len = Math.min(l, bytes.length - off);
-        expect(sum16(buf, off, len)).toBe(fold(onesSum(buf, off, len)));
+        expect(sum16(buf, off, len)).toBe(rfc1071Sum(buf.subarray(off, off + len)));
+        expect(fold(onesSum(buf, off, len))).toBe(rfc1071Sum(buf.subarray(off, off + len)));
       }),
       { numRuns: 500 },
     );
@@ -196,13 +211,13 @@ describe('sum16 (32-bit words)', () => {
 });
 
 describe('sum16 over super-packet lengths (its accumulators fold every 8192 words)', () => {
-  it('equals the byte-pair sum for ranges up to 70,000 bytes, and for all-ones data (a non-zero sum folds to 0xffff)', () => {
+  it('equals the RFC 1071 reference sum for ranges up to 70,000 bytes, and for all-ones data (a non-zero sum folds to 0xffff)', () => {
     fc.assert(
       fc.property(fc.integer({ min: 16, max: 70_000 }), fc.nat(7), fc.integer({ min: 1, max: 0x7fffffff }), fc.boolean(), (len, off, seed, ones) => {
         const b = new Uint8Array(len + off + 8);
         if (ones) b.fill(0xff);
         else b.set(bytesFrom(seed, b.length));
-        expect(sum16(b, off, len)).toBe(fold(onesSum(b, off, len)));
+        expect(sum16(b, off, len)).toBe(rfc1071Sum(b.subarray(off, off + len)));
       }),
       { numRuns: 100, examples: [[65536, 0, 1, true], [32768 + 4, 0, 1, true], [65535, 1, 7, false]] },
     );
@@ -210,7 +225,7 @@ describe('sum16 over super-packet lengths (its accumulators fold every 8192 word
 });
 
 describe('SumBatch (the addon sums a batch of ranges)', () => {
-  it('gives the byte-pair sum of every range: any offsets, lengths (0 and odd included), view offset, up to 70,000 bytes, all-ones too', () => {
+  it('gives the RFC 1071 reference sum of every range: any offsets, lengths (0 and odd included), view offset, up to 70,000 bytes, all-ones too', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 70_000 }), fc.nat(7), fc.integer({ min: 1, max: 0x7fffffff }), fc.boolean(),
@@ -227,7 +242,7 @@ describe('SumBatch (the addon sums a batch of ranges)', () => {
           }
           batch.run(buf);
           for (let i = 0; i < batch.count; i++) {
-            expect(batch.sums[i]).toBe(fold(onesSum(buf, batch.offs[i], batch.lens[i])));
+            expect(batch.sums[i]).toBe(rfc1071Sum(buf.subarray(batch.offs[i], batch.offs[i] + batch.lens[i])));
           }
         },
       ),
@@ -245,7 +260,7 @@ describe('SumBatch (the addon sums a batch of ranges)', () => {
 // ---------- TCP and virtio-net accessors ----------
 
 describe('TCP header', () => {
-  it('reads back what was written; checksums over the pseudo-header verify and catch any one-bit change', () => {
+  it('reads back what was written; its checksums agree with the RFC 793 reference and catch any one-bit change', () => {
     fc.assert(
       fc.property(arbFlow, fc.integer({ min: 0, max: 3000 }), fc.nat(), (f, plen, bit) => {
         const s = segOf(f, bytesFrom(f.seed, plen));
@@ -254,27 +269,36 @@ describe('TCP header', () => {
         expect([srcPort(p, t), dstPort(p, t), seqNumber(p, t), ackNumber(p, t), window(p, t), tcpFlags(p, t), tcpHeaderLength(p, t)]).toEqual([
           s.sport, s.dport, s.seq >>> 0, s.ack >>> 0, s.window, s.flags, 20 + s.tcpOptions.length,
         ]);
+        // p's checksum field was written by the reference: the code under test must compute the same value,
+        // accept it, and write it itself into a packet whose field holds anything else.
+        expect(tcpChecksumField(p, t)).toBe(u16(p, t + 16));
+        expect(tcpChecksum(p, 0, p.length)).toBe(refTcpChecksum(p));
         expect(tcpChecksumVerifies(p, 0, p.length)).toBe(true);
-        expect(tcpChecksum(p, 0, p.length)).toBe(tcpChecksumField(p, t));
-        // Any single bit flipped in the TCP part (or the addresses) is caught.
+        const refilled = Uint8Array.from(p);
+        putU16(refilled, t + 16, bit & 0xffff);
+        fillTcpChecksum(refilled, 0, refilled.length);
+        expect(u16(refilled, t + 16)).toBe(refTcpChecksum(p));
+        // Any single bit flipped in the TCP part (or the addresses) is caught, as the reference catches it.
         const region = [12 * 8, 20 * 8, t * 8, p.length * 8];
         const k = bit % (region[1] - region[0] + region[3] - region[2]);
         const at = k < region[1] - region[0] ? region[0] + k : region[2] + k - (region[1] - region[0]);
         p[at >>> 3] ^= 1 << (at & 7);
+        expect(refTcpVerifies(p)).toBe(false);
         expect(tcpChecksumVerifies(p, 0, p.length)).toBe(false);
       }),
     );
   });
-  it('a partial checksum finished over the segment is the full checksum', () => {
+  it('the partial checksum is the pseudo-header sum of RFC 793, and finished over the segment it is the full checksum', () => {
     fc.assert(
       fc.property(arbFlow, fc.integer({ min: 0, max: 3000 }), (f, plen) => {
         const s = segOf(f, bytesFrom(f.seed, plen));
         const full = tcpPacket(s);
         const part = tcpPacket(s, true);
         const ihl = 20 + s.ipOptions.length;
-        expect(u16(part, ihl + 16)).toBe(pseudoHeaderSum(part, 0, 6, part.length - ihl));
+        expect(partialTcpChecksum(part, 0, part.length)).toBe(refPartialChecksum(part, 0, 6));
+        expect(pseudoHeaderSum(part, 0, 6, part.length - ihl)).toBe(refPartialChecksum(part, 0, 6));
         expect(finishChecksum(part, 0, part.length, ihl, 16)).toBe(true);
-        expect(tcpChecksumVerifies(part, 0, part.length)).toBe(true);
+        expect(refTcpVerifies(part)).toBe(true);
         expect(part).toEqual(full);
       }),
     );
@@ -316,8 +340,8 @@ describe('segment', () => {
           const t = o + ihl;
           expect(o % 4).toBe(0);
           expect(u16(b, o + 2)).toBe(len);
-          expect(verifies(b, o, ihl)).toBe(true);
-          expect(tcpChecksumVerifies(b, o, len)).toBe(true);
+          expect(refIpv4HeaderVerifies(b, o)).toBe(true);
+          expect(refTcpVerifies(b, o)).toBe(true);
           expect(u16(b, o + 4)).toBe((s.id + i) & 0xffff);
           expect(u32(b, t + 4)).toBe((s.seq + i * gso) >>> 0);
           expect(len - hl).toBe(i < n - 1 ? gso : payloadLen - (n - 1) * gso);
@@ -347,7 +371,7 @@ describe('segment', () => {
         const full = tcpPacket(s);
         const v = superPacket(s, gsoTagged ? Math.max(plen, 1) : 0);
         if (!gsoTagged) v[1] = VNET_GSO_NONE;
-        const { b, out, n } = segmentAll(v);
+        const { out, n } = segmentAll(v);
         expect(n).toBe(1);
         expect(out.offsets[0]).toBe(IN + VNET_HDR_LEN);
         expect(Uint8Array.from(out.packet(0))).toEqual(full);
@@ -357,31 +381,44 @@ describe('segment', () => {
         plain[VNET_HDR_LEN + 25] ^= 0xff; // even a wrong checksum is not ours to fix
         const r = segmentAll(plain);
         expect(Uint8Array.from(r.out.packet(0))).toEqual(plain.subarray(VNET_HDR_LEN));
-        expect(b.length).toBe(SIZE);
       }),
     );
   });
 
-  it('finishes UDP checksums, sending 0 as 0xffff', () => {
-    // A UDP datagram whose checksum comes out 0: payload chosen so the sum is 0xffff.
-    const p = new Uint8Array(20 + 8 + 2);
+  /** A UDP/IPv4 datagram with the partial checksum (the RFC 768 pseudo-header sum, from the reference). */
+  const udpPartial = (payload: Uint8Array) => {
+    const p = new Uint8Array(20 + 8 + payload.length);
     p[0] = 0x45;
     putU16(p, 2, p.length);
     p[8] = 64;
     p[9] = 17;
     putU32(p, 12, 0x0a000001);
     putU32(p, 16, 0x0a000002);
-    putU16(p, 10, checksum(p, 0, 20));
+    putRefIpv4HeaderChecksum(p);
     putU16(p, 20, 1000);
     putU16(p, 22, 2000);
-    putU16(p, 24, 10);
-    const pseudo = pseudoHeaderSum(p, 0, 17, 10);
-    putU16(p, 26, pseudo);
-    // Choose the payload word so that pseudo + header + payload folds to 0xffff.
-    const rest = fold(onesSum(p, 20, 8));
-    putU16(p, 28, (0xffff - rest) & 0xffff);
+    putU16(p, 24, 8 + payload.length);
+    p.set(payload, 28);
+    putU16(p, 26, refPartialChecksum(p, 0, 17));
+    return p;
+  };
+
+  it('finishes UDP checksums as RFC 768 has them, sending 0 as 0xffff', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 1500 }), (payload) => {
+        const p = udpPartial(payload);
+        expect(finishChecksum(p, 0, p.length, 20, 6)).toBe(true);
+        expect(refUdpVerifies(p)).toBe(true);
+        expect(u16(p, 26)).not.toBe(0);
+      }),
+    );
+    // A datagram whose checksum comes out 0: the payload word chosen so that the pseudo-header, the UDP
+    // header (its field holding the partial sum) and the payload sum to 0xffff.
+    const p = udpPartial(new Uint8Array(2));
+    putU16(p, 28, 0xffff - rfc1071Sum(p.subarray(20, 28)));
     expect(finishChecksum(p, 0, p.length, 20, 6)).toBe(true);
     expect(u16(p, 26)).toBe(0xffff);
+    expect(refUdpVerifies(p)).toBe(true);
   });
 
   it('refuses what is not a TCP/IPv4 super-packet, and asks for room instead of overflowing', () => {
@@ -476,7 +513,9 @@ describe('coalesce', () => {
           expect(o[1] & 0x7f).toBe(VNET_GSO_TCPV4);
           const ip = o.subarray(VNET_HDR_LEN);
           expect(u16(ip, 2)).toBe(ip.length);
-          expect(verifies(ip, 0, 20 + f.ipOptWords * 4)).toBe(true);
+          expect(refIpv4HeaderVerifies(ip)).toBe(true);
+          // CHECKSUM_PARTIAL: the field holds the pseudo-header sum, for the kernel to finish.
+          expect(u16(ip, 20 + f.ipOptWords * 4 + 16)).toBe(refPartialChecksum(ip, 0, 6));
           expect(partialChecksum(ip, 0, ip.length, 0xffff)).toBe(1);
         }
       }),
@@ -520,9 +559,8 @@ describe('coalesce', () => {
         s3.set(p3, ihl + ((s2[ihl + 12] >>> 4) << 2));
         putU32(s3, ihl + 4, (u32(s2, ihl + 4) + mss) >>> 0);
         putU16(s3, 4, (u16(s2, 4) + 1) & 0xffff);
-        putU16(s3, 10, 0);
-        putU16(s3, 10, checksum(s3, 0, ihl));
-        fillTcpChecksum(s3, 0, s3.length);
+        putRefIpv4HeaderChecksum(s3);
+        putRefTcpChecksum(s3);
         pk[3] = s3;
         const g = groups(pk);
         // 0+1 joined, 2 not joined to them.
@@ -553,13 +591,12 @@ describe('coalesce', () => {
     fc.assert(
       fc.property(arbFlow, fc.integer({ min: 8, max: 1460 }), fc.integer({ min: 0, max: 2 }), (f, mss, bad) => {
         const pk = run(f, [mss, mss, mss]);
-        const ihl = (pk[bad][0] & 15) * 4;
         pk[bad][pk[bad].length - 1] ^= 0x5a; // payload byte: the TCP checksum no longer matches
+        expect(refTcpVerifies(pk[bad])).toBe(false);
         const g = groups(pk);
         expect(g.n).toBe(bad === 0 ? 2 : bad === 1 ? 3 : 2);
         // The damaged segment is written exactly as it came (the kernel will drop it).
         expect(g.out.some((o) => o.subarray(VNET_HDR_LEN).every((x, i) => x === pk[bad][i]) && o[0] === 0 && o.length === pk[bad].length + VNET_HDR_LEN)).toBe(true);
-        expect(ihl).toBeGreaterThanOrEqual(20);
       }),
     );
   });
@@ -655,14 +692,14 @@ describe('gsoFrame (TX GSO)', () => {
         const o = e + 14;
         expect([b[o], b[o + 9], u16(b, o + 2), u16(b, o + 4), u32(b, o + 12), u32(b, o + 16)]).toEqual([0x45, 4, 20 + ipLen, id, A, B]);
         expect(b[o + 8]).toBe(ttl === 0 ? s.ttl : ttl);
-        expect(verifies(b, o, 20)).toBe(true);
+        expect(refIpv4HeaderVerifies(b, o)).toBe(true);
         expect(b.subarray(o + 20, o + 20 + ipLen)).toEqual(sup.subarray(VNET_HDR_LEN));
         // What the kernel will do with it, done here: the inner packet cuts into segments that all verify.
         const cut = new Uint8Array(o + 20 + ipLen + 80 * 1024 + ipLen * 2);
         cut.set(b.subarray(0, o + 20 + ipLen));
         const out = new PacketList(cut, 2048);
         expect(splitTcp(cut, o + 20, ipLen, gso, out, new Arena(o + 20 + ipLen, cut.length), 20)).toBe(n);
-        for (let i = 0; i < n; i++) expect(tcpChecksumVerifies(cut, out.offsets[i], out.lengths[i])).toBe(true);
+        for (let i = 0; i < n; i++) expect(refTcpVerifies(cut, out.offsets[i])).toBe(true);
       }),
       { numRuns: 100 },
     );
