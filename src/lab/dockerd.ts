@@ -14,6 +14,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, rmSync, sy
 import { join } from 'node:path';
 import type { Lab } from './netns.js';
 import { run, type ProcessHandle } from './exec.js';
+import type { Box } from './busybox-box.js';
 
 export const DOCKERD = '/usr/sbin/dockerd';
 const BUSYBOX = '/bin/busybox';
@@ -28,6 +29,8 @@ export interface Dockerd {
   readonly process: ProcessHandle;
   /** `docker -H <host> …`, bounded in time; never throws for a non-zero exit. */
   docker(args: string[], timeoutMs?: number): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /** A running container of this dockerd, as a busybox Box (`docker exec NAME sh -c …`). */
+  box(container: string, address: string, label?: string): Box;
   stop(): Promise<void>;
 }
 
@@ -81,9 +84,10 @@ function removeCgroups(name: string): void {
 
 /**
  * Start dockerd in `ns` with `daemonJson` as its --config-file and everything else under `dir` (made here,
- * removed by stop(): keep daemon.json elsewhere); resolves once it answers. `name` (unique per run) names its cgroup parent.
+ * removed by stop(): keep daemon.json elsewhere); resolves once it answers. `name` (unique per run) names its
+ * cgroup parent; `args` are more dockerd options (e.g. `--bridge fan-250-0-28 --mtu 1480`).
  */
-export async function startDockerd(lab: Lab, ns: string, dir: string, daemonJson: string, name: string): Promise<Dockerd> {
+export async function startDockerd(lab: Lab, ns: string, dir: string, daemonJson: string, name: string, args: string[] = []): Promise<Dockerd> {
   for (const d of HARD_CODED_DIRS) if (!existsSync(d)) madeDirs.add(d);
   const sock = join(dir, 'docker.sock');
   const host = `unix://${sock}`;
@@ -91,7 +95,7 @@ export async function startDockerd(lab: Lab, ns: string, dir: string, daemonJson
   const proc = lab.spawn(undefined, [
     'nsenter', `--net=/run/netns/${ns}`, DOCKERD, '--config-file', daemonJson, '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'),
     '-H', host, '--pidfile', join(dir, 'dockerd.pid'), '--storage-driver', 'vfs', '--iptables=false', '--ip-masq=false', '--ip6tables=false',
-    '--cgroup-parent', `/${name}`,
+    '--cgroup-parent', `/${name}`, ...args,
   ]);
   const docker = async (args: string[], timeoutMs = 60_000) => {
     const r = await run(['docker', '-H', host, ...args], { allowFail: true, timeoutMs });
@@ -116,7 +120,8 @@ export async function startDockerd(lab: Lab, ns: string, dir: string, daemonJson
       }
     }
   })());
-  const d: Dockerd = { dir, host, process: proc, docker, stop };
+  const box = (container: string, address: string, label = `docker ${container} in ${ns}`): Box => ({ name: label, address, sh: (script) => ['docker', '-H', host, 'exec', container, 'sh', '-c', script] });
+  const d: Dockerd = { dir, host, process: proc, docker, box, stop };
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (!proc.running) {
