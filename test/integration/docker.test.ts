@@ -18,7 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFanTopology, type FanTopology, type Host } from '../../src/lab/topology.js';
 import { busyboxRootfsTar, dockerMissing, startDockerd, type Dockerd } from '../../src/lab/dockerd.js';
 import { boxPing, boxTransfer, type Box } from '../../src/lab/busybox-box.js';
-import type { ProcessHandle } from '../../src/lab/exec.js';
+import { cgroupsStartingWith } from '../../src/lab/cgroups.js';
+import { run, type ProcessHandle } from '../../src/lab/exec.js';
 import { CLI, startDaemon } from '../../src/lab/userfan-lab.js';
 
 const IMAGE = 'userfan-busybox:test';
@@ -209,7 +210,7 @@ describe('Docker both ways (README), both fan types, real dockerd on two lab hos
   /** A container `c1` on `network` (Docker's default when undefined), checked: address in the host's slice, the fan's MTU. */
   async function container(s: Way, t: Type, network?: string): Promise<Box> {
     const d = s.dockerd!;
-    const r = await d.docker(['run', '-d', '--rm', ...(network ? ['--network', network] : []), '--name', 'c1', IMAGE, 'sleep', '600']);
+    const r = await d.docker(['run', '-d', '--rm', ...(network ? ['--network', network] : []), '--name', 'c1', IMAGE, 'sleep', '300']);
     expect(r.code, r.stderr).toBe(0);
     const [address] = (await d.docker(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}', 'c1'])).stdout.trim().split(/\s+/);
     expect(address.startsWith(s.host.slice.network.replace(/0$/, '')), `${address} in ${slice24(s)}`).toBe(true);
@@ -304,4 +305,45 @@ describe('Docker both ways (README), both fan types, real dockerd on two lab hos
       }
     }, 240_000);
   }
+
+  it('refuses, exit 2 and one line, before making anything: a Docker bridge with another prefix, one whose container has MTU 1500, a veth of the name', async () => {
+    const [A] = sides;
+    const br = A.host.slice.bridge;
+    if (!A.dockerd) await dockerUp(A, A.noBridgeJson);
+    const d = A.dockerd!;
+    const before = async () => ({ links: (await topo.exec(A.host, ['ip', '-o', 'link', 'show'])).stdout, routes: (await topo.exec(A.host, ['ip', 'route', 'show', 'table', 'all'])).stdout });
+    const refused = async (rule: RegExp) => {
+      const was = await before();
+      const r = await userfan(A, ['up', ...fanArgs(A), '--bridge', br]);
+      expect(r.code, r.stdout + r.stderr).toBe(2);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr.trim()).toMatch(new RegExp(`^userfan up: bridge "${br}": ${rule.source}`));
+      expect(await before()).toEqual(was);
+      expect((await userfan(A, ['show'])).stdout.trim()).toBe('no fans are up');
+    };
+    const netCreate = (subnet: string, opts: string[]) => d.docker(['network', 'create', '-d', 'bridge', '--subnet', subnet, '--gateway', A.host.slice.gateway, '-o', `com.docker.network.bridge.name=${br}`, ...opts, 'fan']);
+    expect((await netCreate('250.0.0.0/16', ['-o', 'com.docker.network.driver.mtu=1480'])).code).toBe(0);
+    await refused(/holds 250\.0\.28\.1\/16, where an IP-in-IP fan needs 250\.0\.28\.1\/24 \(another prefix takes routes the fan needs\): change its address, or name another bridge with --bridge$/);
+    expect((await d.docker(['network', 'rm', 'fan'])).code).toBe(0);
+    // Without com.docker.network.driver.mtu Docker gives its containers 1500, more than the fan carries.
+    expect((await netCreate(slice24(A), [])).code).toBe(0);
+    expect((await d.docker(['run', '-d', '--rm', '--network', 'fan', '--name', 'c1', IMAGE, 'sleep', '300'])).code).toBe(0);
+    await refused(/has a port veth\w+ with MTU 1500, above the fan's 1480: .* \(for Docker: -o com\.docker\.network\.driver\.mtu=1480 on the network\)$/);
+    expect((await d.docker(['rm', '-f', 'c1'])).code).toBe(0);
+    expect((await d.docker(['network', 'rm', 'fan'])).code).toBe(0);
+    await topo.exec(A.host, ['ip', 'link', 'add', br, 'type', 'veth', 'peer', 'name', `${topo.prefix}vp`]);
+    await refused(/exists on this host as a veth device, not a bridge .*: remove it or name another with --bridge$/);
+    await topo.exec(A.host, ['ip', 'link', 'del', br]);
+  }, 120_000);
+
+  it('leaves nothing: no dockerd, no files, no cgroup, no namespace of the lab', async () => {
+    const procs = sides.map((s) => s.dockerd?.process).filter((p): p is ProcessHandle => p !== undefined);
+    for (const s of sides) await dockerDown(s);
+    for (const p of procs) expect(p.running).toBe(false);
+    for (const s of sides) expect(existsSync(join(s.dir, 'docker'))).toBe(false);
+    expect(cgroupsStartingWith(`${topo.prefix}-`)).toEqual([]);
+    await topo.destroy();
+    const names = (await run(['ip', 'netns', 'list'])).stdout;
+    expect(names).not.toContain(`${topo.prefix}-`);
+  }, 120_000);
 });
