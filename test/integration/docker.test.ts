@@ -161,7 +161,7 @@ describe('Docker both ways (README), both fan types, real dockerd on two lab hos
   let topo: FanTopology;
   let top: string;
   let tar: string;
-  interface Way { host: Host; dir: string; plainJson: string; noBridgeJson: string; dockerd?: Dockerd; fan?: ProcessHandle }
+  interface Way { host: Host; dir: string; plainJson: string; noBridgeJson: string; dockerd?: Dockerd; dockerKind?: 'way 1' | 'way 2'; fan?: ProcessHandle }
   const sides: Way[] = [];
   beforeAll(async () => {
     const missing = dockerMissing();
@@ -197,7 +197,22 @@ describe('Docker both ways (README), both fan types, real dockerd on two lab hos
     const d = await startDaemon(topo, s.host, [...fanArgs(s), '--workers', '1', ...typeArgs(t), ...extra]);
     s.fan = d.process;
   }
+  /**
+   * Each case starts from what the one before it should have left (a failed one leaves more): no fan up, and
+   * a dockerd only when it was started as this case wants it, without containers or networks.
+   */
+  async function ready(want: 'way 1' | 'way 2'): Promise<void> {
+    for (const s of sides) {
+      await s.fan?.stop(10_000);
+      if (s.dockerd && (want === 'way 1' || s.dockerKind !== want)) await dockerDown(s);
+      if (s.dockerd) {
+        await s.dockerd.docker(['rm', '-f', 'c1']);
+        await s.dockerd.docker(['network', 'rm', 'fan']);
+      }
+    }
+  }
   async function dockerUp(s: Way, json: string, args: string[] = []): Promise<Dockerd> {
+    s.dockerKind = args.length ? 'way 1' : 'way 2';
     s.dockerd = await startDockerd(topo.lab, s.host.ns, join(s.dir, 'docker'), json, `${topo.prefix}-ways-${s.host.name}`, args);
     const imp = await s.dockerd.docker(['import', tar, IMAGE]);
     expect(imp.code, imp.stderr).toBe(0);
@@ -249,6 +264,7 @@ describe('Docker both ways (README), both fan types, real dockerd on two lab hos
   for (const t of ['ipip', 'vxlan'] as const) {
     it(`way 1, ${t}: userfan up, then dockerd --bridge on the fan's bridge; ICMP and 64 MiB both ways; down removes its bridge`, async () => {
       const boxes: Box[] = [];
+      await ready('way 1');
       for (const s of sides) {
         await fanUp(s, t);
         const br = t === 'vxlan' ? 'fan-250' : s.host.slice.bridge;
@@ -270,6 +286,7 @@ describe('Docker both ways (README), both fan types, real dockerd on two lab hos
   for (const t of ['ipip', 'vxlan'] as const) {
     it(`way 2, ${t}: docker network create, then userfan up --bridge adopts it; ICMP and 64 MiB both ways; down${t === 'vxlan' ? ' after kill -9' : ''} leaves it`, async () => {
       const boxes: Box[] = [];
+      await ready('way 2');
       for (const s of sides) {
         const br = s.host.slice.bridge; // fan-250-0-28 on A
         if (!s.dockerd) await dockerUp(s, s.noBridgeJson);
@@ -309,6 +326,7 @@ describe('Docker both ways (README), both fan types, real dockerd on two lab hos
   it('refuses, exit 2 and one line, before making anything: a Docker bridge with another prefix, one whose container has MTU 1500, a veth of the name', async () => {
     const [A] = sides;
     const br = A.host.slice.bridge;
+    await ready('way 2');
     if (!A.dockerd) await dockerUp(A, A.noBridgeJson);
     const d = A.dockerd!;
     const before = async () => ({ links: (await topo.exec(A.host, ['ip', '-o', 'link', 'show'])).stdout, routes: (await topo.exec(A.host, ['ip', 'route', 'show', 'table', 'all'])).stdout });
