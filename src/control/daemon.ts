@@ -18,7 +18,7 @@ import { DataPlane } from '../dataplane/pool.js';
 import { DEFAULT_BUSY_POLL_US } from '../dataplane/busy-poll.js';
 import { native } from '../io/native.js';
 import { DEFAULT_POLICY } from '../wire/ipip.js';
-import { bringUpFan, createTun, emptyState, linkExists, teardown, tunNameFor, underlayInterface } from './hostnet.js';
+import { bringUpFan, checkBridge, createTun, emptyState, teardown, tunNameFor, underlayInterface } from './hostnet.js';
 import { formatCpuList } from './cpus.js';
 import { hasNetAdmin } from './privileges.js';
 import { serveTrace, type TraceRequest } from './trace-server.js';
@@ -146,17 +146,15 @@ function serveControl(id: string, workers: number, plane: DataPlane, status: () 
 
 /**
  * Before anything is made: every fan of a daemon has one type; a VXLAN daemon has one fan (its TAP is a
- * port of one bridge) and a VXLAN port it can bind; no bridge name is taken by another device.
+ * port of one bridge) and a VXLAN port it can bind; a bridge that exists already can be adopted (checkBridge).
  */
-async function checkType(o: UpOptions): Promise<void> {
+async function checkType(o: UpOptions, underlayMtus: number[]): Promise<void> {
   const type = o.fans[0].type;
   const other = o.fans.find((f) => f.type !== type);
   if (other) throw new ConfigError('fan', other.toString(), `is ${other.type} where ${o.fans[0]} is ${type}: one daemon carries one type; run one userfan per type`);
   if ((type === 'vxlan') !== (o.vxlan !== undefined)) throw new ConfigError('--type', type, 'the fans\' type and the VXLAN settings disagree');
   if (o.vxlan && o.fans.length > 1) throw new ConfigError('fan', o.fans.map(String).join(', '), 'a VXLAN daemon carries one fan (its TAP is a port of one bridge): run one userfan per VXLAN fan');
-  for (const f of o.fans) {
-    if (await linkExists(f.bridge)) throw new ConfigError('bridge', f.bridge, 'already exists on this host (is this fan already up? see userfan show; or name another with --bridge)');
-  }
+  for (const [i, f] of o.fans.entries()) await checkBridge(f, underlayMtus[i] - TYPE_OVERHEAD[f.type]);
   if (o.vxlan) {
     let fd = -1;
     try {
@@ -175,7 +173,7 @@ export async function up(o: UpOptions): Promise<number> {
   new FanTable(o.fans); // duplicates/overlaps among the fans of this invocation
   const underlays = await Promise.all(o.fans.map((f, i) => underlayInterface(f, o.underlayTexts[i])));
   await checkNotUp(o.fans);
-  await checkType(o);
+  await checkType(o, underlays.map((u) => u.mtu));
 
   const id = o.tun ?? tunNameFor(o.fans[0]);
   const state: DaemonState = {
@@ -217,7 +215,7 @@ export async function up(o: UpOptions): Promise<number> {
     await createTun(state.host, id, Math.min(...underlays.map((u) => u.mtu)) - overhead, save, o.vxlan ? 'tap' : 'tun');
     for (const [i, fan] of o.fans.entries()) {
       await bringUpFan(state.host, fan, id, underlays[i].mtu, { nat: o.nat, dhcp: o.dhcp || fan.flags.dhcp, runDir: RUN_DIR }, save);
-      log('fan-up', { ...fanRecord(fan), type: fan.type, tun: id, underlayInterface: underlays[i].iface, mtu: underlays[i].mtu - overhead });
+      log('fan-up', { ...fanRecord(fan), ...(state.host.adopted?.includes(fan.bridge) ? { adopted: true } : {}), type: fan.type, tun: id, underlayInterface: underlays[i].iface, mtu: underlays[i].mtu - overhead });
     }
     offload = o.vxlan ? { on: false, text: 'off (VXLAN: no TAP offloads yet)' } : decideOffload(id, o.offload ?? 'auto');
     log('offload', { offload: offload.text });
@@ -243,7 +241,7 @@ export async function up(o: UpOptions): Promise<number> {
     throw e;
   }
 
-  watchDevices([id, ...state.host.bridges], () => finishing !== undefined, (why) => void finish(1, why));
+  watchDevices([id, ...state.host.bridges, ...(state.host.adopted ?? [])], () => finishing !== undefined, (why) => void finish(1, why));
 
   process.on('SIGTERM', () => void finish(0, 'SIGTERM'));
   process.on('SIGINT', () => void finish(0, 'SIGINT'));

@@ -7,20 +7,27 @@
  *
  * Every step records what it made in the HostState before the next step runs, so teardown() removes
  * exactly what exists, after a failure half-way, a SIGTERM, or a SIGKILL (from the state file).
+ *
+ * A bridge that exists already (Docker's, LXC's) is adopted when it holds this host's fan address
+ * (bridge-adopt.ts): used as userfan's own would be, and left in place, with its address, at teardown.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { formatCidr, formatIPv4, prefixMask } from '../fan/addr.js';
+import { formatCidr, formatIPv4, parseIPv4, prefixMask } from '../fan/addr.js';
 import { ConfigError } from '../fan/errors.js';
 import { type Fan, TYPE_OVERHEAD } from '../fan/fan.js';
 import { localAddresses } from '../fan/parse.js';
 import { run } from '../io/exec.js';
+import { type Adoption, type ExistingLink, planAdoption } from './bridge-adopt.js';
 import { pidAlive } from './pid.js';
 
 /** What exists on the host because of one daemon. Serialised as the state file. */
 export interface HostState {
   tun?: string;
+  /** Bridges userfan made: deleted at teardown. */
   bridges: string[];
+  /** Bridges that existed and were adopted (bridge-adopt.ts): left in place at teardown, routes on them removed. */
+  adopted?: string[];
   routes: { dst: string; dev: string }[];
   nftTables: string[];
   dnsmasqPids: number[];
@@ -36,6 +43,35 @@ const ip = (args: string[]) => run(['ip', ...args], { timeoutMs: 10_000 });
 export async function linkExists(name: string): Promise<boolean> {
   const r = await run(['ip', 'link', 'show', 'dev', name], { allowFail: true });
   return r.code === 0;
+}
+
+interface IpLink {
+  mtu: number;
+  linkinfo?: { info_kind?: string };
+  addr_info?: { family: string; local: string; prefixlen: number }[];
+}
+
+/** The device named `name` as bridge-adopt.ts needs it (kind, MTU, IPv4 addresses, ports), or undefined when there is none. */
+export async function readLink(name: string): Promise<ExistingLink | undefined> {
+  const r = await run(['ip', '-j', '-d', 'addr', 'show', 'dev', name], { allowFail: true });
+  if (r.code !== 0) return undefined;
+  const [l] = JSON.parse(r.stdout) as IpLink[];
+  const ports = JSON.parse((await run(['ip', '-j', 'link', 'show', 'master', name], { allowFail: true })).stdout || '[]') as { ifname: string; mtu: number }[];
+  return {
+    kind: l.linkinfo?.info_kind ?? '',
+    mtu: l.mtu,
+    addresses: (l.addr_info ?? []).filter((a) => a.family === 'inet').map((a) => ({ address: parseIPv4(a.local), len: a.prefixlen })),
+    ports: ports.map((p) => ({ name: p.ifname, mtu: p.mtu })),
+  };
+}
+
+/**
+ * Before anything is made: undefined when `up` is to make the fan's bridge, how to adopt it when it exists
+ * and may be adopted; ConfigError when it exists and may not (not a bridge, another address, a port's MTU).
+ */
+export async function checkBridge(fan: Fan, fanMtu: number): Promise<Adoption | undefined> {
+  const link = await readLink(fan.bridge);
+  return link && planAdoption(fan, fanMtu, link);
 }
 
 /** The MTU of the interface holding `address`, and its name; ConfigError when no interface has it. */
@@ -72,13 +108,16 @@ export async function createTun(state: HostState, name: string, mtu: number, onC
   await ip(['link', 'set', 'dev', name, 'mtu', String(mtu), 'txqueuelen', '1000', 'up']);
 }
 
-/** Everything for one fan on top of the TUN: bridge, route, forwarding, NAT, DHCP. */
-export async function bringUpFan(state: HostState, fan: Fan, tun: string, underlayMtu: number, opts: UpOptions, onChange: () => void): Promise<void> {
+/** Make the fan's bridge, or adopt the one that exists (checkBridge); either way up, holding slice.1. */
+async function makeOrAdoptBridge(state: HostState, fan: Fan, mtu: number, onChange: () => void): Promise<Adoption | undefined> {
   const br = fan.bridge;
-  const mtu = underlayMtu - TYPE_OVERHEAD[fan.type];
-  const slice = formatCidr(fan.localSlice, fan.sliceLen);
-  const overlay = formatCidr(fan.overlay.net, fan.overlay.len);
-  if (await linkExists(br)) throw new ConfigError('bridge', br, 'already exists on this host (is this fan already up? see userfan show)');
+  const adopt = await checkBridge(fan, mtu);
+  if (adopt) {
+    (state.adopted ??= []).push(br);
+    onChange();
+    await ip(['link', 'set', 'dev', br, ...(adopt.mtu ? ['mtu', String(adopt.mtu)] : []), 'up']);
+    return adopt;
+  }
   await ip(['link', 'add', 'name', br, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0']);
   state.bridges.push(br);
   onChange();
@@ -87,9 +126,26 @@ export async function bringUpFan(state: HostState, fan: Fan, tun: string, underl
   // host-reserve N: the host keeps .1 to .N of its slice, each on the bridge, as fanctl does (one batch).
   const reserved = Array.from({ length: fan.flags.hostReserve - 1 }, (_, i) => `address add ${formatIPv4(fan.hostAddress + 1 + i)}/${fan.bridgePrefixLen} dev ${br}\n`);
   if (reserved.length) await run(['ip', '-batch', '-'], { input: reserved.join(''), timeoutMs: 60_000 });
+  return undefined;
+}
+
+/** Everything for one fan on top of the TUN: bridge (made or adopted), route, forwarding, NAT, DHCP. */
+export async function bringUpFan(state: HostState, fan: Fan, tun: string, underlayMtu: number, opts: UpOptions, onChange: () => void): Promise<void> {
+  const br = fan.bridge;
+  const mtu = underlayMtu - TYPE_OVERHEAD[fan.type];
+  const slice = formatCidr(fan.localSlice, fan.sliceLen);
+  const overlay = formatCidr(fan.overlay.net, fan.overlay.len);
+  const adopted = await makeOrAdoptBridge(state, fan, mtu, onChange);
   if (fan.type === 'vxlan') {
     // One L2 segment over the whole overlay: the bridge's address covers it; the TAP is a port of it.
     await ip(['link', 'set', 'dev', tun, 'master', br]);
+    if (adopted?.overlayRoute) {
+      // An adopted bridge holding slice.1 with the slice's prefix (Docker's --subnet): the rest of the
+      // overlay is on the same segment, through the TAP port.
+      await ip(['route', 'add', overlay, 'dev', br, 'src', formatIPv4(fan.hostAddress)]);
+      state.routes.push({ dst: overlay, dev: br });
+      onChange();
+    }
   } else {
     await ip(['route', 'add', overlay, 'dev', tun, 'src', formatIPv4(fan.hostAddress)]);
     state.routes.push({ dst: overlay, dev: tun });
@@ -168,6 +224,13 @@ export async function teardown(state: HostState): Promise<string[]> {
       if (r.code !== 0 && !/No such file/.test(r.stderr)) throw new Error(r.stderr.trim());
     });
     if (!gone) state.nftTables.push(t);
+  }
+  // Routes on devices userfan deletes go with them; those on an adopted bridge are removed here.
+  for (const r of state.routes.splice(0).filter((x) => state.adopted?.includes(x.dev))) {
+    await attempt(`route ${r.dst} dev ${r.dev}`, async () => {
+      const res = await run(['ip', 'route', 'del', r.dst, 'dev', r.dev], { allowFail: true });
+      if (res.code !== 0 && !/No such process|Cannot find device/.test(res.stderr)) throw new Error(res.stderr.trim());
+    });
   }
   for (const br of state.bridges.splice(0)) {
     const gone = await attempt(`bridge ${br}`, async () => {

@@ -9,11 +9,14 @@
 // the trust key (kept under DIR by the caller's daemon.json key "deprecated-key-path": dockerd 20.10 has no
 // flag for it), and the empty directories /run/docker/plugins and /run/containerd/s that dockerd and the
 // containerd shims hard-code. stop() removes the containers, stops dockerd (SIGTERM, then SIGKILL), unmounts
-// what it left mounted under DIR, and removes DIR, the cgroups and those directories when it created them.
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, rmSync, symlinkSync, copyFileSync } from 'node:fs';
+// what it left mounted under DIR, and removes DIR, the cgroups (killing what still runs in them, e.g. a
+// container whose shim died with dockerd: cgroups.ts) and those directories when it created them.
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Lab } from './netns.js';
 import { run, type ProcessHandle } from './exec.js';
+import type { Box } from './busybox-box.js';
+import { removeCgroup } from './cgroups.js';
 
 export const DOCKERD = '/usr/sbin/dockerd';
 const BUSYBOX = '/bin/busybox';
@@ -28,6 +31,8 @@ export interface Dockerd {
   readonly process: ProcessHandle;
   /** `docker -H <host> …`, bounded in time; never throws for a non-zero exit. */
   docker(args: string[], timeoutMs?: number): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /** A running container of this dockerd, as a busybox Box (`docker exec NAME sh -c …`). */
+  box(container: string, address: string, label?: string): Box;
   stop(): Promise<void>;
 }
 
@@ -62,28 +67,12 @@ function mountsUnder(dir: string): string[] {
   return out.sort((a, b) => b.length - a.length);
 }
 
-/** Remove a cgroup (v1 hierarchies and the unified one) named `name` under each controller's root, if empty. */
-function removeCgroups(name: string): void {
-  let controllers: string[] = [];
-  try {
-    controllers = readdirSync('/sys/fs/cgroup');
-  } catch {
-    return;
-  }
-  for (const c of [...controllers.map((x) => join('/sys/fs/cgroup', x, name)), join('/sys/fs/cgroup', name)]) {
-    try {
-      rmdirSync(c);
-    } catch {
-      /* not there, not a directory, or still in use */
-    }
-  }
-}
-
 /**
  * Start dockerd in `ns` with `daemonJson` as its --config-file and everything else under `dir` (made here,
- * removed by stop(): keep daemon.json elsewhere); resolves once it answers. `name` (unique per run) names its cgroup parent.
+ * removed by stop(): keep daemon.json elsewhere); resolves once it answers. `name` (unique per run) names its
+ * cgroup parent; `args` are more dockerd options (e.g. `--bridge fan-250-0-28 --mtu 1480`).
  */
-export async function startDockerd(lab: Lab, ns: string, dir: string, daemonJson: string, name: string): Promise<Dockerd> {
+export async function startDockerd(lab: Lab, ns: string, dir: string, daemonJson: string, name: string, args: string[] = []): Promise<Dockerd> {
   for (const d of HARD_CODED_DIRS) if (!existsSync(d)) madeDirs.add(d);
   const sock = join(dir, 'docker.sock');
   const host = `unix://${sock}`;
@@ -91,7 +80,7 @@ export async function startDockerd(lab: Lab, ns: string, dir: string, daemonJson
   const proc = lab.spawn(undefined, [
     'nsenter', `--net=/run/netns/${ns}`, DOCKERD, '--config-file', daemonJson, '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'),
     '-H', host, '--pidfile', join(dir, 'dockerd.pid'), '--storage-driver', 'vfs', '--iptables=false', '--ip-masq=false', '--ip6tables=false',
-    '--cgroup-parent', `/${name}`,
+    '--cgroup-parent', `/${name}`, ...args,
   ]);
   const docker = async (args: string[], timeoutMs = 60_000) => {
     const r = await run(['docker', '-H', host, ...args], { allowFail: true, timeoutMs });
@@ -106,7 +95,7 @@ export async function startDockerd(lab: Lab, ns: string, dir: string, daemonJson
     }
     for (const mp of mountsUnder(dir)) await run(['umount', '-l', mp], { allowFail: true });
     rmSync(dir, { recursive: true, force: true });
-    removeCgroups(name);
+    await removeCgroup(name); // with any container process its dead shim left running
     for (const d of HARD_CODED_DIRS.filter((x) => madeDirs.has(x))) {
       try {
         rmdirSync(d);
@@ -116,7 +105,8 @@ export async function startDockerd(lab: Lab, ns: string, dir: string, daemonJson
       }
     }
   })());
-  const d: Dockerd = { dir, host, process: proc, docker, stop };
+  const box = (container: string, address: string, label = `docker ${container} in ${ns}`): Box => ({ name: label, address, sh: (script) => ['docker', '-H', host, 'exec', container, 'sh', '-c', script] });
+  const d: Dockerd = { dir, host, process: proc, docker, box, stop };
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (!proc.running) {
