@@ -53,6 +53,8 @@ usage:
                                            the fan into FILE (persistent), Docker's daemon.json onto its bridge and MTU
   userfan disable-docker [-u UNDERLAY -o OVERLAY] [--daemon-json FILE]   undoes exactly what enable-docker did
   userfan test local-docker [-o OVERLAY -u UNDERLAY] [--image IMAGE] [-H DOCKER_HOST]   two containers, ping, data
+  userfan cni install [--dir /opt/cni/bin] [--conf-dir DIR] [--print-config] [--name NAME] [-o OVERLAY] [--data-dir DIR]
+                                           the CNI plugin (type userfan) and its network configuration (docs/cni.md)
   userfan demo [--keep] [--json] [--type ipip|vxlan]   two hosts in namespaces, container to container (root)
   userfan --help | --version
 
@@ -128,6 +130,7 @@ function vxlanOptions(fans: Fan[], portText: string | undefined, vniText: string
 }
 
 const commands: Record<string, Handler> = {
+  cni: async (args) => (await import('../cni/install.js')).cniCommand(args),
   'enable-docker': enableDockerCommand,
   'disable-docker': disableDockerCommand,
   test: testCommand,
