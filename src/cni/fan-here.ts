@@ -3,7 +3,6 @@
  * its state in /run/userfan/net-<namespace inode>/ (control/state.ts: each fan's overlay, underlay, slice,
  * bridge and host-reserve); the bridge itself says whether it is up, holds the slice's .1 and its MTU.
  */
-import { readFileSync } from 'node:fs';
 import { formatIPv4, parseIPv4 } from '../fan/addr.js';
 import { parseOverlay, parseUnderlay } from '../fan/parse.js';
 import { run } from '../io/exec.js';
@@ -58,17 +57,18 @@ function choose(conf: NetConf, live: Candidate[]): Candidate {
 }
 
 /**
- * Whether `bridge` holds `address` (as `ip` sees it: a bridge without ports has no carrier, and Node's
- * os.networkInterfaces() leaves such interfaces out).
+ * The bridge's MTU when it holds `address`, else 0. Asked of the kernel by netlink (`ip`), not read from
+ * /sys (a runtime may run the plugin under `nsenter --net`, where /sys still shows another namespace),
+ * nor from os.networkInterfaces() (which leaves out a bridge without ports: it has no carrier).
  */
-async function holds(bridge: string, address: string): Promise<boolean> {
+async function mtuHolding(bridge: string, address: string): Promise<number> {
   const r = await run(['ip', '-j', '-4', 'addr', 'show', 'dev', bridge], { allowFail: true, timeoutMs: 10_000 });
-  if (r.code !== 0) return false;
+  if (r.code !== 0) return 0;
   try {
-    const [link] = JSON.parse(r.stdout) as { addr_info?: { local?: string }[] }[];
-    return !!link?.addr_info?.some((a) => a.local === address);
+    const [link] = JSON.parse(r.stdout) as { mtu?: number; addr_info?: { local?: string }[] }[];
+    return link?.addr_info?.some((a) => a.local === address) ? (link.mtu ?? 0) : 0;
   } catch {
-    return false;
+    return 0;
   }
 }
 
@@ -76,16 +76,10 @@ async function holds(bridge: string, address: string): Promise<boolean> {
 export async function fanHere(conf: NetConf): Promise<FanHere> {
   const live = readStates().filter((s) => pidAlive(s.pid)).flatMap((daemon) => daemon.fans.map((fan) => ({ daemon, fan })));
   const { daemon, fan } = choose(conf, live);
-  const gateway = parseIPv4(fan.slice.split('/')[0]) + 1;
-  const held = await holds(fan.bridge, formatIPv4(gateway));
-  let mtu = 0;
-  try {
-    mtu = Number(readFileSync(`/sys/class/net/${fan.bridge}/mtu`, 'utf8').trim());
-  } catch {
-    /* no bridge (yet) */
-  }
-  if (!held || !mtu) {
-    throw new CniError(CODE.tryAgainLater, `fan not up here: userfan (pid ${daemon.pid}) has not brought bridge ${fan.bridge} up with ${formatIPv4(gateway)} yet; try again once userfan up says ready`);
+  const gateway = formatIPv4(parseIPv4(fan.slice.split('/')[0]) + 1);
+  const mtu = await mtuHolding(fan.bridge, gateway);
+  if (!mtu) {
+    throw new CniError(CODE.tryAgainLater, `fan not up here: userfan (pid ${daemon.pid}) has not brought bridge ${fan.bridge} up with ${gateway} yet; try again once userfan up says ready`);
   }
   const type = fan.flags.type ?? daemon.type ?? 'ipip';
   return { overlay: fan.overlay, underlay: fan.underlay, slice: fan.slice, bridge: fan.bridge, hostReserve: fan.flags.hostReserve ?? 1, type, mtu };

@@ -6,8 +6,6 @@
  * files outlive the daemon: addresses survive a userfan restart, and DEL releases them with the recorded
  * configuration when the daemon is down.
  */
-import { readlinkSync } from 'node:fs';
-import { basename } from 'node:path';
 import { run } from '../io/exec.js';
 import { badConfig, CniError, CODE } from './errors.js';
 import { checkVersion, LATEST_VERSION, parseNetConf, SUPPORTED_VERSIONS, type CniEnv, type NetConf } from './config.js';
@@ -16,10 +14,11 @@ import { execPlugin } from './exec-plugin.js';
 import { fanHere } from './fan-here.js';
 import { listRecords, loadRecord, removeRecord, saveRecord, type AttachmentRecord } from './store.js';
 
-/** The bridge an interface is a port of, or undefined (none, or no such interface). */
-export function masterOf(iface: string): string | undefined {
+/** The bridge an interface is a port of (undefined: none, or no such interface), by netlink as fan-here.ts does. */
+export async function masterOf(iface: string): Promise<string | undefined> {
+  const r = await run(['ip', '-j', 'link', 'show', 'dev', iface], { allowFail: true, timeoutMs: 10_000 });
   try {
-    return basename(readlinkSync(`/sys/class/net/${iface}/master`));
+    return r.code === 0 ? ((JSON.parse(r.stdout) as { master?: string }[])[0]?.master ?? undefined) : undefined;
   } catch {
     return undefined;
   }
@@ -39,7 +38,7 @@ function delegateFor(rec: Pick<AttachmentRecord, 'delegate'>, conf: NetConf, wit
 export async function reattach(dataDir: string, network: string, fan: Pick<FanHere, 'bridge'>): Promise<string[]> {
   const done: string[] = [];
   for (const r of listRecords(dataDir, network)) {
-    if (r.bridge !== fan.bridge || !r.hostInterface || masterOf(r.hostInterface) !== undefined) continue;
+    if (r.bridge !== fan.bridge || !r.hostInterface || (await masterOf(r.hostInterface)) !== undefined) continue;
     const res = await run(['ip', 'link', 'set', 'dev', r.hostInterface, 'master', fan.bridge], { allowFail: true });
     if (res.code === 0) done.push(r.hostInterface);
   }
@@ -91,7 +90,7 @@ async function check(conf: NetConf, env: CniEnv): Promise<string> {
   const rec = loadRecord(conf.dataDir, conf.name, a);
   if (!rec) throw new CniError(CODE.unknownContainer, `container ${a.containerID} (${a.ifname}) is not attached to network ${conf.name} on this host (no record in ${conf.dataDir}/attachments)`);
   if (rec.hostInterface) {
-    const master = masterOf(rec.hostInterface);
+    const master = await masterOf(rec.hostInterface);
     if (master !== fan.bridge) {
       throw new CniError(CODE.notOnBridge, `container ${a.containerID}'s link ${rec.hostInterface} is ${master ? `a port of ${master}` : 'on no bridge'}, not of fan bridge ${fan.bridge} (userfan restarted? the next ADD or userfan cni reattach puts it back)`);
     }
