@@ -56,7 +56,7 @@ function options(args: string[]) {
       },
     });
   } catch (e) {
-    throw new ConfigError('cni', args.join(' '), `${(e as Error).message.replace(/\. To specify.*$/s, '')}; usage: userfan cni install [--dir DIR] [--conf-dir DIR] [--print-config] [--name NAME] [-o OVERLAY] [--bridge NAME] [--data-dir DIR] | userfan cni reattach [--name NAME] [--data-dir DIR]`);
+    throw new ConfigError('arguments', args.join(' '), `${(e as Error).message.replace(/\. To specify.*$/s, '')}; usage: userfan cni install [--dir DIR] [--conf-dir DIR] [--print-config] [--name NAME] [-o OVERLAY] [--bridge NAME] [--data-dir DIR] | userfan cni reattach [--name NAME] [--data-dir DIR]`);
   }
 }
 
@@ -117,8 +117,8 @@ function install(v: ReturnType<typeof options>['values']): number {
 /** `userfan cni …`. */
 export async function cniCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  const v = options(rest).values;
-  if (options(rest).positionals.length) throw new ConfigError('cni', rest.join(' '), 'takes no positional arguments after the subcommand');
+  const { values: v, positionals } = options(rest);
+  if (positionals.length) throw new ConfigError('arguments', positionals.join(' '), `userfan cni ${sub} takes options only`);
   if (sub === 'install') return install(v);
   if (sub === 'reattach') {
     const conf = configOptions(v);
@@ -134,5 +134,5 @@ export async function cniCommand(args: string[]): Promise<number> {
     console.log(`${done.length} link(s) put back on ${fan.bridge}${done.length ? `: ${done.join(' ')}` : ''}`);
     return 0;
   }
-  throw new ConfigError('cni', sub ?? '', 'expected a subcommand: install (the plugin and its network configuration) or reattach (links back on a restarted fan\'s bridge)');
+  throw new ConfigError('subcommand', sub ?? '', 'expected install (the plugin and its network configuration) or reattach (links back on a restarted fan\'s bridge)');
 }

@@ -10,7 +10,7 @@
  * - errors: bad configurations (each names its field), no fan up here (11; STATUS 50), a missing variable;
  * - GC releases what the runtime no longer lists; STATUS says ready;
  * - with A's daemon stopped, DEL still releases; restarted, the addresses held stay held, CHECK finds the
- *   old link off the new bridge (101) until the next ADD puts it back.
+ *   old link off the new bridge (101) until the next ADD (or `userfan cni reattach`) puts it back.
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -228,6 +228,15 @@ describe('the userfan CNI plugin by the CNI protocol', () => {
     const back = await plugin(A, 'CHECK', conf(A, { prevResult: r1 }), k1);
     expect(back.code, JSON.stringify(back.out)).toBe(0);
     expect((await topo.ping(k1.ns, '250.0.28.1')).ok).toBe(true);
+
+    // userfan cni reattach does the same without an ADD.
+    const veth = r1.interfaces[1].name;
+    await topo.exec(A, ['ip', 'link', 'set', 'dev', veth, 'nomaster']);
+    expect((await plugin(A, 'CHECK', conf(A, { prevResult: r1 }), k1)).out).toMatchObject({ code: 101 });
+    const re = await topo.exec(A, [process.execPath, CLI, 'cni', 'reattach', '--name', NET, '--data-dir', dataDir(A)], { allowFail: true });
+    expect(re.code, re.stderr).toBe(0);
+    expect(re.stdout.trim()).toBe(`1 link(s) put back on fan-250-0-28: ${veth}`);
+    expect((await plugin(A, 'CHECK', conf(A, { prevResult: r1 }), k1)).code).toBe(0);
     await del(A, k1);
     await del(A, k3);
     expect(held(A)).toEqual([]);
