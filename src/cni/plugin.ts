@@ -14,13 +14,16 @@ import { execPlugin } from './exec-plugin.js';
 import { fanHere } from './fan-here.js';
 import { listRecords, loadRecord, removeRecord, saveRecord, type AttachmentRecord } from './store.js';
 
-/** The bridge an interface is a port of (undefined: none, or no such interface), by netlink as fan-here.ts does. */
-export async function masterOf(iface: string): Promise<string | undefined> {
-  const r = await run(['ip', '-j', 'link', 'show', 'dev', iface], { allowFail: true, timeoutMs: 10_000 });
+/**
+ * Each interface of this namespace and the bridge it is a port of (absent: none), in one netlink dump
+ * (`ip`, as fan-here.ts asks: /sys may show another namespace under `nsenter --net`).
+ */
+export async function masters(): Promise<Map<string, string | undefined>> {
+  const r = await run(['ip', '-j', 'link', 'show'], { allowFail: true, timeoutMs: 10_000 });
   try {
-    return r.code === 0 ? ((JSON.parse(r.stdout) as { master?: string }[])[0]?.master ?? undefined) : undefined;
+    return new Map((JSON.parse(r.stdout) as { ifname: string; master?: string }[]).map((l) => [l.ifname, l.master]));
   } catch {
-    return undefined;
+    return new Map();
   }
 }
 
@@ -37,14 +40,16 @@ function delegateFor(rec: Pick<AttachmentRecord, 'delegate'>, conf: NetConf, wit
  */
 export async function reattach(dataDir: string, network: string, fan: Pick<FanHere, 'bridge'>): Promise<string[]> {
   const done: string[] = [];
+  const ports = await masters();
   for (const r of listRecords(dataDir, network)) {
-    if (r.bridge !== fan.bridge || !r.hostInterface || (await masterOf(r.hostInterface)) !== undefined) continue;
+    if (r.bridge !== fan.bridge || !r.hostInterface || !ports.has(r.hostInterface) || ports.get(r.hostInterface) !== undefined) continue;
     const res = await run(['ip', 'link', 'set', 'dev', r.hostInterface, 'master', fan.bridge], { allowFail: true });
     if (res.code === 0) done.push(r.hostInterface);
   }
   return done;
 }
 
+/** ADD. The plugin is a main plugin: a prevResult (chained after another plugin) is replaced, not merged. */
 async function add(conf: NetConf, env: CniEnv): Promise<string> {
   const fan = await fanHere(conf);
   const delegate = bridgeConf(conf, fan);
@@ -90,7 +95,7 @@ async function check(conf: NetConf, env: CniEnv): Promise<string> {
   const rec = loadRecord(conf.dataDir, conf.name, a);
   if (!rec) throw new CniError(CODE.unknownContainer, `container ${a.containerID} (${a.ifname}) is not attached to network ${conf.name} on this host (no record in ${conf.dataDir}/attachments)`);
   if (rec.hostInterface) {
-    const master = await masterOf(rec.hostInterface);
+    const master = (await masters()).get(rec.hostInterface);
     if (master !== fan.bridge) {
       throw new CniError(CODE.notOnBridge, `container ${a.containerID}'s link ${rec.hostInterface} is ${master ? `a port of ${master}` : 'on no bridge'}, not of fan bridge ${fan.bridge} (userfan restarted? the next ADD or userfan cni reattach puts it back)`);
     }
