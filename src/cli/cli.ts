@@ -37,6 +37,8 @@ usage:
                                            the fan into FILE (persistent), Docker's daemon.json onto its bridge and MTU
   userfan disable-docker [-u UNDERLAY -o OVERLAY] [--daemon-json FILE]   undoes exactly what enable-docker did
   userfan test local-docker [-o OVERLAY -u UNDERLAY] [--image IMAGE] [-H DOCKER_HOST]   two containers, ping, data
+  userfan cni install [--dir /opt/cni/bin] [--conf-dir DIR] [--print-config] [--name NAME] [-o OVERLAY] [--data-dir DIR]
+                                           the CNI plugin (type userfan) and its network configuration (docs/cni.md)
   userfan demo [--keep] [--json] [--type ipip|vxlan]   two hosts in namespaces, container to container (root)
   userfan --help | --version
 
@@ -60,6 +62,7 @@ const commands: Record<string, () => Promise<Handler>> = {
   'enable-docker': async () => (await import('./docker.js')).enableDockerCommand,
   'disable-docker': async () => (await import('./docker.js')).disableDockerCommand,
   test: async () => (await import('./test-docker.js')).testCommand,
+  cni: async () => (await import('../cni/install.js')).cniCommand,
 };
 
 /** Runs one command line; `more` adds commands from outside the product (src/main.ts: the lab's demo). */

@@ -20,6 +20,7 @@ export const LAYERS: Record<string, number> = {
   dataplane: 4,
   control: 5,
   debug: 6,
+  cni: 6.5,
   cli: 7,
   lab: 8,
   '.': 9,
