@@ -10,7 +10,7 @@ import { type Fan, TYPE_OVERHEAD } from '../fan/fan.js';
 import { parseFan } from '../fan/parse.js';
 import { DEFAULT_DAEMON_JSON, disableDocker, enableDocker, findConfigLine, readOrUndefined, recordPath } from '../control/docker-config.js';
 import { underlayInterface } from '../control/hostnet.js';
-import { pidAlive, readStates } from '../control/state.js';
+import { daemonAlive, readStates } from '../control/state.js';
 import { DEFAULT_CONFIG, UsageError } from './fans-from-args.js';
 
 const options = {
@@ -36,7 +36,7 @@ function liveBridge(fan: Fan): { bridge: string; mtu: number; pid: number } | un
   const underlay = formatCidr(fan.underlay.net, fan.underlay.len);
   for (const s of readStates()) {
     const r = s.fans.find((f) => f.overlay === overlay && f.underlay === underlay);
-    if (!r || !pidAlive(s.pid)) continue;
+    if (!r || !daemonAlive(s)) continue;
     try {
       return { bridge: r.bridge, mtu: Number(readFileSync(`/sys/class/net/${r.bridge}/mtu`, 'utf8').trim()), pid: s.pid };
     } catch {

@@ -6,7 +6,7 @@ import { formatCidr } from '../fan/addr.js';
 import { ConfigError } from '../fan/errors.js';
 import type { Fan } from '../fan/fan.js';
 import { teardown } from '../control/hostnet.js';
-import { type DaemonState, pidAlive, readStates, settleState } from '../control/state.js';
+import { daemonAlive, type DaemonState, pidAlive, readStates, settleState } from '../control/state.js';
 import { fansFromArgs, UsageError } from './fans-from-args.js';
 import { fanOptions, opts } from './options.js';
 
@@ -30,7 +30,7 @@ async function waitGone(pid: number, ms: number): Promise<boolean> {
 
 /** Bring down one daemon, whatever state it is in. */
 export async function downDaemon(s: DaemonState): Promise<DownReport> {
-  if (pidAlive(s.pid)) {
+  if (daemonAlive(s)) {
     process.kill(s.pid, 'SIGTERM');
     if (await waitGone(s.pid, STOP_WAIT_MS)) {
       // It cleaned up after itself unless it died half-way; whatever the state file still lists goes now.

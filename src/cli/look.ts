@@ -11,7 +11,7 @@ import { explainLive, fansUp, formatLive } from '../debug/walk.js';
 import { collectStats, formatStats } from '../debug/stats.js';
 import { trace } from '../debug/trace.js';
 import { MAX_COUNT, MAX_SECONDS } from '../control/trace-server.js';
-import { ask, pidAlive, readStates } from '../control/state.js';
+import { ask, daemonAlive, readStates } from '../control/state.js';
 import { formatShow, showRows } from './show.js';
 import { UsageError } from './fans-from-args.js';
 import { intOption, opts } from './options.js';
@@ -46,7 +46,7 @@ export async function traceCommand(args: string[]): Promise<number> {
   }
   const count = intOption('--count', values.count, 100, 1, MAX_COUNT);
   const seconds = intOption('--seconds', values.seconds, 10, 1, MAX_SECONDS);
-  const live = readStates().filter((s) => pidAlive(s.pid));
+  const live = readStates().filter((s) => daemonAlive(s));
   if (live.length === 0) throw new UsageError('no fan is up in this network namespace: nothing to trace');
   let r;
   try {
@@ -80,7 +80,7 @@ export async function statsCommand(args: string[]): Promise<number> {
 export async function debugCommand(args: string[]): Promise<number> {
   const [what, n] = args;
   if (what !== 'crash-worker' || n === undefined || !/^\d+$/.test(n)) throw new UsageError('usage: userfan debug crash-worker N   (makes worker N of every daemon here throw, to see it replaced)');
-  const live = readStates().filter((s) => pidAlive(s.pid));
+  const live = readStates().filter((s) => daemonAlive(s));
   if (live.length === 0) throw new UsageError('no fan is up in this network namespace');
   for (const s of live) console.log(`${s.id}: ${JSON.stringify(await ask(s.id, { cmd: 'crash-worker', worker: Number(n) }))}`);
   return 0;
@@ -98,7 +98,7 @@ export async function explainCommand(args: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('explain takes one ADDRESS, e.g. userfan explain 250.0.27.3 -o 250.0.0.0/8 -u 172.30.0.28/16');
   if (values.overlay === undefined && values.underlay === undefined) {
     // Against the fans that are up here.
-    const live = await explainLive(fansUp(readStates().filter((s) => pidAlive(s.pid))), positionals[0], values.from);
+    const live = await explainLive(fansUp(readStates().filter((s) => daemonAlive(s))), positionals[0], values.from);
     console.log(values.json ? JSON.stringify(live) : formatLive(live));
     return 0;
   }

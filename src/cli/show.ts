@@ -1,5 +1,5 @@
 /** `userfan show`: fanctl's table (Bridge, Underlay, Overlay, Flags) plus workers and packet counters. */
-import { ask, type DaemonState, pidAlive, readStates } from '../control/state.js';
+import { ask, type DaemonState, daemonAlive, readStates } from '../control/state.js';
 import { flagsText, type DaemonStatus } from '../control/status.js';
 import { formatCpuList } from '../control/cpus.js';
 
@@ -41,7 +41,7 @@ export interface ShowRow {
 export async function showRows(): Promise<ShowRow[]> {
   const rows: ShowRow[] = [];
   for (const s of readStates()) {
-    const live = pidAlive(s.pid);
+    const live = daemonAlive(s);
     let st: DaemonStatus | undefined;
     if (live) st = await ask<DaemonStatus>(s.id, { cmd: 'status' }).catch(() => undefined);
     for (const r of s.fans) {

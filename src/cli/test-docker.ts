@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { formatCidr, formatIPv4, parseIPv4, prefixMask } from '../fan/addr.js';
 import { ConfigError } from '../fan/errors.js';
 import { parseCidr, parseOverlay, parseUnderlay } from '../fan/parse.js';
-import { pidAlive, readStates, type FanRecord } from '../control/state.js';
+import { daemonAlive, readStates, type FanRecord } from '../control/state.js';
 import { run } from '../io/exec.js';
 import { UsageError } from './fans-from-args.js';
 
@@ -31,7 +31,7 @@ function pickFan(overlay?: string, underlay?: string): FanRecord {
   const want = overlay !== undefined && underlay !== undefined
     ? { o: formatCidr(parseOverlay(overlay).net, parseOverlay(overlay).len), u: parseUnderlay(underlay).prefix }
     : undefined;
-  const up = readStates().filter((s) => pidAlive(s.pid)).flatMap((s) => s.fans);
+  const up = readStates().filter((s) => daemonAlive(s)).flatMap((s) => s.fans);
   const fans = want ? up.filter((f) => f.overlay === want.o && f.underlay === formatCidr(want.u.net, want.u.len)) : up;
   if (fans.length === 0) throw new Failure(`${want ? `${overlay} over ${underlay} is not up` : 'no fan is up'} in this network namespace (userfan show): bring it up first`);
   if (fans.length > 1) throw new UsageError(`${fans.length} fans are up here: name one with -o and -u; ${USAGE}`);

@@ -7,7 +7,7 @@ import { formatIPv4, parseIPv4 } from '../fan/addr.js';
 import { parseOverlay, parseUnderlay } from '../fan/parse.js';
 import { run } from '../io/exec.js';
 import { ConfigError } from '../fan/errors.js';
-import { pidAlive, readStates, type DaemonState, type FanRecord } from '../control/state.js';
+import { daemonAlive, readStates, type DaemonState, type FanRecord } from '../control/state.js';
 import { badConfig, CniError, CODE } from './errors.js';
 import type { NetConf } from './config.js';
 import type { FanHere } from './delegate.js';
@@ -74,7 +74,7 @@ async function mtuHolding(bridge: string, address: string): Promise<number> {
 
 /** The fan this configuration attaches to, up and ready; CniError 11 when it is not (yet). */
 export async function fanHere(conf: NetConf): Promise<FanHere> {
-  const live = readStates().filter((s) => pidAlive(s.pid)).flatMap((daemon) => daemon.fans.map((fan) => ({ daemon, fan })));
+  const live = readStates().filter((s) => daemonAlive(s)).flatMap((daemon) => daemon.fans.map((fan) => ({ daemon, fan })));
   const { daemon, fan } = choose(conf, live);
   const gateway = formatIPv4(parseIPv4(fan.slice.split('/')[0]) + 1);
   const mtu = await mtuHolding(fan.bridge, gateway);

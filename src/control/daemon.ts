@@ -22,7 +22,8 @@ import { bringUpFan, checkBridge, createTun, emptyState, teardown, tunNameFor, u
 import { formatCpuList } from './cpus.js';
 import { hasNetAdmin } from './privileges.js';
 import { serveTrace, type TraceRequest } from './trace-server.js';
-import { type DaemonState, pidAlive, readStates, RUN_DIR, settleState, socketPath, writeState } from './state.js';
+import { daemonAlive, type DaemonState, readStates, RUN_DIR, settleState, socketPath, writeState } from './state.js';
+import { procStart } from './pid.js';
 import { fanRecord, statusOf } from './status.js';
 import { decideOffload, type OffloadMode } from '../tun/probe.js';
 
@@ -80,7 +81,7 @@ export function log(event: string, fields: Record<string, unknown> = {}): void {
 /** Refuse, before creating anything, a fan that is already up (EEXIST) or overlaps one that is. */
 async function checkNotUp(fans: Fan[]): Promise<void> {
   for (const s of readStates()) {
-    if (!pidAlive(s.pid)) {
+    if (!daemonAlive(s)) {
       log('stale-state', { daemon: s.id, pid: s.pid, action: 'cleaning up what a dead userfan left' });
       const problems = await teardown(s.host);
       settleState(s, problems);
@@ -177,7 +178,7 @@ export async function up(o: UpOptions): Promise<number> {
 
   const id = o.tun ?? tunNameFor(o.fans[0]);
   const state: DaemonState = {
-    id, pid: process.pid, startedAt: new Date().toISOString(), workers: o.workers, ttl: o.ttl, nat: o.nat, send: o.send ?? DEFAULT_SEND,
+    id, pid: process.pid, pidStart: procStart(process.pid), startedAt: new Date().toISOString(), workers: o.workers, ttl: o.ttl, nat: o.nat, send: o.send ?? DEFAULT_SEND,
     busyPollUs: o.busyPollUs ?? DEFAULT_BUSY_POLL_US,
     ...(o.cpus?.length ? { cpus: o.cpus } : {}), ...(o.vxlan ? { type: 'vxlan' as const, vxlan: o.vxlan } : {}), fans: o.fans.map(fanRecord), host: emptyState(),
   };

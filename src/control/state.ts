@@ -34,6 +34,8 @@ export interface DaemonState {
   id: string;
   pid: number;
   startedAt: string;
+  /** The daemon process's start time (/proc/PID/stat), so a reused pid is not taken for it (daemonAlive). */
+  pidStart?: string;
   workers: number;
   ttl: number;
   nat: boolean;
@@ -107,7 +109,7 @@ export function readStates(): DaemonState[] {
   return out;
 }
 
-export { pidAlive } from './pid.js';
+export { daemonAlive, pidAlive } from './pid.js';
 
 /** Ask a running daemon over its control socket; resolves with its JSON answer, rejects on timeout. */
 export function ask<T = unknown>(id: string, request: Record<string, unknown>, timeoutMs = 2000): Promise<T> {

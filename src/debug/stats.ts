@@ -4,7 +4,7 @@
  * network namespace, read over their control sockets.
  */
 import { DROP_REASONS } from '../wire/drops.js';
-import { ask, pidAlive, readStates } from '../control/state.js';
+import { ask, daemonAlive, readStates } from '../control/state.js';
 import type { DaemonStatus } from '../control/status.js';
 import type { CounterSnapshot } from '../io/counters.js';
 
@@ -31,7 +31,7 @@ const rate = (a: CounterSnapshot, b: CounterSnapshot, s: number): Rates => ({
 async function sample(): Promise<DaemonStatus[]> {
   const out: DaemonStatus[] = [];
   for (const s of readStates()) {
-    if (!pidAlive(s.pid)) continue;
+    if (!daemonAlive(s)) continue;
     const st = await ask<DaemonStatus>(s.id, { cmd: 'status' }).catch(() => undefined);
     if (st) out.push(st);
   }

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { run, spawnProcess, type ProcessHandle, type RunOptions, type RunResult, type SpawnOptions } from './exec.js';
-import { pidAlive } from '../control/pid.js';
+import { pidAlive, procStart } from '../control/pid.js';
 
 export { run, spawnProcess, CommandError, ProcessHandle, type RunOptions, type RunResult, type SpawnOptions } from './exec.js';
 
@@ -146,15 +146,6 @@ export async function cleanupOrphans(): Promise<string[]> {
   return cleaned;
 }
 
-function procStart(pid: number): string {
-  try {
-    // field 22 of /proc/PID/stat (after the parenthesised command name)
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
-  } catch {
-    return '';
-  }
-}
 
 // ---- process-wide registry and exit/signal hooks ----
 

@@ -99,10 +99,10 @@ describe('userfan commands', () => {
     await expectAllRefused(topo, A, cases.map(([args, message]) => ({ args, message })));
   });
 
-  it('up when a bridge of the fan\'s name exists already: exit 2, one line, nothing made', async () => {
+  it('up when a bridge of the fan\'s name exists holding no fan address (nothing to adopt): exit 2, one line, nothing made', async () => {
     await topo.exec(A, ['ip', 'link', 'add', 'name', 'fan-250-0-28', 'type', 'bridge']);
     try {
-      await expectRefused(topo, A, ['up', '-o', '250.0.0.0/8', '-u', A.underlayCidr, '--workers', '1'], /^userfan up: bridge "fan-250-0-28": already exists on this host/);
+      await expectRefused(topo, A, ['up', '-o', '250.0.0.0/8', '-u', A.underlayCidr, '--workers', '1'], /^userfan up: bridge "fan-250-0-28": exists with no fan address to adopt: .*give it 250\.0\.28\.1\/24/);
     } finally {
       await topo.exec(A, ['ip', 'link', 'del', 'dev', 'fan-250-0-28']);
     }
