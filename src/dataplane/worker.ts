@@ -67,7 +67,7 @@ export default function runWorker(task: WorkerTask): WorkerResult {
   if (task.cpu !== undefined) native().pinThread(task.cpu);
   const at = FDS_PER_WORKER * task.index;
   const vxlan = task.vxlan;
-  const offload = task.offload === true && !vxlan;
+  const offload = task.offload === true;
   const headroom = vxlan ? VXLAN_HLEN : task.gso && offload ? GSO_FRAME_HEADROOM : OUTER_HEADER_LEN;
   const dev = TunDevice.open({ name: task.tun, offload, headroom, tap: vxlan !== undefined });
   fds[at + FD_TUN] = dev.fd;
@@ -88,7 +88,7 @@ export default function runWorker(task: WorkerTask): WorkerResult {
 
 /** The underlay, chosen once: TX GSO where the pool opened it (it needs TUN offloads), else the raw socket. */
 function openUnderlay(task: WorkerTask, dev: TunDevice, counters: Float64Array, tap: TraceTap): Underlay {
-  if (task.vxlan) return new VxlanUnderlay({ bytes: dev.bytes, capacity: dev.capacity, port: task.vxlan.port, vni: task.vxlan.vni, counters });
+  if (task.vxlan) return new VxlanUnderlay({ bytes: dev.bytes, port: task.vxlan.port, vni: task.vxlan.vni, counters });
   const raw: RawUnderlayOptions = { bytes: dev.bytes, ttl: task.ttl, index: task.index, count: task.count, counters, tap };
   if (task.gso && dev.offload) return new GsoUnderlay({ ...raw, ...task.gso, capacity: dev.capacity });
   return new RawUnderlay(raw);

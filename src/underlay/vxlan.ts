@@ -6,21 +6,22 @@
  * each a share of what arrives, by flow hash. A port held by a socket without SO_REUSEPORT (a kernel
  * vxlan device) is refused (EADDRINUSE).
  */
-import { type EgressBatch, PacketList, type PacketBatch, type RoutePlan } from '../io/batch.js';
-import { C_TX_BYTES, C_TX_PACKETS } from '../io/counters.js';
+import { type EgressBatch, NO_ROOM, PacketList, type PacketBatch, type RoutePlan } from '../io/batch.js';
+import { C_DROPS, C_TX_BYTES, C_TX_PACKETS } from '../io/counters.js';
 import { IoErrors } from '../io/errors.js';
 import { closeFd, native, rethrowAs } from '../io/native.js';
 import { Poller } from '../io/poll.js';
+import { Drop } from '../wire/drops.js';
 import { putVxlan, VXLAN_HLEN } from '../wire/vxlan.js';
 import { countSendLosses, SEND_TRIES, SEND_WAIT_MS, type Underlay } from './underlay.js';
 
 const SOCKET_BUFFER = 8 << 20;
+/** Datagrams one send can carry; at least what one 64 KiB super-frame makes at Linux's smallest MSS (1366). */
+const SEGMENTS = 2048;
 
 export interface VxlanUnderlayOptions {
   /** The read batch's bytes (frames get their VXLAN header in place there). */
   bytes: Uint8Array;
-  /** How many frames a read batch has at most. */
-  capacity: number;
   port: number;
   vni: number;
   /** This worker's counter row (src/io/counters.ts). */
@@ -40,7 +41,7 @@ export class VxlanUnderlay implements Underlay {
   constructor(o: VxlanUnderlayOptions) {
     this.fd = native().udpOpen({ port: o.port, rcvbuf: SOCKET_BUFFER, sndbuf: SOCKET_BUFFER });
     this.room.add(this.fd, native().POLLOUT);
-    this.tx = new PacketList(o.bytes, o.capacity);
+    this.tx = new PacketList(o.bytes, SEGMENTS);
     this.port = o.port;
     this.vni = o.vni;
     this.c = o.counters;
@@ -48,20 +49,37 @@ export class VxlanUnderlay implements Underlay {
   }
 
   send(batch: EgressBatch, plan: RoutePlan, n: number): void {
+    for (let i = 0; i < n; i++) if (plan.verdict[i] === 0) this.take(batch, i, plan.dst[i]);
+    if (this.tx.count > 0) this.flush();
+    batch.resetCuts();
+  }
+
+  /** Cuts frame i of `batch` into `tx` (a TCP super-frame into segments) with a VXLAN header for dst; sends first if `tx` is full. */
+  private take(batch: EgressBatch, i: number, dst: number): void {
     const tx = this.tx;
-    const b = tx.bytes;
-    const p = batch.packets;
-    let bytes = 0;
-    for (let i = 0; i < n; i++) {
-      if (plan.verdict[i] !== 0) continue;
-      const at = p.offsets[i] - VXLAN_HLEN;
-      putVxlan(b, at, this.vni);
-      tx.push(at, p.lengths[i] + VXLAN_HLEN, plan.dst[i]);
-      bytes += p.lengths[i];
+    let r = batch.cut(i, tx, VXLAN_HLEN);
+    if (r === NO_ROOM) {
+      this.flush();
+      batch.resetCuts();
+      r = batch.cut(i, tx, VXLAN_HLEN);
     }
-    this.c[C_TX_PACKETS] += tx.count;
+    if (r < 0) {
+      this.c[C_DROPS + Drop['tx-malformed']]++;
+      return;
+    }
+    const b = tx.bytes;
+    const vni = this.vni;
+    let bytes = 0;
+    for (let k = tx.count - r; k < tx.count; k++) {
+      const at = tx.offsets[k] - VXLAN_HLEN;
+      putVxlan(b, at, vni);
+      bytes += tx.lengths[k];
+      tx.offsets[k] = at;
+      tx.lengths[k] += VXLAN_HLEN;
+      tx.addresses[k] = dst;
+    }
+    this.c[C_TX_PACKETS] += r;
     this.c[C_TX_BYTES] += bytes;
-    if (tx.count > 0) this.flush();
   }
 
   /** Sends what `tx` holds, waiting briefly while the send buffer is full; the rest is counted lost. */
