@@ -222,7 +222,7 @@ export async function up(o: UpOptions): Promise<number> {
     offload = decideOffload(id, o.offload ?? 'auto', o.vxlan !== undefined);
     log('offload', { offload: offload.text });
     const send = o.send ?? DEFAULT_SEND;
-    const links = send === 'gso' && !o.vxlan
+    const links = send === 'gso'
       ? o.fans.map((f, i) => ({ iface: underlays[i].iface, ifindex: native().ifIndex(underlays[i].iface), net: f.underlay.net, len: f.underlay.len, local: f.localHost }))
       : undefined;
     log('send', { send, ...(links ? { interfaces: [...new Set(links.map((l) => l.iface))] } : {}) });

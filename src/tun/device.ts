@@ -30,8 +30,13 @@ import { Arena, finishChecksum, segment, splitFrame } from './segment.js';
 
 export { BAD_PACKET, GSO_ECN, MALFORMED, NO_ROOM } from '../io/batch.js';
 
-/** Packets per receive batch (the underlay fills `toTun` with at most this many). */
+/** Datagrams per receive batch (the underlay receives at most this many into `toTun`'s slots). */
 export const RX_BATCH = 64;
+/**
+ * Packets a receive batch may list: UDP GRO glues up to 64 datagrams into one (the underlay lists each),
+ * so up to 64 per slot.
+ */
+export const RX_PACKETS = RX_BATCH * 64;
 /** A slot that holds the largest IPv4 packet (with an Ethernet and a virtio-net header) plus headroom. */
 const BIG_SLOT = 65536 + 128;
 /** TUN reads per batch with offloads: each may be a 64 KiB super-packet. */
@@ -44,6 +49,7 @@ const PLAIN_SLOT = 2048;
  */
 const SEGMENTS = 2048;
 const TX_ARENA = 2 << 20;
+/** Without offloads: where GRO-joined packets are cut to the MTU. With offloads: where the coalescer moves packets out of a shared slot (at most the slots' bytes). */
 const RX_ARENA = 1 << 20;
 /** Tries, and the wait between them (ms), while the queue pushes back on a write. */
 const WRITE_TRIES = 50;
@@ -139,14 +145,15 @@ export class TunDevice {
     this.cuts = new Arena(region, out.byteLength);
 
     const inRegion = RX_BATCH * BIG_SLOT;
-    const inb = new ArrayBuffer(inRegion + (off ? 0 : RX_ARENA));
-    this.toTun = new PacketBatch({ slots: RX_BATCH, slotSize: BIG_SLOT, buffer: unshared(inb) });
+    // With offloads on a TAP, spare room for the coalescer: UDP GRO may glue datagrams into one slot.
+    const inb = new ArrayBuffer(inRegion + (off ? (this.tap ? inRegion : 0) : RX_ARENA));
+    this.toTun = new PacketBatch({ slots: RX_BATCH, slotSize: BIG_SLOT, buffer: unshared(inb), listCapacity: RX_PACKETS });
     // The whole buffer, arena included (toTun.bytes covers only its slots).
     this.inBytes = new Uint8Array(inb);
-    this.inner = new PacketList(this.inBytes, SEGMENTS);
+    this.inner = new PacketList(this.inBytes, RX_PACKETS);
     this.plain = new PacketList(this.inBytes, SEGMENTS);
     this.splits = new Arena(inRegion, inb.byteLength);
-    this.coalescer = new Coalescer(RX_BATCH);
+    this.coalescer = new Coalescer(RX_PACKETS);
     this.room.add(queue.fd, native().POLLOUT);
   }
 
@@ -216,7 +223,7 @@ export class TunDevice {
    * packet is not what its headers say; NO_ROOM (nothing pushed) when `out` or the arena is full: send
    * what `out` holds, call resetCuts(), and cut it again.
    */
-  cut(i: number, out: PacketList, headroom: number): number {
+  cut(i: number, out: PacketList, headroom: number, packed = false): number {
     const ip = this.packets.offsets[i];
     const len = this.packets.lengths[i];
     if (this.vnet === 0) {
@@ -224,7 +231,7 @@ export class TunDevice {
       out.push(ip, len);
       return 1;
     }
-    return segment(this.bytes, ip - VNET_HDR_LEN, len + VNET_HDR_LEN, out, this.cuts, headroom, this.l2);
+    return segment(this.bytes, ip - VNET_HDR_LEN, len + VNET_HDR_LEN, out, this.cuts, headroom, this.l2, packed);
   }
 
   /** Forgets the segments cut so far (once they were sent). */
@@ -243,7 +250,8 @@ export class TunDevice {
     const list = this.inner;
     let lost: number;
     if (this.offload) {
-      this.coalescer.run(this.inBytes, list, BIG_SLOT, this.mtu, this.l2);
+      this.splits.reset();
+      this.coalescer.run(this.inBytes, list, BIG_SLOT, this.mtu, this.l2, this.splits);
       lost = this.flush(list);
     } else {
       lost = this.finishPlain(list, this.l2);

@@ -67,7 +67,7 @@ export function finishChecksum(b: Uint8Array, ip: number, ipLen: number, csumSta
  * (on a TAP, `l2` = 14: an Ethernet frame), vlen bytes in all. Pushes the packet(s) ready for the wire to
  * `out` (frames, on a TAP) and returns how many, or BAD_PACKET or NO_ROOM (then nothing was pushed).
  */
-export function segment(b: Uint8Array, v: number, vlen: number, out: PacketList, arena: Arena, headroom: number, l2 = 0): number {
+export function segment(b: Uint8Array, v: number, vlen: number, out: PacketList, arena: Arena, headroom: number, l2 = 0, packed = false): number {
   const p = v + VNET_HDR_LEN;
   const pLen = vlen - VNET_HDR_LEN;
   if (pLen < (l2 === 0 ? IPV4_MIN_HEADER : l2)) return BAD_PACKET;
@@ -80,7 +80,8 @@ export function segment(b: Uint8Array, v: number, vlen: number, out: PacketList,
     return 1;
   }
   if ((gsoType & ~VNET_GSO_ECN) !== VNET_GSO_TCPV4) return BAD_PACKET;
-  return l2 === 0 ? splitTcp(b, p, pLen, vnetGsoSize(b, v), out, arena, headroom) : splitFrame(b, p, pLen, vnetGsoSize(b, v), out, arena, headroom, l2);
+  const gso = vnetGsoSize(b, v);
+  return l2 === 0 ? splitTcp(b, p, pLen, gso, out, arena, headroom, packed) : splitFrame(b, p, pLen, gso, out, arena, headroom, l2, packed);
 }
 
 /**
@@ -88,9 +89,9 @@ export function segment(b: Uint8Array, v: number, vlen: number, out: PacketList,
  * each segment gets a copy of the link header in front (`headroom` free bytes before that). Pushes the
  * frames to `out`; returns their number, BAD_PACKET or NO_ROOM.
  */
-export function splitFrame(b: Uint8Array, f: number, fLen: number, gso: number, out: PacketList, arena: Arena, headroom: number, l2: number): number {
+export function splitFrame(b: Uint8Array, f: number, fLen: number, gso: number, out: PacketList, arena: Arena, headroom: number, l2: number, packed = false): number {
   if (fLen < l2) return BAD_PACKET;
-  const r = splitTcp(b, f + l2, fLen - l2, gso, out, arena, headroom + l2);
+  const r = splitTcp(b, f + l2, fLen - l2, gso, out, arena, headroom + l2, packed);
   // Each segment behind a copy of the frame's link header (in place when the packet was not cut).
   for (let j = out.count - (r > 0 ? r : 0); j < out.count; j++) {
     const s = out.offsets[j] - l2;
@@ -104,11 +105,13 @@ export function splitFrame(b: Uint8Array, f: number, fLen: number, gso: number, 
 /**
  * Cuts the TCP/IPv4 packet at b[ip, ip+ipLen) into segments of at most `gso` payload bytes (see the module
  * comment for what each carries), written into the arena with `headroom` free bytes in front of each
- * (4-byte aligned), and pushes them to `out`. A packet whose payload fits in one segment is finished in
- * place (its checksum computed) and pushed as it is. The checksum field of the input is ignored: it may be
- * a partial (pseudo-header) sum or a full one. Returns the number pushed, BAD_PACKET or NO_ROOM.
+ * (4-byte aligned; `packed`: right behind the previous segment's end, so that headers written in the
+ * headroom make them one run of equal-size datagrams), and pushes them to `out`. A packet whose payload
+ * fits in one segment is finished in place (its checksum computed) and pushed as it is. The checksum field
+ * of the input is ignored: it may be a partial (pseudo-header) sum or a full one. Returns the number
+ * pushed, BAD_PACKET or NO_ROOM.
  */
-export function splitTcp(b: Uint8Array, ip: number, ipLen: number, gso: number, out: PacketList, arena: Arena, headroom: number): number {
+export function splitTcp(b: Uint8Array, ip: number, ipLen: number, gso: number, out: PacketList, arena: Arena, headroom: number, packed = false): number {
   if (ipLen < IPV4_MIN_HEADER || b[ip] >>> 4 !== 4 || b[ip + OFF_PROTO] !== PROTO_TCP) return BAD_PACKET;
   const ihl = headerLength(b, ip);
   if (ihl < IPV4_MIN_HEADER || u16(b, ip + OFF_TOTAL_LEN) !== ipLen) return BAD_PACKET;
@@ -146,7 +149,7 @@ export function splitTcp(b: Uint8Array, ip: number, ipLen: number, gso: number, 
   let from = ip + hl; // the next payload byte of the super-packet
   for (let i = 0; i < n; i++) {
     const len = i < n - 1 ? gso : payload - i * gso;
-    pos = (pos + headroom + 3) & ~3;
+    pos = packed ? pos + headroom : (pos + headroom + 3) & ~3;
     const st = pos + ihl;
     b.copyWithin(pos, ip, ip + hl);
     b.copyWithin(pos + hl, from, from + len);
