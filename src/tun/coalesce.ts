@@ -200,8 +200,13 @@ export class Coalescer {
     // The item made of packet k - 1 alone, right before this one in the same slot: this item's virtio-net
     // header will cover its last bytes, so it moves out first (it can take no more segments: the only
     // one it could is packet k).
+    // Every part read every time (no short cut): a load first made by sparse traffic after a flood that
+    // never made it would deoptimize the caller (test/integration/deopt.test.ts).
     const p = this.count - 1;
-    if (p >= 0 && this.at[p] === k - 1 && this.last[p] === k - 1 && this.sharesSlot(k - 1, k)) this.relocate(b, p);
+    const q = p < 0 ? 0 : p;
+    const kp = k === 0 ? 0 : k - 1;
+    const alone = (this.at[q] === kp ? 1 : 0) + (this.last[q] === kp ? 1 : 0) + (this.sharesSlot(kp, k) ? 1 : 0);
+    if (p >= 0 && k > 0 && alone === 3) this.relocate(b, p);
     const j = this.count++;
     this.at[j] = k;
     this.last[j] = k;
@@ -297,8 +302,9 @@ export class Coalescer {
     const t = o + ihl;
     if (headerLength(b, h) !== ihl || tcpHeaderLength(b, ht) !== thl) return false;
     // A packet behind the item's last one in its slot is in the way until it is the one joining.
-    const q = this.last[j] + 1;
-    if (q !== k && q < this.list!.count && this.sharesSlot(q, this.at[j])) return false;
+    const q = this.last[j] + 1; // ≤ k
+    const inWay = this.sharesSlot(q, this.at[j]); // read every time (see newItem)
+    if (q !== k && inWay) return false;
     // Ethernet: the same MAC addresses (the EtherType is IPv4 for both).
     const l2 = this.l2;
     for (let i = 0; i < l2; i++) if (b[o - l2 + i] !== b[h - l2 + i]) return false;
