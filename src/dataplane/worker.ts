@@ -75,8 +75,9 @@ export default function runWorker(task: WorkerTask): WorkerResult {
   fds[at + FD_TUN] = dev.fd;
   let underlay: Underlay | undefined;
   try {
-    // The trace ring holds outer IPv4 packets; VXLAN's outer headers are the kernel's, so it has no trace yet.
-    const tap = new TraceTap(task.trace && !vxlan ? new TraceRing(task.trace) : undefined);
+    // The trace ring holds IPv4 packets: for VXLAN the tap writes the outer headers the kernel will.
+    const trace = vxlan ? { vni: vxlan.vni, port: vxlan.port, local: task.fans[0].localHost | 0 } : undefined;
+    const tap = new TraceTap(task.trace ? new TraceRing(task.trace) : undefined, trace);
     underlay = openUnderlay(task, dev, c, tap);
     fds[at + FD_RAW] = underlay.fd; // last: the pool takes both descriptors open as "started"
     const type: FanType = vxlan ? { route: vxlanRoute, decap: vxlanDecap, param: vxlan.vni } : { route: egressRoute, decap: ipipDecap, param: task.policy };
@@ -95,7 +96,7 @@ function openUnderlay(task: WorkerTask, dev: TunDevice, counters: Float64Array, 
   const x = task.vxlan;
   if (x) {
     // With TAP offloads: UDP GSO for super-frames the socket sends, UDP GRO for what arrives.
-    const sock = new VxlanUnderlay({ bytes: dev.bytes, port: x.port, vni: x.vni, counters, udpGso: dev.offload, ...(dev.offload ? { udpGro: { rx: dev.toTun } } : {}) });
+    const sock = new VxlanUnderlay({ bytes: dev.bytes, port: x.port, vni: x.vni, counters, tap, udpGso: dev.offload, ...(dev.offload ? { udpGro: { rx: dev.toTun } } : {}) });
     return gso ? new GsoUnderlay(gso, sock, new VxlanFrames(x.port, x.vni, task.index, task.count)) : sock;
   }
   return gso ? new GsoUnderlay(gso) : new RawUnderlay(raw);

@@ -11,6 +11,7 @@ import { C_DROPS, C_TX_BYTES, C_TX_PACKETS } from '../io/counters.js';
 import { IoErrors } from '../io/errors.js';
 import { closeFd, native, rethrowAs } from '../io/native.js';
 import { Poller } from '../io/poll.js';
+import type { TraceTap } from '../io/trace-ring.js';
 import { Drop } from '../wire/drops.js';
 import { putVxlan, VXLAN_HLEN } from '../wire/vxlan.js';
 import { ETH_HLEN } from '../wire/ethernet.js';
@@ -33,6 +34,8 @@ export interface VxlanUnderlayOptions {
   vni: number;
   /** This worker's counter row (src/io/counters.ts). */
   counters: Float64Array;
+  /** The worker's trace tap (a TraceTap for the VXLAN type: it writes the outer headers the kernel will). */
+  tap: TraceTap;
   /**
    * UDP GSO (UDP_SEGMENT): a super-frame's segments are cut back to back and leave in one message, the
    * kernel making each its datagram (with its UDP checksum).
@@ -111,6 +114,7 @@ export class VxlanUnderlay implements FrameFallback {
   private readonly port: number;
   private readonly vni: number;
   private readonly c: Float64Array;
+  private readonly tap: TraceTap;
   private readonly udpGso: boolean;
   /** UDP GSO: the messages flush() sends (runs of `tx`), each one's datagram size (0: one datagram) and count. */
   private readonly msgs: PacketList;
@@ -150,6 +154,7 @@ export class VxlanUnderlay implements FrameFallback {
     this.port = o.port;
     this.vni = o.vni;
     this.c = o.counters;
+    this.tap = o.tap;
     for (let i = 0; i < 16; i++) this.flush(); // every path of flush() seen before traffic (see raw.ts)
   }
 
@@ -173,6 +178,7 @@ export class VxlanUnderlay implements FrameFallback {
     }
     if (r < 0) {
       this.c[C_DROPS + Drop['tx-malformed']]++;
+      if (this.tap.on) this.tap.dropOut(batch.bytes, batch.packets.offsets[i], batch.packets.lengths[i], Drop['tx-malformed']);
       return;
     }
     const b = tx.bytes;
@@ -201,6 +207,8 @@ export class VxlanUnderlay implements FrameFallback {
    */
   flush(): void {
     const tx = this.tx;
+    const tap = this.tap;
+    if (tap.on) for (let k = 0; k < tx.count; k++) tap.outDatagram(tx.bytes, tx.offsets[k], tx.lengths[k], tx.addresses[k] | 0, 0);
     const gso = this.udpGso;
     const list = gso ? this.join() : tx;
     const n = list.count;
