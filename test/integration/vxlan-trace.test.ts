@@ -83,4 +83,20 @@ describe('--type vxlan: trace and explain', () => {
     const line = t.lines.map((l) => l.line).find((l) => l.includes('VXLAN'));
     expect(line).toMatch(new RegExp(`out ${A.underlay.replace(/\./g, '\\.')} > 0\\.0\\.0\\.0 UDP VXLAN ${VNI} \\| ARP who-has 250\\.0\\.0\\.5 tell ${a.address.replace(/\./g, '\\.')}  DROPPED tx-no-underlay-host`));
   });
+
+  it('explain --from walks a frame: ARP target or IPv4 destination, the remote host, the UDP datagram', async () => {
+    const [A, B] = lab.hosts;
+    const [[a], [b]] = lab.containers;
+    const r = await lab.cli(A, ['explain', b.address, '--from', a.address, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const e = JSON.parse(r.stdout);
+    expect([e.underlayHost, e.slice, e.bridge, e.local]).toEqual([B.underlay, '250.0.27.0/24', 'fan-250', false]);
+    expect(e.outer).toEqual({ source: A.underlay, destination: B.underlay, protocol: 17, port: PORT, vni: VNI });
+    // ARP first → bridge → TAP → worker maps the target → VXLAN over UDP → the remote worker's checks → its TAP and bridge.
+    const order = ['ARP', e.tun, `underlay host ${B.underlay}`, `VNI ${VNI}`, 'TX GSO', `on ${B.underlay}`, 'fan-250', `${b.address} receives`];
+    expect(e.steps).toHaveLength(order.length);
+    order.forEach((word, k) => expect(e.steps[k]).toContain(word));
+    const text = await lab.cli(A, ['explain', b.address]);
+    expect(text.stdout).toContain(`on the wire     IPv4 ${A.underlay} > ${B.underlay} UDP ${PORT} > ${PORT}, VXLAN VNI ${VNI}`);
+  });
 });
