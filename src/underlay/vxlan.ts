@@ -5,6 +5,11 @@
  * on, source port the socket's). Every worker binds its own socket with SO_REUSEPORT: the kernel gives
  * each a share of what arrives, by flow hash. A port held by a socket without SO_REUSEPORT (a kernel
  * vxlan device) is refused (EADDRINUSE).
+ *
+ * With TAP offloads a TCP super-frame is cut back to back and leaves by UDP GSO (one sendmmsg entry per
+ * run of equal-size datagrams, each made a datagram with its own checksum by the kernel), and the socket
+ * takes arrivals glued by UDP GRO, listed here one datagram at a time. With TX GSO (the default) this
+ * underlay is the GsoUnderlay's fallback and receiver, and VxlanFrames its frame (vxlan-frame.ts).
  */
 import { type EgressBatch, NO_ROOM, PacketList, type PacketBatch, type RoutePlan } from '../io/batch.js';
 import { C_DROPS, C_TX_BYTES, C_TX_PACKETS } from '../io/counters.js';
