@@ -5,7 +5,7 @@
  * first two seconds of the stream (the JIT warming up) and after them, against the packets moved.
  * A data path that allocates per packet collects steadily: tens of scavenges a second at these rates.
  *
- *   npm run build && node dist/bench/gc.js [--seconds 20] [--offload on|off] [--workers 1] [--send raw|gso]
+ *   npm run build && node dist/bench/gc.js [--seconds 20] [--offload on|off] [--workers 1] [--send raw|gso] [--type ipip|vxlan]
  */
 import { createFanTopology } from '../src/lab/topology.js';
 import { CLI, UserfanLab } from '../src/lab/userfan-lab.js';
@@ -27,13 +27,14 @@ export async function main(): Promise<number> {
   const offload = arg('offload', 'on');
   const workers = arg('workers', '1');
   const send = arg('send', 'raw');
+  const vxlan = arg('type', 'ipip') === 'vxlan';
   const gcs: Gc[] = [];
   const topo = await createFanTopology();
   const lab = new UserfanLab(topo, [], []);
   try {
     const threads = new Map<string, string>();
     for (const h of topo.hosts) {
-      const p = topo.spawn(h, ['node', '--trace-gc', CLI, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', workers, '--offload', offload, '--send', send], {
+      const p = topo.spawn(h, ['node', '--trace-gc', CLI, 'up', '-o', h.slice.overlay, '-u', h.underlayCidr, '--workers', workers, '--offload', offload, '--send', send, ...(vxlan ? ['--type', 'vxlan'] : [])], {
         onLine: (line: string) => {
           const m = /^\[(\d+):(0x[0-9a-f]+)\]\s+\d+ ms: (Scavenge|Mark-Compact|Mark-sweep|Minor Mark-Sweep|Minor Mark-Compact)/.exec(line);
           if (!m) return;
@@ -45,7 +46,8 @@ export async function main(): Promise<number> {
       lab.daemons.push({ host: h, process: p });
       await p.waitForLine(/"event":"ready"/, 20_000);
     }
-    for (const h of topo.hosts) lab.containers.push([await topo.addContainer(h)]);
+    // The VXLAN type's bridge holds slice.1/8: the whole overlay is one L2 segment.
+    for (const h of topo.hosts) lab.containers.push([await topo.addContainer(h, vxlan ? { bridge: 'fan-250', prefixLen: 8 } : {})]);
     const [[a], [b]] = lab.containers;
     const t0 = Date.now();
     await new Promise((r) => setTimeout(r, 3000));
@@ -62,7 +64,7 @@ export async function main(): Promise<number> {
     const warm = during.filter((g) => g.at < t1 + 2000);
     const steady = during.filter((g) => g.at >= t1 + 2000);
     const packets = after.txPackets - before.txPackets + (after.rxPackets - before.rxPackets);
-    console.log(`offload ${offload}, ${workers} worker(s) per host: iperf3 ${seconds} s, ${gbps.toFixed(2)} Gbit/s, host A moved ${packets} packets`);
+    console.log(`${vxlan ? 'VXLAN, ' : ''}offload ${offload}, ${workers} worker(s) per host: iperf3 ${seconds} s, ${gbps.toFixed(2)} Gbit/s, host A moved ${packets} packets`);
     console.log(`collections: idle 3 s ${idle}; first 2 s of the stream ${warm.length}; the other ${seconds - 2} s ${steady.length}`);
     const per = (list: Gc[]) => {
       const m = new Map<string, number>();

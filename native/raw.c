@@ -11,6 +11,14 @@
 #include <linux/filter.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
+#include <netinet/udp.h>
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 
 /* Messages per recvmmsg/sendmmsg call; longer batches loop. 64 * ~100 B of headers on the stack. */
 #define MMSG_CHUNK 64
@@ -427,6 +435,169 @@ static napi_value send_udp_batch(napi_env env, napi_callback_info info) {
   return send_chunks(env, fd, &s, from, to, errs, (uint16_t)port, dsts, NULL);
 }
 
+/*
+ * sendUdpGsoBatch(fd, buf, offs, lens, dsts, segs, port, from, to, errs?) -> next
+ * sendmmsg(MSG_DONTWAIT) on a UDP socket of messages from..to-1, message i to dsts[i]:port; a message with
+ * segs[i] > 0 carries a UDP_SEGMENT control message: the kernel sends it as datagrams of segs[i] bytes
+ * (the last may be shorter), each with its own UDP header and checksum (UDP GSO). Refusals and EAGAIN as
+ * in send_chunks.
+ */
+static napi_value send_udp_gso_batch(napi_env env, napi_callback_info info) {
+  napi_value argv[10];
+  int fd;
+  uint32_t from, to, port, *dsts, *segs, *errs;
+  size_t ndsts, nsegs;
+  slots_t s;
+  if (get_args(env, info, 10, argv) || get_fd(env, argv[0], &fd) ||
+      get_slots(env, argv[1], argv[2], argv[3], &s) ||
+      get_typed(env, argv[4], napi_uint32_array, "addresses", (void **)&dsts, &ndsts) ||
+      get_typed(env, argv[5], napi_uint32_array, "segs", (void **)&segs, &nsegs) ||
+      get_u32_range(env, argv[6], "port", 1, 65535, &port) ||
+      get_u32_range(env, argv[7], "from", 0, UINT32_MAX, &from) ||
+      get_u32_range(env, argv[8], "to", from, UINT32_MAX, &to) || get_errs(env, argv[9], &errs) ||
+      check_write_slots(env, &s, from, to))
+    return NULL;
+  if (to > ndsts || to > nsegs) return throw_range(env, "end exceeds the addresses or segs array");
+  struct mmsghdr msgs[MMSG_CHUNK];
+  struct iovec iov[MMSG_CHUNK];
+  struct sockaddr_in sa[MMSG_CHUNK];
+  union {
+    char buf[CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+  } ctl[MMSG_CHUNK];
+  uint32_t i = from;
+  while (i < to) {
+    unsigned k = to - i < MMSG_CHUNK ? to - i : MMSG_CHUNK;
+    for (unsigned j = 0; j < k; j++) {
+      memset(&sa[j], 0, sizeof sa[j]);
+      sa[j].sin_family = AF_INET;
+      sa[j].sin_addr.s_addr = htonl(dsts[i + j]);
+      sa[j].sin_port = htons((uint16_t)port);
+      iov[j].iov_base = s.buf + s.offs[i + j];
+      iov[j].iov_len = s.lens[i + j];
+      memset(&msgs[j].msg_hdr, 0, sizeof msgs[j].msg_hdr);
+      msgs[j].msg_hdr.msg_name = &sa[j];
+      msgs[j].msg_hdr.msg_namelen = sizeof sa[j];
+      msgs[j].msg_hdr.msg_iov = &iov[j];
+      msgs[j].msg_hdr.msg_iovlen = 1;
+      if (segs[i + j] > 0 && segs[i + j] < s.lens[i + j]) {
+        memset(ctl[j].buf, 0, sizeof ctl[j].buf);
+        msgs[j].msg_hdr.msg_control = ctl[j].buf;
+        msgs[j].msg_hdr.msg_controllen = sizeof ctl[j].buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[j].msg_hdr);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t g = (uint16_t)segs[i + j];
+        memcpy(CMSG_DATA(c), &g, sizeof g);
+      }
+    }
+    unsigned done = 0;
+    while (done < k) {
+      int r = sendmmsg(fd, msgs + done, k - done, MSG_DONTWAIT);
+      if (r < 0) {
+        int e = errno;
+        if (e == EINTR) continue;
+        if (e == EAGAIN || e == EWOULDBLOCK) return ret_u32(env, i + done);
+        if (is_fatal(e)) return throw_errno_fd(env, "sendmmsg", fd, e);
+        count_error(errs, e);
+        done++;
+        continue;
+      }
+      done += (unsigned)r;
+    }
+    i += k;
+  }
+  return ret_u32(env, i);
+}
+
+/*
+ * udpSetGro(fd, on): UDP_GRO. With it the kernel may hand over several datagrams of one flow glued into
+ * one (each but the last of the size recvGroBatch reports), instead of one at a time.
+ */
+static napi_value udp_set_gro(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int fd, on;
+  if (get_args(env, info, 2, argv) || get_fd(env, argv[0], &fd) || get_bool(env, argv[1], &on)) return NULL;
+  int v = on ? 1 : 0;
+  if (setsockopt(fd, SOL_UDP, UDP_GRO, &v, sizeof v) < 0) return throw_errno_fd(env, "UDP_GRO", fd, errno);
+  return ret_undefined(env);
+}
+
+/*
+ * recvGroBatch(fd, buf, offs, lens, cap, max, srcs, segs, errs?) -> n
+ * recvBatch on a socket with UDP_GRO: also segs[i] = the size of the datagrams glued into message i (the
+ * UDP_GRO control message), 0 when it is one datagram.
+ */
+static napi_value recv_gro_batch(napi_env env, napi_callback_info info) {
+  napi_value argv[9];
+  int fd;
+  uint32_t cap, max, *srcs, *segs, *errs, n = 0;
+  size_t nsrcs, nsegs;
+  slots_t s;
+  if (get_args(env, info, 9, argv) || get_fd(env, argv[0], &fd) ||
+      get_slots(env, argv[1], argv[2], argv[3], &s) ||
+      get_u32_range(env, argv[4], "cap", 1, UINT32_MAX, &cap) ||
+      get_u32_range(env, argv[5], "max", 0, UINT32_MAX, &max) ||
+      get_typed(env, argv[6], napi_uint32_array, "addresses", (void **)&srcs, &nsrcs) ||
+      get_typed(env, argv[7], napi_uint32_array, "segs", (void **)&segs, &nsegs) ||
+      get_errs(env, argv[8], &errs) || check_read_slots(env, &s, max, cap))
+    return NULL;
+  if (max > nsrcs || max > nsegs) return throw_range(env, "max exceeds the addresses or segs array");
+  struct mmsghdr msgs[MMSG_CHUNK];
+  struct iovec iov[MMSG_CHUNK];
+  struct sockaddr_in sa[MMSG_CHUNK];
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctl[MMSG_CHUNK];
+  int soft_errors = 0;
+  while (n < max) {
+    unsigned k = max - n < MMSG_CHUNK ? max - n : MMSG_CHUNK;
+    for (unsigned j = 0; j < k; j++) {
+      iov[j].iov_base = s.buf + s.offs[n + j];
+      iov[j].iov_len = cap;
+      memset(&msgs[j].msg_hdr, 0, sizeof msgs[j].msg_hdr);
+      msgs[j].msg_hdr.msg_name = &sa[j];
+      msgs[j].msg_hdr.msg_namelen = sizeof sa[j];
+      msgs[j].msg_hdr.msg_iov = &iov[j];
+      msgs[j].msg_hdr.msg_iovlen = 1;
+      msgs[j].msg_hdr.msg_control = ctl[j].buf;
+      msgs[j].msg_hdr.msg_controllen = sizeof ctl[j].buf;
+    }
+    int r = recvmmsg(fd, msgs, k, MSG_DONTWAIT | MSG_TRUNC, NULL);
+    if (r < 0) {
+      int e = errno;
+      if (e == EINTR) continue;
+      if (e == EAGAIN || e == EWOULDBLOCK) break;
+      if (is_fatal(e) || e == EINVAL) {
+        if (n > 0) break;
+        return throw_errno_fd(env, "recvmmsg", fd, e);
+      }
+      count_error(errs, e);
+      if (++soft_errors > 64) break;
+      continue;
+    }
+    for (int j = 0; j < r; j++) {
+      s.lens[n + j] = msgs[j].msg_len;
+      srcs[n + j] = msgs[j].msg_hdr.msg_namelen >= sizeof(struct sockaddr_in) && sa[j].sin_family == AF_INET
+                        ? ntohl(sa[j].sin_addr.s_addr) : 0;
+      uint32_t g = 0;
+      for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[j].msg_hdr); c; c = CMSG_NXTHDR(&msgs[j].msg_hdr, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+          int v;
+          memcpy(&v, CMSG_DATA(c), sizeof v);
+          g = v > 0 ? (uint32_t)v : 0;
+        }
+      }
+      segs[n + j] = g;
+    }
+    n += (uint32_t)r;
+    if ((unsigned)r < k) break;
+  }
+  return ret_u32(env, n);
+}
+
 napi_status raw_register(napi_env env, napi_value exports) {
   const napi_property_descriptor fns[] = {
     FN("rawOpen", raw_open),
@@ -440,6 +611,9 @@ napi_status raw_register(napi_env env, napi_value exports) {
     FN("sendBatch", send_batch),
     FN("udpOpen", udp_open),
     FN("sendUdpBatch", send_udp_batch),
+    FN("sendUdpGsoBatch", send_udp_gso_batch),
+    FN("udpSetGro", udp_set_gro),
+    FN("recvGroBatch", recv_gro_batch),
   };
   return napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns);
 }

@@ -4,11 +4,11 @@ import { kernelIpip } from './kernel-ipip.js';
 import { openvpn } from './openvpn.js';
 import { socat } from './socat.js';
 import type { DataPath } from './types.js';
-import { userfan, userfanRaw, userfan1w, userfan1wRaw, userfan1wNoOffload, userfan1wPinned, userfan1wSpread, userfan1wNoBusyPoll, userfanVxlan, userfan1wVxlan } from './userfan.js';
+import { userfan, userfanRaw, userfan1w, userfan1wRaw, userfan1wNoOffload, userfan1wPinned, userfan1wSpread, userfan1wNoBusyPoll, userfanVxlan, userfan1wVxlan, userfanVxlanRaw, userfanVxlanNoOffload } from './userfan.js';
 import { veth } from './veth.js';
 import { vxlan } from './vxlan.js';
 
-export const ALL_PATHS: DataPath[] = [veth, vxlan, kernelIpip, openvpn, socat, userfan, userfanRaw, userfan1w, userfan1wRaw, userfan1wNoOffload, userfan1wPinned, userfan1wSpread, userfan1wNoBusyPoll, userfanVxlan, userfan1wVxlan, cRelay, cRelaySpin];
+export const ALL_PATHS: DataPath[] = [veth, vxlan, kernelIpip, openvpn, socat, userfan, userfanRaw, userfan1w, userfan1wRaw, userfan1wNoOffload, userfan1wPinned, userfan1wSpread, userfan1wNoBusyPoll, userfanVxlan, userfan1wVxlan, userfanVxlanRaw, userfanVxlanNoOffload, cRelay, cRelaySpin];
 
 /**
  * What `--quick` runs (at most 8, so that it stays short): the paths a user compares when choosing, not the

@@ -81,5 +81,9 @@ export const userfan1wSpread = userfanPath('userfan-1w-spread', () => 1, (host) 
 /** The Fan's VXLAN type (up --type vxlan): a worker per CPU; one worker per host. */
 export const userfanVxlan = userfanPath('userfan-vxlan', (env) => env.workers, ['--type', 'vxlan']);
 export const userfan1wVxlan = userfanPath('userfan-1w-vxlan', () => 1, ['--type', 'vxlan']);
+/** The VXLAN type without TX GSO (up --send raw): every datagram through the UDP socket, super-frames by UDP GSO. */
+export const userfanVxlanRaw = userfanPath('userfan-vxlan-raw', (env) => env.workers, ['--type', 'vxlan', '--send', 'raw']);
+/** The VXLAN type without TAP offloads (up --offload off): one datagram per frame both ways. */
+export const userfanVxlanNoOffload = userfanPath('userfan-vxlan-nooffload', (env) => env.workers, ['--type', 'vxlan', '--offload', 'off']);
 /** One worker per host that sleeps as soon as it runs out of packets (up --busy-poll 0). */
 export const userfan1wNoBusyPoll = userfanPath('userfan-1w-nobusypoll', () => 1, ['--busy-poll', '0']);

@@ -218,10 +218,10 @@ export async function up(o: UpOptions): Promise<number> {
       await bringUpFan(state.host, fan, id, underlays[i].mtu, { nat: o.nat, dhcp: o.dhcp || fan.flags.dhcp, runDir: RUN_DIR }, save);
       log('fan-up', { ...fanRecord(fan), ...(state.host.adopted?.includes(fan.bridge) ? { adopted: true } : {}), type: fan.type, tun: id, underlayInterface: underlays[i].iface, mtu: underlays[i].mtu - overhead });
     }
-    offload = o.vxlan ? { on: false, text: 'off (VXLAN: no TAP offloads yet)' } : decideOffload(id, o.offload ?? 'auto');
+    offload = decideOffload(id, o.offload ?? 'auto', o.vxlan !== undefined);
     log('offload', { offload: offload.text });
     const send = o.send ?? DEFAULT_SEND;
-    const links = send === 'gso' && !o.vxlan
+    const links = send === 'gso'
       ? o.fans.map((f, i) => ({ iface: underlays[i].iface, ifindex: native().ifIndex(underlays[i].iface), net: f.underlay.net, len: f.underlay.len, local: f.localHost }))
       : undefined;
     log('send', { send, ...(links ? { interfaces: [...new Set(links.map((l) => l.iface))] } : {}) });

@@ -31,7 +31,7 @@ export function planEgress(
     plan.verdict[i] = drop;
     if (drop !== 0) {
       c[C_DROPS + drop]++;
-      if (tap.on) tap.out(b, off, len, drop);
+      if (tap.on) tap.dropOut(b, off, len, drop);
       continue;
     }
     plan.src[i] = route[ROUTE_SRC];

@@ -35,11 +35,11 @@ export function planIngress(
     const len = rx.lengths[i];
     if (len > capacity) {
       c[C_DROPS + Drop['rx-truncated-inner']]++;
-      if (tap.on) tap.inDropped(b, off, capacity, Drop['rx-truncated-inner']);
+      if (tap.on) tap.inDropped(b, off, capacity, Drop['rx-truncated-inner'], rx.addresses[i] | 0);
       continue;
     }
     // Copied as it arrived (decapsulate rewrites the inner ECN field), published with the verdict.
-    const traced = tap.on && tap.beginIn(b, off, len);
+    const traced = tap.on && tap.beginIn(b, off, len, rx.addresses[i] | 0);
     const at = decap(b, off, len, fans, param, rx.addresses[i] | 0);
     if (traced) tap.commitIn(at < 0 ? -at : 0);
     if (at < 0) {

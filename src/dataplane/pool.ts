@@ -198,7 +198,7 @@ export class DataPlane {
       this.gsoWhy = 'off (no TUN offloads: no super-packets to send whole)';
     } else if (this.opts.links) {
       try {
-        this.gso = GsoSender.open(this.opts.links.map((l) => l.iface));
+        this.gso = GsoSender.open(this.opts.links.map((l) => l.iface), this.opts.vxlan ? 'vxlan' : 'ipip');
         this.opts.log('tx-gso', { interfaces: this.gso.links.map((l) => l.iface), note: 'TCP super-packets leave whole; the kernel cuts them at the underlay interface' });
       } catch (e) {
         this.gsoWhy = `off (${(e as Error).message})`;

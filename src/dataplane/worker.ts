@@ -24,7 +24,8 @@ import { GsoUnderlay } from '../underlay/gso.js';
 import { GSO_FRAME_HEADROOM } from '../underlay/gso-frame.js';
 import { RawUnderlay, type RawUnderlayOptions } from '../underlay/raw.js';
 import type { Underlay } from '../underlay/underlay.js';
-import { VxlanUnderlay } from '../underlay/vxlan.js';
+import { VxlanFrames, VxlanUnderlay } from '../underlay/vxlan.js';
+import { VXLAN_FRAME_HEADROOM } from '../underlay/vxlan-frame.js';
 import { egressRoute, OUTER_HEADER_LEN } from '../wire/ipip.js';
 import { VXLAN_HLEN, vxlanDecap, vxlanRoute } from '../wire/vxlan.js';
 import { BusyPoll } from './busy-poll.js';
@@ -67,14 +68,16 @@ export default function runWorker(task: WorkerTask): WorkerResult {
   if (task.cpu !== undefined) native().pinThread(task.cpu);
   const at = FDS_PER_WORKER * task.index;
   const vxlan = task.vxlan;
-  const offload = task.offload === true && !vxlan;
-  const headroom = vxlan ? VXLAN_HLEN : task.gso && offload ? GSO_FRAME_HEADROOM : OUTER_HEADER_LEN;
+  const offload = task.offload === true;
+  const whole = task.gso !== undefined && offload; // TX GSO: super-packets leave whole, behind a frame's headers
+  const headroom = vxlan ? (whole ? VXLAN_FRAME_HEADROOM : VXLAN_HLEN) : whole ? GSO_FRAME_HEADROOM : OUTER_HEADER_LEN;
   const dev = TunDevice.open({ name: task.tun, offload, headroom, tap: vxlan !== undefined });
   fds[at + FD_TUN] = dev.fd;
   let underlay: Underlay | undefined;
   try {
-    // The trace ring holds outer IPv4 packets; VXLAN's outer headers are the kernel's, so it has no trace yet.
-    const tap = new TraceTap(task.trace && !vxlan ? new TraceRing(task.trace) : undefined);
+    // The trace ring holds IPv4 packets: for VXLAN the tap writes the outer headers the kernel will.
+    const trace = vxlan ? { vni: vxlan.vni, port: vxlan.port, local: task.fans[0].localHost | 0 } : undefined;
+    const tap = new TraceTap(task.trace ? new TraceRing(task.trace) : undefined, trace);
     underlay = openUnderlay(task, dev, c, tap);
     fds[at + FD_RAW] = underlay.fd; // last: the pool takes both descriptors open as "started"
     const type: FanType = vxlan ? { route: vxlanRoute, decap: vxlanDecap, param: vxlan.vni } : { route: egressRoute, decap: ipipDecap, param: task.policy };
@@ -86,12 +89,17 @@ export default function runWorker(task: WorkerTask): WorkerResult {
   }
 }
 
-/** The underlay, chosen once: TX GSO where the pool opened it (it needs TUN offloads), else the raw socket. */
+/** The underlay, chosen once: TX GSO where the pool opened it (it needs TUN offloads), else the raw (or VXLAN) socket. */
 function openUnderlay(task: WorkerTask, dev: TunDevice, counters: Float64Array, tap: TraceTap): Underlay {
-  if (task.vxlan) return new VxlanUnderlay({ bytes: dev.bytes, capacity: dev.capacity, port: task.vxlan.port, vni: task.vxlan.vni, counters });
   const raw: RawUnderlayOptions = { bytes: dev.bytes, ttl: task.ttl, index: task.index, count: task.count, counters, tap };
-  if (task.gso && dev.offload) return new GsoUnderlay({ ...raw, ...task.gso, capacity: dev.capacity });
-  return new RawUnderlay(raw);
+  const gso = task.gso && dev.offload ? { ...raw, ...task.gso, capacity: dev.capacity } : undefined;
+  const x = task.vxlan;
+  if (x) {
+    // With TAP offloads: UDP GSO for super-frames the socket sends, UDP GRO for what arrives.
+    const sock = new VxlanUnderlay({ bytes: dev.bytes, port: x.port, vni: x.vni, counters, tap, udpGso: dev.offload, ...(dev.offload ? { udpGro: { rx: dev.toTun } } : {}) });
+    return gso ? new GsoUnderlay(gso, sock, new VxlanFrames(x.port, x.vni, task.index, task.count)) : sock;
+  }
+  return gso ? new GsoUnderlay(gso) : new RawUnderlay(raw);
 }
 
 function loop(w: Worker): WorkerResult {

@@ -6,6 +6,7 @@ import { formatCidr, formatIPv4 } from '../fan/addr.js';
 import { bridgeNameFor, Fan } from '../fan/fan.js';
 import { ConfigError } from '../fan/errors.js';
 import { FanTable, NO_FAN, NO_HOST } from '../fan/table.js';
+import { defaultVni, VXLAN_PORT } from '../wire/vxlan.js';
 
 export interface Explanation {
   address: string;
@@ -18,11 +19,20 @@ export interface Explanation {
   local: boolean;
   /** How the slice length comes about. */
   sliceRule: string;
-  /** The outer header a packet to `address` from this host would carry (absent when local). */
-  outer?: { source: string; destination: string; protocol: 4 };
+  /**
+   * The outer headers a packet to `address` from this host would carry (absent when local): IP-in-IP
+   * (protocol 4), or, for the VXLAN type, UDP (17) from and to `port` with the `vni`.
+   */
+  outer?: { source: string; destination: string; protocol: 4 | 17; port?: number; vni?: number };
 }
 
-export function explainAddress(fan: Fan, address: number, text: string, hostKnown = true): Explanation {
+/** The VXLAN type's settings (its port and VNI); without them a VXLAN fan gets the defaults (8472, overlay >> 8). */
+export interface VxlanSettings {
+  port: number;
+  vni: number;
+}
+
+export function explainAddress(fan: Fan, address: number, text: string, hostKnown = true, vxlan?: VxlanSettings): Explanation {
   const table = new FanTable([fan]);
   const host = table.underlayHostOf(address) >>> 0; // the table answers in int32
   const fanText = fan.toString();
@@ -32,16 +42,21 @@ export function explainAddress(fan: Fan, address: number, text: string, hostKnow
   }
   const slice = fan.sliceOf(host);
   const local = hostKnown && host === fan.localHost;
+  const source = hostKnown ? formatIPv4(fan.localHost) : `this host's address in ${formatCidr(fan.underlay.net, fan.underlay.len)}`;
+  const vx = vxlan ?? (fan.type === 'vxlan' ? { port: VXLAN_PORT, vni: defaultVni(fan.overlay.net) } : undefined);
+  const wire = vx ? { protocol: 17 as const, port: vx.port, vni: vx.vni } : { protocol: 4 as const };
+  // The VXLAN type's bridge is named after the overlay on every host (one L2 segment), not after the slice.
+  const named = vx ? bridgeNameFor(fan.overlay.net, fan.overlay.len) : bridgeNameFor(slice, fan.sliceLen);
   return {
     address: formatIPv4(address),
     fan: fanText,
     underlayHost: formatIPv4(host),
     slice: formatCidr(slice, fan.sliceLen),
-    bridge: fan.flags.bridge && local ? fan.flags.bridge : bridgeNameFor(slice, fan.sliceLen),
+    bridge: fan.flags.bridge && local ? fan.flags.bridge : named,
     hostAddress: formatIPv4((slice + 1) >>> 0),
     local,
     sliceRule: `each host owns a /${fan.sliceLen}: overlay /${fan.overlay.len} + (32 - underlay /${fan.underlay.len}); the underlay host bits become the next ${32 - fan.underlay.len} overlay bits`,
-    outer: local ? undefined : { source: hostKnown ? formatIPv4(fan.localHost) : `this host's address in ${formatCidr(fan.underlay.net, fan.underlay.len)}`, destination: formatIPv4(host), protocol: 4 },
+    outer: local ? undefined : { source, destination: formatIPv4(host), ...wire },
   };
 }
 
@@ -53,7 +68,13 @@ export function formatExplanation(e: Explanation): string {
     `  bridge          ${e.bridge} on ${e.underlayHost}`,
     `  host address    ${e.hostAddress} (the bridge; containers' gateway)`,
   ];
-  if (e.outer) lines.push(`  on the wire     IPv4 ${e.outer.source} > ${e.outer.destination} protocol 4 (IP-in-IP), inner packet unchanged`);
+  if (e.outer) lines.push(`  on the wire     ${wireText(e.outer)}`);
   else lines.push('  on the wire     nothing: the address is in this host\'s own slice, delivered on the bridge');
   return lines.join('\n');
+}
+
+/** The outer headers in words: IP-in-IP, or the VXLAN type's UDP datagram. */
+export function wireText(o: NonNullable<Explanation['outer']>): string {
+  if (o.protocol === 4) return `IPv4 ${o.source} > ${o.destination} protocol 4 (IP-in-IP), inner packet unchanged`;
+  return `IPv4 ${o.source} > ${o.destination} UDP ${o.port} > ${o.port}, VXLAN VNI ${o.vni}, the Ethernet frame unchanged (an ARP for the address too)`;
 }

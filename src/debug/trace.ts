@@ -2,7 +2,8 @@
  * `userfan trace [-w FILE] [--count N] [--seconds S] [--filter ADDRESS]`: a live capture from the running
  * daemons. Each daemon streams copies of the packets its workers move (src/debug/trace-server.ts): an
  * IP-in-IP packet as sent or as received, outer header and inner packet, or an inner packet the mapping
- * dropped on its way out, each with its verdict. With -w the client writes them as a pcap file
+ * dropped on its way out, each with its verdict (the VXLAN type: outer IPv4, UDP, VXLAN, the Ethernet
+ * frame; a frame dropped on its way out in VXLAN to 0.0.0.0). With -w the client writes them as a pcap file
  * (LINKTYPE_RAW), which tshark and Wireshark read; otherwise one line per packet, dropped ones with their
  * reason. Always bounded: --count (default 100) and --seconds (default 10).
  */
@@ -26,10 +27,34 @@ export function describePacket(p: Uint8Array, seconds: number, micros: number, d
   const proto = p[9];
   const head = `${formatIPv4(u32(p, 12))} > ${formatIPv4(u32(p, 16))}`;
   const ohl = headerLength(p, 0);
+  const vxlan = proto === 17 ? describeVxlan(p, ohl) : '';
+  if (vxlan) return `${t} ${dir} ${head} ${vxlan}${end}`;
   if (proto !== 4 || p.length < ohl + 20) return `${t} ${dir} ${head} ${PROTOCOLS[proto] ?? `proto ${proto}`} length ${originalLength}${end}`;
   const i = ohl;
   const innerProto = p[i + 9];
   return `${t} ${dir} ${head} IPIP | ${formatIPv4(u32(p, i + 12))} > ${formatIPv4(u32(p, i + 16))} ${PROTOCOLS[innerProto] ?? `proto ${innerProto}`} length ${originalLength - ohl}${end}`;
+}
+
+/**
+ * "VXLAN 16384000 | INNER" for a UDP datagram whose payload is a VXLAN header (I flag, reserved bytes 0)
+ * and an Ethernet frame: INNER is "ARP who-has T tell S" (or "ARP reply"), or "S > D PROTO" for IPv4; ''
+ * for anything else.
+ */
+function describeVxlan(p: Uint8Array, ohl: number): string {
+  const x = ohl + 8;
+  if (p.length < x + 8 + 14 || p[x] !== 0x08 || p[x + 1] !== 0 || p[x + 2] !== 0 || p[x + 3] !== 0 || p[x + 7] !== 0) return '';
+  const vni = (p[x + 4] << 16) | (p[x + 5] << 8) | p[x + 6];
+  const f = x + 8;
+  const type = (p[f + 12] << 8) | p[f + 13];
+  const i = f + 14;
+  let inner = `ethertype 0x${type.toString(16).padStart(4, '0')}`;
+  if (type === 0x0806 && p.length >= i + 28) {
+    const op = (p[i + 6] << 8) | p[i + 7];
+    inner = op === 1 ? `ARP who-has ${formatIPv4(u32(p, i + 24))} tell ${formatIPv4(u32(p, i + 14))}` : `ARP reply ${formatIPv4(u32(p, i + 14))} is-at ${[...p.subarray(i + 8, i + 14)].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
+  } else if (type === 0x0800 && p.length >= i + 20) {
+    inner = `${formatIPv4(u32(p, i + 12))} > ${formatIPv4(u32(p, i + 16))} ${PROTOCOLS[p[i + 9]] ?? `proto ${p[i + 9]}`}`;
+  }
+  return `UDP VXLAN ${vni} | ${inner}`;
 }
 
 export interface TraceResult {

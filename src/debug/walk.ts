@@ -11,7 +11,7 @@ import { parseOverlay } from '../fan/parse.js';
 import { run } from '../io/exec.js';
 import type { DaemonState } from '../control/state.js';
 import { kernelNeighbour } from '../underlay/neighbours.js';
-import { explainAddress, type Explanation } from './explain.js';
+import { explainAddress, wireText, type Explanation } from './explain.js';
 
 export interface UpFan {
   fan: Fan;
@@ -73,9 +73,35 @@ function sendStep(u: UpFan, srcHost: number, dstHost: number, underlayRoute: str
   return `${viaKernel}; a TCP super-packet instead leaves whole through an AF_PACKET socket${whole}, and the kernel cuts it (--send gso, TX GSO: \`show --json\` says whether it is on)`;
 }
 
+/**
+ * The VXLAN type's walk from S (on srcHost) to D (on dstHost): the whole overlay is one L2 segment, so S
+ * asks for D's MAC first, and that ARP frame takes the same way as the frames after it.
+ */
+function vxlanSteps(u: UpFan, S: string, D: string, srcHost: number, dstHost: number, live: LiveExplanation): string[] {
+  const f = u.fan;
+  const x = u.daemon.vxlan ?? { port: live.outer?.port ?? 0, vni: live.outer?.vni ?? 0 };
+  const here = (h: number) => (h === f.localHost ? 'this host' : 'host');
+  const br = (h: number) => (h === f.localHost ? f.bridge : live.bridge);
+  const tap = (h: number) => (h === f.localHost ? `the TAP ${u.tun}` : 'its userfan TAP (or the kernel\'s fan vxlan device)');
+  const sliceOf = (h: number) => formatCidr(f.sliceOf(h), f.sliceLen);
+  const hostOf = (h: number) => `${here(h)} ${formatIPv4(h)}`;
+  return [
+    `${S} and ${D} share one L2 segment (${formatCidr(f.overlay.net, f.overlay.len)} on bridge ${br(srcHost)}, ${hostOf(srcHost)}): ${S} asks who has ${D} (ARP), then sends its frames to the MAC that answers`,
+    `the bridge ${br(srcHost)} passes each frame, the ARP broadcast included, to ${tap(srcHost)} (MTU ${live.tunMtu ?? '?'})`,
+    `a worker reads it in a batch and maps the ARP target or the IPv4 destination ${D}: host bits → underlay host ${formatIPv4(dstHost)}, slice ${sliceOf(dstHost)}; nothing is flooded`,
+    `it writes the VXLAN header in front (VNI ${x.vni}) and sends a UDP datagram ${formatIPv4(srcHost)}:${x.port} > ${formatIPv4(dstHost)}:${x.port}, DF clear, UDP checksum on (50 bytes of overhead)`,
+    u.daemon.send === 'gso' && srcHost === f.localHost
+      ? `a TCP super-frame instead leaves whole through an AF_PACKET socket once the kernel has an ARP entry for ${formatIPv4(dstHost)}, and the kernel cuts it as its own VXLAN (TX GSO: \`show --json\` says whether it is on); without one, by UDP GSO`
+      : 'a TCP super-frame leaves by UDP GSO: the kernel makes each segment its datagram',
+    `on ${formatIPv4(dstHost)} a userfan worker (or the kernel's fan vxlan) receives it on UDP ${x.port} and checks: VNI, flags, source MAC, ${S} (or the ARP sender) in the slice of the sender ${formatIPv4(srcHost)} (anti-spoofing), ${D} in its own slice`,
+    `it writes the frame to ${tap(dstHost)}; the bridge ${br(dstHost)} there delivers it to ${D}`,
+    `${D} receives it; its ARP reply and every reply take the same steps back with the roles swapped`,
+  ];
+}
+
 export async function explainLive(up: UpFan[], text: string, fromText?: string): Promise<LiveExplanation> {
   const { u, addr } = find(up, text);
-  const e = explainAddress(u.fan, addr, text);
+  const e = explainAddress(u.fan, addr, text, true, u.daemon.vxlan);
   const live: LiveExplanation = { ...e, tun: u.tun, tunMtu: mtuOf(u.tun), route: await routeGet(e.address) };
   if (e.outer) live.underlayRoute = await routeGet(e.outer.destination);
   if (fromText === undefined) return live;
@@ -92,6 +118,10 @@ export async function explainLive(up: UpFan[], text: string, fromText?: string):
   const D = e.address;
   const here = (h: number) => (h === f.localHost ? 'this host' : 'host');
   const steps: string[] = [];
+  if (srcHost !== dstHost && u.fan.type === 'vxlan') {
+    live.steps = vxlanSteps(u, S, D, srcHost, dstHost, live);
+    return live;
+  }
   if (srcHost === dstHost) {
     steps.push(`${S} and ${D} are both in ${sliceOf(srcHost)} on ${here(srcHost)} ${formatIPv4(srcHost)}: the bridge ${brOf(srcHost)} switches the packet; nothing is encapsulated`);
   } else {
@@ -117,7 +147,7 @@ export function formatLive(e: LiveExplanation): string {
     `  route here      ${e.route}`,
     `  tunnel          ${e.tun}, MTU ${e.tunMtu ?? '?'}`,
   ];
-  if (e.outer) lines.push(`  on the wire     IPv4 ${e.outer.source} > ${e.outer.destination} protocol 4`, `  underlay route  ${e.underlayRoute}`);
+  if (e.outer) lines.push(`  on the wire     ${wireText(e.outer)}`, `  underlay route  ${e.underlayRoute}`);
   if (e.steps) {
     lines.push('', 'one packet, step by step:');
     e.steps.forEach((s, i) => lines.push(`  ${i + 1}. ${s}`));

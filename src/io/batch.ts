@@ -74,6 +74,8 @@ export interface PacketBatchOptions {
   headroom?: number;
   /** Use this buffer (e.g. one shared with another thread) instead of allocating one. */
   buffer?: SharedArrayBuffer;
+  /** Entries `received` can hold (default: one per slot; more when a read may hand over several packets per slot). */
+  listCapacity?: number;
 }
 
 export class PacketBatch {
@@ -109,7 +111,7 @@ export class PacketBatch {
     this.buffer = options.buffer ?? new SharedArrayBuffer(bytes);
     this.bytes = new Uint8Array(this.buffer, 0, bytes);
     this.view = new DataView(this.buffer, 0, bytes);
-    this.received = new PacketList(this.bytes, this.slots);
+    this.received = new PacketList(this.bytes, Math.max(this.slots, options.listCapacity ?? 0));
     this.outgoing = new PacketList(this.bytes, this.slots);
     for (let i = 0; i < this.slots; i++) this.received.offsets[i] = i * this.slotSize + this.headroom;
   }
@@ -164,8 +166,12 @@ export interface EgressBatch {
   readonly gsoSize: Int32Array;
   /** GSO_ECN. */
   readonly gsoFlags: Uint8Array;
-  /** Pushes packet i ready for the wire to `out`, `headroom` free bytes before each: count, BAD_PACKET or NO_ROOM. */
-  cut(i: number, out: PacketList, headroom: number): number;
+  /**
+   * Pushes packet i ready for the wire to `out`, `headroom` free bytes before each: count, BAD_PACKET or
+   * NO_ROOM. `packed`: a super-packet's segments lie back to back, each right behind the previous one's
+   * end plus `headroom` (so that, headers written, they form one buffer of equal-size datagrams).
+   */
+  cut(i: number, out: PacketList, headroom: number, packed?: boolean): number;
   /** Forgets what was cut, once it was sent. */
   resetCuts(): void;
 }

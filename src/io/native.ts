@@ -55,6 +55,21 @@ export interface NativeAddon {
     fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, addresses: Uint32Array, port: number, from: number, to: number,
     errs?: Uint32Array,
   ): number;
+  /**
+   * sendmmsg of messages [from, to) on a UDP socket, message i to addresses[i]:port; segs[i] > 0 sends it as
+   * datagrams of that size (UDP_SEGMENT, the last may be shorter). Returns the next index (EAGAIN: < to).
+   */
+  sendUdpGsoBatch(
+    fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, addresses: Uint32Array, segs: Uint32Array, port: number, from: number,
+    to: number, errs?: Uint32Array,
+  ): number;
+  /** UDP_GRO on a UDP socket: datagrams of one flow may arrive glued (recvGroBatch says their size). */
+  udpSetGro(fd: number, on: boolean): void;
+  /** recvBatch, and segs[i] = the size of the datagrams glued into message i (UDP_GRO), 0 for one datagram. */
+  recvGroBatch(
+    fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, cap: number, max: number, srcs: Uint32Array, segs: Uint32Array,
+    errs?: Uint32Array | null,
+  ): number;
   socketBuffers(fd: number): { rcvbuf: number; sndbuf: number };
   /** Classic BPF program as pairs [code | jt << 16 | jf << 24, k]. */
   attachFilter(fd: number, program: Uint32Array): void;

@@ -22,18 +22,23 @@ import { native } from '../io/native.js';
 import { OFF_TCP_CHECKSUM, tcpHeaderLength } from '../wire/tcp.js';
 import { VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_TCPV4, VNET_HDR_LEN, vnetFlags, vnetGsoSize, vnetGsoType } from '../wire/virtio.js';
 import { headerLength } from '../wire/ipv4.js';
-import { ETH_HLEN, OFF_ETH_TYPE } from '../wire/ethernet.js';
-import { Coalescer, partialTcp } from './coalesce.js';
+import { ETH_HLEN } from '../wire/ethernet.js';
+import { Coalescer, ipv4Frame, partialTcp } from './coalesce.js';
 import { offloadFlags } from './probe.js';
 import { TunQueue } from './queue.js';
-import { Arena, finishChecksum, segment, splitTcp } from './segment.js';
+import { Arena, finishChecksum, segment, splitFrame } from './segment.js';
 
 export { BAD_PACKET, GSO_ECN, MALFORMED, NO_ROOM } from '../io/batch.js';
 
-/** Packets per receive batch (the underlay fills `toTun` with at most this many). */
+/** Datagrams per receive batch (the underlay receives at most this many into `toTun`'s slots). */
 export const RX_BATCH = 64;
-/** A slot that holds the largest IPv4 packet (and a virtio-net header) plus headroom. */
-const BIG_SLOT = 65536 + 64;
+/**
+ * Packets a receive batch may list: UDP GRO glues up to 64 datagrams into one (the underlay lists each),
+ * so up to 64 per slot.
+ */
+export const RX_PACKETS = RX_BATCH * 64;
+/** A slot that holds the largest IPv4 packet (with an Ethernet and a virtio-net header) plus headroom. */
+const BIG_SLOT = 65536 + 128;
 /** TUN reads per batch with offloads: each may be a 64 KiB super-packet. */
 const TSO_READS = 16;
 const PLAIN_READS = 64;
@@ -44,6 +49,7 @@ const PLAIN_SLOT = 2048;
  */
 const SEGMENTS = 2048;
 const TX_ARENA = 2 << 20;
+/** Without offloads: where GRO-joined packets are cut to the MTU. With offloads: where the coalescer moves packets out of a shared slot (at most the slots' bytes). */
 const RX_ARENA = 1 << 20;
 /** Tries, and the wait between them (ms), while the queue pushes back on a write. */
 const WRITE_TRIES = 50;
@@ -68,10 +74,11 @@ export interface TunDeviceOptions {
   offload: boolean;
   /**
    * Bytes the underlay writes in front of each packet it sends (its outer headers): every read packet and
-   * every segment has at least this much free room before it. At most 48 with offloads, 32 without.
+   * every segment has at least this much free room before it. At most 48 with offloads (64 on a TAP), 32
+   * without.
    */
   headroom: number;
-  /** A TAP device: Ethernet frames instead of IP packets (the VXLAN type; no offloads). */
+  /** A TAP device: Ethernet frames instead of IP packets (the VXLAN type). */
   tap?: boolean;
 }
 
@@ -101,6 +108,8 @@ export class TunDevice {
   private readonly queue: TunQueue;
   private readonly fromTun: PacketBatch;
   private readonly vnet: number;
+  /** The link header in front of each packet's IPv4 header: 14 on a TAP, 0 on a TUN. */
+  private readonly l2: number;
   private readonly cuts: Arena;
   /** Without offloads: what write() hands the queue (finished packets, GRO-joined ones cut to the MTU). */
   private readonly plain: PacketList;
@@ -115,16 +124,17 @@ export class TunDevice {
     this.name = o.name;
     this.offload = o.offload;
     this.tap = o.tap === true;
-    if (this.tap && o.offload) throw new RangeError('TAP offloads are not supported yet');
+    this.l2 = this.tap ? ETH_HLEN : 0;
     this.mtu = tunMtu(o.name);
     const off = o.offload;
     this.vnet = off ? VNET_HDR_LEN : 0;
     const slots = off ? TSO_READS : PLAIN_READS;
     const slotSize = off ? BIG_SLOT : PLAIN_SLOT;
-    const max = off ? 48 : 32;
+    const max = off ? (this.tap ? 64 : 48) : 32;
     if (!Number.isInteger(o.headroom) || o.headroom < 8 || o.headroom > max) throw new RangeError(`TUN headroom ${o.headroom}: 8 to ${max}`);
-    // With offloads the IPv4 packet starts 4-byte aligned, at slot + 48, behind the virtio-net header.
-    const headroom = off ? 48 - VNET_HDR_LEN : 32;
+    // With offloads the IPv4 packet starts aligned behind the virtio-net header: at slot + 48 on a TUN; on
+    // a TAP the frame at slot + 66, its IPv4 header at slot + 80.
+    const headroom = off ? (this.tap ? 66 : 48) - VNET_HDR_LEN : 32;
     const region = slots * slotSize;
     const out = new ArrayBuffer(region + (off ? TX_ARENA : 0));
     this.fromTun = new PacketBatch({ slots, slotSize, headroom, buffer: unshared(out) });
@@ -135,14 +145,15 @@ export class TunDevice {
     this.cuts = new Arena(region, out.byteLength);
 
     const inRegion = RX_BATCH * BIG_SLOT;
-    const inb = new ArrayBuffer(inRegion + (off ? 0 : RX_ARENA));
-    this.toTun = new PacketBatch({ slots: RX_BATCH, slotSize: BIG_SLOT, buffer: unshared(inb) });
+    // With offloads on a TAP, spare room for the coalescer: UDP GRO may glue datagrams into one slot.
+    const inb = new ArrayBuffer(inRegion + (off ? (this.tap ? inRegion : 0) : RX_ARENA));
+    this.toTun = new PacketBatch({ slots: RX_BATCH, slotSize: BIG_SLOT, buffer: unshared(inb), listCapacity: RX_PACKETS });
     // The whole buffer, arena included (toTun.bytes covers only its slots).
     this.inBytes = new Uint8Array(inb);
-    this.inner = new PacketList(this.inBytes, SEGMENTS);
+    this.inner = new PacketList(this.inBytes, RX_PACKETS);
     this.plain = new PacketList(this.inBytes, SEGMENTS);
     this.splits = new Arena(inRegion, inb.byteLength);
-    this.coalescer = new Coalescer(RX_BATCH);
+    this.coalescer = new Coalescer(RX_PACKETS);
     this.room.add(queue.fd, native().POLLOUT);
   }
 
@@ -212,7 +223,7 @@ export class TunDevice {
    * packet is not what its headers say; NO_ROOM (nothing pushed) when `out` or the arena is full: send
    * what `out` holds, call resetCuts(), and cut it again.
    */
-  cut(i: number, out: PacketList, headroom: number): number {
+  cut(i: number, out: PacketList, headroom: number, packed = false): number {
     const ip = this.packets.offsets[i];
     const len = this.packets.lengths[i];
     if (this.vnet === 0) {
@@ -220,7 +231,7 @@ export class TunDevice {
       out.push(ip, len);
       return 1;
     }
-    return segment(this.bytes, ip - VNET_HDR_LEN, len + VNET_HDR_LEN, out, this.cuts, headroom);
+    return segment(this.bytes, ip - VNET_HDR_LEN, len + VNET_HDR_LEN, out, this.cuts, headroom, this.l2, packed);
   }
 
   /** Forgets the segments cut so far (once they were sent). */
@@ -239,10 +250,11 @@ export class TunDevice {
     const list = this.inner;
     let lost: number;
     if (this.offload) {
-      this.coalescer.run(this.inBytes, list, BIG_SLOT, this.mtu);
+      this.splits.reset();
+      this.coalescer.run(this.inBytes, list, BIG_SLOT, this.mtu, this.l2, this.splits);
       lost = this.flush(list);
     } else {
-      lost = this.finishPlain(list, this.tap ? ETH_HLEN : 0);
+      lost = this.finishPlain(list, this.l2);
     }
     list.count = 0;
     return lost;
@@ -266,29 +278,21 @@ export class TunDevice {
       const f = list.offsets[k];
       const ip = f + l2;
       const len = list.lengths[k] - l2;
-      if ((l2 === 0 || (b[f + OFF_ETH_TYPE] === 0x08 && b[f + OFF_ETH_TYPE + 1] === 0)) && partialTcp(b, ip, len, mtu) === 1) {
+      if ((l2 === 0 || ipv4Frame(b, f)) && partialTcp(b, ip, len, mtu) === 1) {
         const ihl = headerLength(b, ip);
         if (len <= mtu) {
           finishChecksum(b, ip, len, ihl, OFF_TCP_CHECKSUM);
         } else {
           const mss = mtu - ihl - tcpHeaderLength(b, ip + ihl);
-          let r = splitTcp(b, ip, len, mss, out, this.splits, l2);
+          let r = splitFrame(b, f, len + l2, mss, out, this.splits, 0, l2);
           if (r === NO_ROOM) {
             const l = this.flush(out);
             if (l < 0) return l;
             lost += l;
             this.splits.reset();
-            r = splitTcp(b, ip, len, mss, out, this.splits, l2);
+            r = splitFrame(b, f, len + l2, mss, out, this.splits, 0, l2);
           }
-          if (r > 0) {
-            // Each segment behind a copy of the frame's link header.
-            for (let j = out.count - r; j < out.count; j++) {
-              b.copyWithin(out.offsets[j] - l2, f, f + l2);
-              out.offsets[j] -= l2;
-              out.lengths[j] += l2;
-            }
-            continue;
-          }
+          if (r > 0) continue;
           // Headers too long to cut at this MTU: written as it is; the kernel answers for it.
         }
       }

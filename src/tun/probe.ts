@@ -28,11 +28,12 @@ export interface OffloadDecision {
 
 export class OffloadRefused extends Error {}
 
-export function decideOffload(tun: string, mode: OffloadMode): OffloadDecision {
+/** `tap`: the device is a TAP (the VXLAN type), whose frames get the same offloads. */
+export function decideOffload(tun: string, mode: OffloadMode, tap = false): OffloadDecision {
   if (mode === 'off') return { on: false, text: 'off (--offload off)' };
   let q: TunQueue | undefined;
   try {
-    q = TunQueue.open(tun, { multiQueue: true, vnetHdr: true });
+    q = TunQueue.open(tun, { multiQueue: true, vnetHdr: true, tap });
     q.setOffload(offloadFlags());
     return { on: true, text: 'on' };
   } catch (e) {

@@ -51,45 +51,67 @@ export class Arena {
 /**
  * Finishes a NEEDS_CSUM checksum in place: the field at csumStart + csumOffset holds the pseudo-header sum;
  * sum from csumStart to the end and store the complement (for UDP a result of 0 is sent as 0xffff).
- * Returns false when the offsets do not fit the packet.
+ * `ip` is where the packet starts, `l2` the link header in front of its IPv4 header (0 on a TUN, 14 on a
+ * TAP: the offsets count from the frame's start). Returns false when the offsets do not fit the packet.
  */
-export function finishChecksum(b: Uint8Array, ip: number, ipLen: number, csumStart: number, csumOffset: number): boolean {
-  if (csumStart < IPV4_MIN_HEADER || csumStart + csumOffset + 2 > ipLen) return false;
+export function finishChecksum(b: Uint8Array, ip: number, ipLen: number, csumStart: number, csumOffset: number, l2 = 0): boolean {
+  if (csumStart < l2 + IPV4_MIN_HEADER || csumStart + csumOffset + 2 > ipLen) return false;
   let c = ~sum16(b, ip + csumStart, ipLen - csumStart) & 0xffff;
-  if (c === 0 && b[ip + OFF_PROTO] === PROTO_UDP && csumOffset === 6) c = 0xffff;
+  if (c === 0 && b[ip + l2 + OFF_PROTO] === PROTO_UDP && csumOffset === 6) c = 0xffff;
   putU16(b, ip + csumStart + csumOffset, c);
   return true;
 }
 
 /**
- * A packet as read from a TUN queue with a virtio-net header: header at b[v], the IPv4 packet right after
- * it, vlen bytes in all. Pushes the packet(s) ready for the wire to `out` and returns how many, or
- * BAD_PACKET or NO_ROOM (then nothing was pushed).
+ * A packet as read from a TUN queue with a virtio-net header: header at b[v], the packet right after it
+ * (on a TAP, `l2` = 14: an Ethernet frame), vlen bytes in all. Pushes the packet(s) ready for the wire to
+ * `out` (frames, on a TAP) and returns how many, or BAD_PACKET or NO_ROOM (then nothing was pushed).
  */
-export function segment(b: Uint8Array, v: number, vlen: number, out: PacketList, arena: Arena, headroom: number): number {
-  const ip = v + VNET_HDR_LEN;
-  const ipLen = vlen - VNET_HDR_LEN;
-  if (ipLen < IPV4_MIN_HEADER) return BAD_PACKET;
+export function segment(b: Uint8Array, v: number, vlen: number, out: PacketList, arena: Arena, headroom: number, l2 = 0, packed = false): number {
+  const p = v + VNET_HDR_LEN;
+  const pLen = vlen - VNET_HDR_LEN;
+  if (pLen < (l2 === 0 ? IPV4_MIN_HEADER : l2)) return BAD_PACKET;
   const gsoType = vnetGsoType(b, v);
   const needsCsum = (vnetFlags(b, v) & VNET_F_NEEDS_CSUM) !== 0;
   if (gsoType === VNET_GSO_NONE) {
-    if (needsCsum && !finishChecksum(b, ip, ipLen, vnetCsumStart(b, v), vnetCsumOffset(b, v))) return BAD_PACKET;
+    if (needsCsum && !finishChecksum(b, p, pLen, vnetCsumStart(b, v), vnetCsumOffset(b, v), l2)) return BAD_PACKET;
     if (out.count >= out.capacity) return NO_ROOM;
-    out.push(ip, ipLen);
+    out.push(p, pLen);
     return 1;
   }
   if ((gsoType & ~VNET_GSO_ECN) !== VNET_GSO_TCPV4) return BAD_PACKET;
-  return splitTcp(b, ip, ipLen, vnetGsoSize(b, v), out, arena, headroom);
+  const gso = vnetGsoSize(b, v);
+  return l2 === 0 ? splitTcp(b, p, pLen, gso, out, arena, headroom, packed) : splitFrame(b, p, pLen, gso, out, arena, headroom, l2, packed);
+}
+
+/**
+ * splitTcp() for a frame: the TCP/IPv4 packet behind the `l2`-byte link header at b[f, f+fLen) is cut, and
+ * each segment gets a copy of the link header in front (`headroom` free bytes before that). Pushes the
+ * frames to `out`; returns their number, BAD_PACKET or NO_ROOM.
+ */
+export function splitFrame(b: Uint8Array, f: number, fLen: number, gso: number, out: PacketList, arena: Arena, headroom: number, l2: number, packed = false): number {
+  if (fLen < l2) return BAD_PACKET;
+  const r = splitTcp(b, f + l2, fLen - l2, gso, out, arena, headroom + l2, packed);
+  // Each segment behind a copy of the frame's link header (in place when the packet was not cut).
+  for (let j = out.count - (r > 0 ? r : 0); j < out.count; j++) {
+    const s = out.offsets[j] - l2;
+    if (s !== f) b.copyWithin(s, f, f + l2);
+    out.offsets[j] = s;
+    out.lengths[j] += l2;
+  }
+  return r;
 }
 
 /**
  * Cuts the TCP/IPv4 packet at b[ip, ip+ipLen) into segments of at most `gso` payload bytes (see the module
  * comment for what each carries), written into the arena with `headroom` free bytes in front of each
- * (4-byte aligned), and pushes them to `out`. A packet whose payload fits in one segment is finished in
- * place (its checksum computed) and pushed as it is. The checksum field of the input is ignored: it may be
- * a partial (pseudo-header) sum or a full one. Returns the number pushed, BAD_PACKET or NO_ROOM.
+ * (4-byte aligned; `packed`: right behind the previous segment's end, so that headers written in the
+ * headroom make them one run of equal-size datagrams), and pushes them to `out`. A packet whose payload
+ * fits in one segment is finished in place (its checksum computed) and pushed as it is. The checksum field
+ * of the input is ignored: it may be a partial (pseudo-header) sum or a full one. Returns the number
+ * pushed, BAD_PACKET or NO_ROOM.
  */
-export function splitTcp(b: Uint8Array, ip: number, ipLen: number, gso: number, out: PacketList, arena: Arena, headroom: number): number {
+export function splitTcp(b: Uint8Array, ip: number, ipLen: number, gso: number, out: PacketList, arena: Arena, headroom: number, packed = false): number {
   if (ipLen < IPV4_MIN_HEADER || b[ip] >>> 4 !== 4 || b[ip + OFF_PROTO] !== PROTO_TCP) return BAD_PACKET;
   const ihl = headerLength(b, ip);
   if (ihl < IPV4_MIN_HEADER || u16(b, ip + OFF_TOTAL_LEN) !== ipLen) return BAD_PACKET;
@@ -127,7 +149,7 @@ export function splitTcp(b: Uint8Array, ip: number, ipLen: number, gso: number, 
   let from = ip + hl; // the next payload byte of the super-packet
   for (let i = 0; i < n; i++) {
     const len = i < n - 1 ? gso : payload - i * gso;
-    pos = (pos + headroom + 3) & ~3;
+    pos = packed ? pos + headroom : (pos + headroom + 3) & ~3;
     const st = pos + ihl;
     b.copyWithin(pos, ip, ip + hl);
     b.copyWithin(pos + hl, from, from + len);

@@ -4,6 +4,10 @@
  * kernel cuts it into IP-in-IP segments (src/underlay/tx-gso.ts says how). Every other packet, a
  * super-packet to a host not (yet) in the neighbour copy included, goes through the raw underlay
  * (src/underlay/raw.ts), which also receives. Frames and raw sends keep the order the TUN gave.
+ *
+ * The VXLAN type uses the same underlay with its own frame (src/underlay/vxlan-frame.ts: a super-frame
+ * from the TAP in VXLAN, cut by the kernel as its own VXLAN's) and the VXLAN socket as the fallback
+ * (src/underlay/vxlan.ts): a FrameBuilder and a FrameFallback, chosen once per worker.
  */
 import { type EgressBatch, GSO_ECN, type PacketBatch, PacketList, type RoutePlan } from '../io/batch.js';
 import { C_DROPS, C_TX_BYTES, C_TX_GSO, C_TX_LINK, C_TX_PACKETS } from '../io/counters.js';
@@ -22,6 +26,62 @@ import { SEND_TRIES, SEND_WAIT_MS, type Underlay } from './underlay.js';
 /** Bytes of a frame in front of the outer IPv4 header (virtio-net and Ethernet headers): not traced. */
 const FRAME_L2 = GSO_FRAME_HEADROOM - OUTER_HEADER_LEN;
 
+/** The underlay a GsoUnderlay sends everything but whole frames through, and receives with. */
+export interface FrameFallback extends Underlay {
+  /** Cuts packet i of `batch` (if need be) and queues it for src → dst. */
+  take(batch: EgressBatch, i: number, src: number, dst: number): void;
+  /** Whether packets are queued. */
+  readonly pending: boolean;
+  /** Sends what is queued. */
+  flush(): void;
+}
+
+/** How a fan type writes a whole frame's headers in front of a super-packet read from the device. */
+export interface FrameBuilder {
+  /** Bytes of a frame before its outer IPv4 header (virtio-net, Ethernet): not traced. */
+  readonly l2: number;
+  /** After build() or buildTail(): where the frame starts, its length, and the inner bytes it carries (headers once per segment). */
+  at: number;
+  length: number;
+  bytes: number;
+  /**
+   * After build(): the packet's last segment was left out of the frame, for buildTail() (VXLAN: a shorter
+   * last segment could not get the others' UDP checksum).
+   */
+  tail: boolean;
+  /** Writes the frame for the super-packet at b[p, p + len); returns the segments the kernel will cut, or 0 (nothing written). */
+  build(b: Uint8Array, p: number, len: number, gso: number, ecn: boolean, dstHi: number, dstLo: number, srcHi: number, srcLo: number, src: number, dst: number): number;
+  /** Writes the segment build() left out as a frame of its own, over the end of build()'s frame: send that one first. */
+  buildTail(b: Uint8Array): void;
+}
+
+/** IP-in-IP frames (gso-frame.ts): outer IDs continue the raw socket's; no tail. */
+class IpipFrames implements FrameBuilder {
+  readonly l2 = FRAME_L2;
+  at = 0;
+  length = 0;
+  bytes = 0;
+  readonly tail = false;
+  constructor(
+    private readonly raw: RawUnderlay,
+    private readonly ttl: number,
+  ) {}
+
+  build(b: Uint8Array, ip: number, len: number, gso: number, ecn: boolean, dstHi: number, dstLo: number, srcHi: number, srcLo: number, src: number, dst: number): number {
+    const raw = this.raw;
+    const segs = gsoFrame(b, ip, len, gso, ecn, dstHi, dstLo, srcHi, srcLo, src, dst, this.ttl, raw.id);
+    if (segs === 0) return 0;
+    raw.id = (raw.id + segs) & 0xffff;
+    const ihl = headerLength(b, ip);
+    this.at = ip - GSO_FRAME_HEADROOM;
+    this.length = len + GSO_FRAME_HEADROOM;
+    this.bytes = len + (segs - 1) * (ihl + tcpHeaderLength(b, ip + ihl));
+    return segs;
+  }
+
+  buildTail(): void {}
+}
+
 export interface GsoUnderlayOptions extends RawUnderlayOptions {
   /** The daemon's AF_PACKET socket for whole frames (the pool owns it). */
   fd: number;
@@ -34,7 +94,8 @@ export interface GsoUnderlayOptions extends RawUnderlayOptions {
 }
 
 export class GsoUnderlay implements Underlay {
-  readonly raw: RawUnderlay;
+  readonly raw: FrameFallback;
+  private readonly frame: FrameBuilder;
   private readonly frames: GsoFrameSocket;
   private readonly table: NeighbourTable;
   private readonly gtx: PacketList;
@@ -49,8 +110,16 @@ export class GsoUnderlay implements Underlay {
   private readonly o: GsoUnderlayOptions;
   private frameErrors = 0;
 
-  constructor(o: GsoUnderlayOptions) {
-    this.raw = new RawUnderlay(o);
+  /** IP-in-IP by default: the raw underlay and gso-frame.ts's frames; the VXLAN type passes its own. */
+  constructor(o: GsoUnderlayOptions, fallback?: FrameFallback, frame?: FrameBuilder) {
+    if (fallback && frame) {
+      this.raw = fallback;
+      this.frame = frame;
+    } else {
+      const raw = new RawUnderlay(o);
+      this.raw = raw;
+      this.frame = new IpipFrames(raw, o.ttl);
+    }
     this.o = o;
     this.c = o.counters;
     this.frames = new GsoFrameSocket(o.fd);
@@ -94,27 +163,33 @@ export class GsoUnderlay implements Underlay {
     while (m < this.ifs.length && this.ifs[m] !== ifindex) m++;
     if (m === this.ifs.length) return false;
     const b = batch.bytes;
-    const ip = batch.packets.offsets[i];
-    const len = batch.packets.lengths[i];
-    const raw = this.raw;
+    const frame = this.frame;
     const ecn = (batch.gsoFlags[i] & GSO_ECN) !== 0;
-    const segs = gsoFrame(b, ip, len, batch.gsoSize[i], ecn, hop[0], hop[1], this.macHi[m], this.macLo[m], src, dst, this.o.ttl, raw.id);
+    const segs = frame.build(b, batch.packets.offsets[i], batch.packets.lengths[i], batch.gsoSize[i], ecn, hop[0], hop[1], this.macHi[m], this.macLo[m], src, dst);
     if (segs === 0) return false;
-    if (raw.pending) raw.flush(); // keep the TUN's order
+    if (this.raw.pending) this.raw.flush(); // keep the TUN's order
+    this.queue(ifindex, segs);
+    if (frame.tail) {
+      this.flushFrames(); // the tail's headers go over the frame's last bytes
+      frame.buildTail(b);
+      this.queue(ifindex, 1);
+    }
+    return true;
+  }
+
+  /** Queues the frame the builder just wrote (segs: what the kernel cuts it into) and counts it. */
+  private queue(ifindex: number, segs: number): void {
+    const frame = this.frame;
     const g = this.gtx;
-    g.push(ip - GSO_FRAME_HEADROOM, len + GSO_FRAME_HEADROOM);
+    g.push(frame.at, frame.length);
     this.gtxIf[g.count - 1] = ifindex;
     this.gtxSegs[g.count - 1] = segs;
-    raw.id = (raw.id + segs) & 0xffff;
-    // Inner bytes as they will leave: the headers once per segment.
-    const ihl = headerLength(b, ip);
     const c = this.c;
-    c[C_TX_BYTES] += len + (segs - 1) * (ihl + tcpHeaderLength(b, ip + ihl));
+    c[C_TX_BYTES] += frame.bytes;
     c[C_TX_PACKETS] += segs;
     c[C_TX_LINK] += segs;
-    c[C_TX_GSO]++;
+    c[C_TX_GSO] += segs > 1 ? 1 : 0;
     if (g.count >= g.capacity) this.flushFrames();
-    return true;
   }
 
   /**
@@ -127,7 +202,8 @@ export class GsoUnderlay implements Underlay {
     const g = this.gtx;
     const n = g.count;
     const tap = this.o.tap;
-    if (tap.on) for (let k = 0; k < n; k++) tap.out(g.bytes, g.offsets[k] + FRAME_L2, g.lengths[k] - FRAME_L2, 0);
+    const l2 = this.frame.l2;
+    if (tap.on) for (let k = 0; k < n; k++) tap.out(g.bytes, g.offsets[k] + l2, g.lengths[k] - l2, 0);
     let from = 0;
     for (let tries = 0; tries < SEND_TRIES; tries++) {
       from = this.frames.send(g, this.gtxIf, from, n);

@@ -35,6 +35,7 @@ import { IoErrors } from '../io/errors.js';
 import { ADD, ALU64, assembleEbpf, CALL, DW, EXIT, IMM, JEQ, JMP, JNE, K, LD, LDX, MEM, MOV, R0, R1, R2, R3, R4, R5, R6, R7, R10, W, X } from '../io/ebpf.js';
 import { closeFd, native, rethrowAs } from '../io/native.js';
 import { macWords } from './neighbours.js';
+import { VXLAN_ENCAP_LEN } from './vxlan-frame.js';
 
 // Helpers (enum bpf_func_id) and their flags (linux/bpf.h).
 const FUNC_SKB_STORE_BYTES = 9;
@@ -44,6 +45,10 @@ const FUNC_SKB_ADJUST_ROOM = 50;
 const ADJ_ROOM_MAC = 1;
 const F_ADJ_ROOM_FIXED_GSO = 1;
 const F_ADJ_ROOM_ENCAP_L3_IPV4 = 2;
+const F_ADJ_ROOM_ENCAP_L4_UDP = 1 << 4;
+const F_ADJ_ROOM_ENCAP_L2_ETH = 1 << 6;
+/** BPF_F_ADJ_ROOM_ENCAP_L2(len): the inner link header's length in bits 56–63 (here: the flags' upper word). */
+const adjRoomEncapL2Hi = (len: number) => (len & 0xff) << 24;
 /** offsetof(struct __sk_buff, gso_size). */
 const SKB_GSO_SIZE = 176;
 /** tcx verdicts: next program (or pass when none), drop. */
@@ -51,18 +56,36 @@ export const TCX_NEXT = -1;
 export const TCX_DROP = 2;
 
 /**
- * The TC egress program for the socket whose cookie is `cookie`: its GSO packets get their outer IPv4
- * header re-pushed as an IP-in-IP encapsulation (see the module comment). A packet whose header cannot
- * be re-pushed is dropped (it would be refused later anyway). Everything else: TCX_NEXT.
+ * What the program re-pushes as the encapsulation, and how bpf_skb_adjust_room() is told its kind:
+ *  - ipip: the outer IPv4 header (SKB_GSO_IPXIP4);
+ *  - vxlan: outer IPv4, UDP, VXLAN and the inner Ethernet header (SKB_GSO_UDP_TUNNEL, inner protocol
+ *    ETH_P_TEB: the kernel cuts the inner TCP behind the inner Ethernet header, as its own VXLAN's).
  */
-export function gsoFixProgram(cookie: number): Uint8Array {
+export type GsoEncap = 'ipip' | 'vxlan';
+const ENCAPS: Record<GsoEncap, { len: number; lo: number; hi: number }> = {
+  ipip: { len: OUTER_HEADER_LEN, lo: F_ADJ_ROOM_FIXED_GSO | F_ADJ_ROOM_ENCAP_L3_IPV4, hi: 0 },
+  vxlan: {
+    len: VXLAN_ENCAP_LEN,
+    lo: F_ADJ_ROOM_FIXED_GSO | F_ADJ_ROOM_ENCAP_L3_IPV4 | F_ADJ_ROOM_ENCAP_L4_UDP | F_ADJ_ROOM_ENCAP_L2_ETH,
+    hi: adjRoomEncapL2Hi(ETH_HLEN),
+  },
+};
+
+/**
+ * The TC egress program for the socket whose cookie is `cookie`: its GSO packets get their outer headers
+ * (`encap`) re-pushed as an encapsulation (see the module comment). A packet whose headers cannot be
+ * re-pushed is dropped (it would be refused later anyway). Everything else: TCX_NEXT.
+ */
+export function gsoFixProgram(cookie: number, encap: GsoEncap = 'ipip'): Uint8Array {
   const lo = cookie % 2 ** 32 | 0;
   const hi = Math.floor(cookie / 2 ** 32) | 0;
-  const adjust = (delta: number, flags: number) => [
+  const e = ENCAPS[encap];
+  const stack = (e.len + 7) & ~7; // the saved headers live at r10 - stack
+  const adjust = (delta: number, flagsLo: number, flagsHi: number) => [
     { code: ALU64 | MOV | X, dst: R1, src: R6 },
     { code: ALU64 | MOV | K, dst: R2, imm: delta },
     { code: ALU64 | MOV | K, dst: R3, imm: ADJ_ROOM_MAC },
-    { code: ALU64 | MOV | K, dst: R4, imm: flags },
+    ...(flagsHi === 0 ? [{ code: ALU64 | MOV | K, dst: R4, imm: flagsLo }] : [{ code: LD | IMM | DW, dst: R4, imm: flagsLo }, { code: 0, imm: flagsHi }]),
     { code: JMP | CALL, imm: FUNC_SKB_ADJUST_ROOM },
     { code: JMP | JNE | K, dst: R0, imm: 0, to: 'drop' },
   ];
@@ -70,8 +93,8 @@ export function gsoFixProgram(cookie: number): Uint8Array {
     { code: ALU64 | MOV | X, dst: R1, src: R6 },
     { code: ALU64 | MOV | K, dst: R2, imm: ETH_HLEN },
     { code: ALU64 | MOV | X, dst: R3, src: R10 },
-    { code: ALU64 | ADD | K, dst: R3, imm: -24 }, // r10 - 24: room for 20 bytes
-    { code: ALU64 | MOV | K, dst: R4, imm: OUTER_HEADER_LEN },
+    { code: ALU64 | ADD | K, dst: R3, imm: -stack },
+    { code: ALU64 | MOV | K, dst: R4, imm: e.len },
     ...(fn === FUNC_SKB_STORE_BYTES ? [{ code: ALU64 | MOV | K, dst: R5, imm: 0 }] : []),
     { code: JMP | CALL, imm: fn },
   ];
@@ -83,10 +106,10 @@ export function gsoFixProgram(cookie: number): Uint8Array {
     { code: LD | IMM | DW, dst: R1, imm: lo },
     { code: 0, imm: hi },
     { code: JMP | JNE | X, dst: R0, src: R1, to: 'next' }, // not userfan's socket
-    ...header(FUNC_SKB_LOAD_BYTES), // the outer header, to the stack
+    ...header(FUNC_SKB_LOAD_BYTES), // the outer headers, to the stack
     { code: JMP | JNE | K, dst: R0, imm: 0, to: 'next' },
-    ...adjust(-OUTER_HEADER_LEN, F_ADJ_ROOM_FIXED_GSO),
-    ...adjust(OUTER_HEADER_LEN, F_ADJ_ROOM_FIXED_GSO | F_ADJ_ROOM_ENCAP_L3_IPV4),
+    ...adjust(-e.len, F_ADJ_ROOM_FIXED_GSO, 0),
+    ...adjust(e.len, e.lo, e.hi),
     ...header(FUNC_SKB_STORE_BYTES),
     { code: JMP | JNE | K, dst: R0, imm: 0, to: 'drop' },
     { code: ALU64 | MOV | K, dst: R0, imm: TCX_NEXT, label: 'next' },
@@ -117,7 +140,7 @@ export class GsoSender {
    * Opens the socket and attaches the program to each interface (deduplicated). Throws with the
    * interface named when the kernel refuses; nothing stays open then.
    */
-  static open(ifaces: readonly string[], sndbuf = 4 << 20): GsoSender {
+  static open(ifaces: readonly string[], encap: GsoEncap = 'ipip', sndbuf = 4 << 20): GsoSender {
     const n = native();
     const opened: number[] = [];
     let at = 'AF_PACKET socket';
@@ -125,7 +148,7 @@ export class GsoSender {
       const fd = n.linkOpen({ sndbuf, vnet: true });
       opened.push(fd);
       at = 'TC program';
-      const prog = n.bpfLoadTc(gsoFixProgram(n.socketCookie(fd)), 'Dual MIT/GPL');
+      const prog = n.bpfLoadTc(gsoFixProgram(n.socketCookie(fd), encap), 'Dual MIT/GPL');
       opened.push(prog);
       const links: GsoLink[] = [];
       for (const iface of new Set(ifaces)) {

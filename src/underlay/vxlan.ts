@@ -5,29 +5,113 @@
  * on, source port the socket's). Every worker binds its own socket with SO_REUSEPORT: the kernel gives
  * each a share of what arrives, by flow hash. A port held by a socket without SO_REUSEPORT (a kernel
  * vxlan device) is refused (EADDRINUSE).
+ *
+ * With TAP offloads a TCP super-frame is cut back to back and leaves by UDP GSO (one sendmmsg entry per
+ * run of equal-size datagrams, each made a datagram with its own checksum by the kernel), and the socket
+ * takes arrivals glued by UDP GRO, listed here one datagram at a time. With TX GSO (the default) this
+ * underlay is the GsoUnderlay's fallback and receiver, and VxlanFrames its frame (vxlan-frame.ts).
  */
-import { type EgressBatch, PacketList, type PacketBatch, type RoutePlan } from '../io/batch.js';
-import { C_TX_BYTES, C_TX_PACKETS } from '../io/counters.js';
+import { type EgressBatch, NO_ROOM, PacketList, type PacketBatch, type RoutePlan } from '../io/batch.js';
+import { C_DROPS, C_TX_BYTES, C_TX_PACKETS } from '../io/counters.js';
 import { IoErrors } from '../io/errors.js';
 import { closeFd, native, rethrowAs } from '../io/native.js';
 import { Poller } from '../io/poll.js';
+import type { TraceTap } from '../io/trace-ring.js';
+import { Drop } from '../wire/drops.js';
 import { putVxlan, VXLAN_HLEN } from '../wire/vxlan.js';
-import { countSendLosses, SEND_TRIES, SEND_WAIT_MS, type Underlay } from './underlay.js';
+import { ETH_HLEN } from '../wire/ethernet.js';
+import { VNET_HDR_LEN } from '../wire/virtio.js';
+import type { FrameBuilder, FrameFallback } from './gso.js';
+import { countSendLosses, SEND_TRIES, SEND_WAIT_MS } from './underlay.js';
+import { VxlanCut, vxlanFrame, vxlanTail } from './vxlan-frame.js';
 
 const SOCKET_BUFFER = 8 << 20;
+/** Datagrams one send can carry; at least what one 64 KiB super-frame makes at Linux's smallest MSS (1366). */
+const SEGMENTS = 2048;
+/** UDP GSO: at most this many datagrams (the kernel's UDP_MAX_SEGMENTS is 64 or more) and bytes per message. */
+const GSO_MAX_DATAGRAMS = 64;
+const GSO_MAX_BYTES = 0xffff - 20 - 8;
 
 export interface VxlanUnderlayOptions {
   /** The read batch's bytes (frames get their VXLAN header in place there). */
   bytes: Uint8Array;
-  /** How many frames a read batch has at most. */
-  capacity: number;
   port: number;
   vni: number;
   /** This worker's counter row (src/io/counters.ts). */
   counters: Float64Array;
+  /** The worker's trace tap (a TraceTap for the VXLAN type: it writes the outer headers the kernel will). */
+  tap: TraceTap;
+  /**
+   * UDP GSO (UDP_SEGMENT): a super-frame's segments are cut back to back and leave in one message, the
+   * kernel making each its datagram (with its UDP checksum).
+   */
+  udpGso?: boolean;
+  /**
+   * UDP GRO: datagrams of one flow may arrive glued into one message; each is listed on its own. `rx` is
+   * the batch receive() will be handed (its slots are where messages land).
+   */
+  udpGro?: { rx: PacketBatch };
 }
 
-export class VxlanUnderlay implements Underlay {
+/** TX GSO's VXLAN frames (vxlan-frame.ts) for a GsoUnderlay around a VxlanUnderlay. */
+export class VxlanFrames implements FrameBuilder {
+  readonly l2 = VNET_HDR_LEN + ETH_HLEN;
+  at = 0;
+  length = 0;
+  bytes = 0;
+  tail = false;
+  private readonly cut = new VxlanCut();
+  /** The next outer IPv4 ID (the socket's datagrams get theirs from the kernel). */
+  private id: number;
+  // Where the last frame went, for its tail.
+  private dstHi = 0;
+  private dstLo = 0;
+  private srcHi = 0;
+  private srcLo = 0;
+  private src = 0;
+  private dst = 0;
+
+  constructor(
+    private readonly port: number,
+    private readonly vni: number,
+    index: number,
+    count: number,
+  ) {
+    this.id = Math.floor((index * 0x10000) / count);
+  }
+
+  build(b: Uint8Array, f: number, len: number, gso: number, ecn: boolean, dstHi: number, dstLo: number, srcHi: number, srcLo: number, src: number, dst: number): number {
+    const cut = this.cut;
+    const segs = vxlanFrame(b, f, len, gso, ecn, dstHi, dstLo, srcHi, srcLo, src, dst, this.port, this.vni, this.id, cut);
+    if (segs === 0) return 0;
+    this.id = (this.id + segs) & 0xffff;
+    this.done();
+    this.tail = cut.tail !== 0;
+    this.dstHi = dstHi;
+    this.dstLo = dstLo;
+    this.srcHi = srcHi;
+    this.srcLo = srcLo;
+    this.src = src;
+    this.dst = dst;
+    return segs;
+  }
+
+  buildTail(b: Uint8Array): void {
+    vxlanTail(b, this.cut, this.dstHi, this.dstLo, this.srcHi, this.srcLo, this.src, this.dst, this.port, this.vni, this.id);
+    this.id = (this.id + 1) & 0xffff;
+    this.done();
+    this.tail = false;
+  }
+
+  private done(): void {
+    const cut = this.cut;
+    this.at = cut.at;
+    this.length = cut.length;
+    this.bytes = cut.bytes;
+  }
+}
+
+export class VxlanUnderlay implements FrameFallback {
   readonly fd: number;
   readonly errors = new IoErrors();
   private readonly tx: PacketList;
@@ -35,43 +119,110 @@ export class VxlanUnderlay implements Underlay {
   private readonly port: number;
   private readonly vni: number;
   private readonly c: Float64Array;
+  private readonly tap: TraceTap;
+  private readonly udpGso: boolean;
+  /** UDP GSO: the messages flush() sends (runs of `tx`), each one's datagram size (0: one datagram) and count. */
+  private readonly msgs: PacketList;
+  private readonly msgSeg: Uint32Array;
+  private readonly msgDatagrams: Uint32Array;
+  /** UDP GRO: where each slot's message starts, and per message its length, sender and glued datagrams' size. */
+  private readonly gro: boolean;
+  private readonly rxStarts: Uint32Array;
+  private readonly rxLens: Uint32Array;
+  private readonly rxSrcs: Uint32Array;
+  private readonly rxSegs: Uint32Array;
   private sendErrors = 0;
 
   constructor(o: VxlanUnderlayOptions) {
     this.fd = native().udpOpen({ port: o.port, rcvbuf: SOCKET_BUFFER, sndbuf: SOCKET_BUFFER });
     this.room.add(this.fd, native().POLLOUT);
-    this.tx = new PacketList(o.bytes, o.capacity);
+    this.tx = new PacketList(o.bytes, SEGMENTS);
+    this.udpGso = o.udpGso === true;
+    this.msgs = new PacketList(o.bytes, SEGMENTS);
+    this.msgSeg = new Uint32Array(SEGMENTS);
+    this.msgDatagrams = new Uint32Array(SEGMENTS);
+    const rx = o.udpGro?.rx;
+    this.gro = rx !== undefined;
+    const slots = rx ? rx.slots : 0;
+    this.rxStarts = Uint32Array.from({ length: slots }, (_, i) => rx!.packetStart(i));
+    this.rxLens = new Uint32Array(slots);
+    this.rxSrcs = new Uint32Array(slots);
+    this.rxSegs = new Uint32Array(slots);
+    if (rx) {
+      try {
+        native().udpSetGro(this.fd, true);
+      } catch (e) {
+        closeFd(this.fd, `VXLAN socket ${this.fd}`);
+        throw e;
+      }
+    }
     this.port = o.port;
     this.vni = o.vni;
     this.c = o.counters;
+    this.tap = o.tap;
     for (let i = 0; i < 16; i++) this.flush(); // every path of flush() seen before traffic (see raw.ts)
   }
 
   send(batch: EgressBatch, plan: RoutePlan, n: number): void {
-    const tx = this.tx;
-    const b = tx.bytes;
-    const p = batch.packets;
-    let bytes = 0;
-    for (let i = 0; i < n; i++) {
-      if (plan.verdict[i] !== 0) continue;
-      const at = p.offsets[i] - VXLAN_HLEN;
-      putVxlan(b, at, this.vni);
-      tx.push(at, p.lengths[i] + VXLAN_HLEN, plan.dst[i]);
-      bytes += p.lengths[i];
-    }
-    this.c[C_TX_PACKETS] += tx.count;
-    this.c[C_TX_BYTES] += bytes;
-    if (tx.count > 0) this.flush();
+    for (let i = 0; i < n; i++) if (plan.verdict[i] === 0) this.take(batch, i, plan.src[i], plan.dst[i]);
+    if (this.tx.count > 0) this.flush();
+    batch.resetCuts();
   }
 
-  /** Sends what `tx` holds, waiting briefly while the send buffer is full; the rest is counted lost. */
-  private flush(): void {
+  /**
+   * Cuts frame i of `batch` into `tx` (a TCP super-frame into segments) with a VXLAN header for dst (the
+   * socket's address is the source: `src` is this host's in the fan, the same); sends first if `tx` is full.
+   */
+  take(batch: EgressBatch, i: number, _src: number, dst: number): void {
     const tx = this.tx;
-    const n = tx.count;
+    let r = batch.cut(i, tx, VXLAN_HLEN, this.udpGso);
+    if (r === NO_ROOM) {
+      this.flush();
+      batch.resetCuts();
+      r = batch.cut(i, tx, VXLAN_HLEN, this.udpGso);
+    }
+    if (r < 0) {
+      this.c[C_DROPS + Drop['tx-malformed']]++;
+      if (this.tap.on) this.tap.dropOut(batch.bytes, batch.packets.offsets[i], batch.packets.lengths[i], Drop['tx-malformed']);
+      return;
+    }
+    const b = tx.bytes;
+    const vni = this.vni;
+    let bytes = 0;
+    for (let k = tx.count - r; k < tx.count; k++) {
+      const at = tx.offsets[k] - VXLAN_HLEN;
+      putVxlan(b, at, vni);
+      bytes += tx.lengths[k];
+      tx.offsets[k] = at;
+      tx.lengths[k] += VXLAN_HLEN;
+      tx.addresses[k] = dst;
+    }
+    this.c[C_TX_PACKETS] += r;
+    this.c[C_TX_BYTES] += bytes;
+  }
+
+  /** Whether `tx` holds datagrams not yet sent. */
+  get pending(): boolean {
+    return this.tx.count > 0;
+  }
+
+  /**
+   * Sends what `tx` holds (with UDP GSO: as messages of back-to-back datagrams), waiting briefly while the
+   * send buffer is full; the rest is counted lost, by datagram. Runs its send once also when empty.
+   */
+  flush(): void {
+    const tx = this.tx;
+    const tap = this.tap;
+    if (tap.on) for (let k = 0; k < tx.count; k++) tap.outDatagram(tx.bytes, tx.offsets[k], tx.lengths[k], tx.addresses[k] | 0, 0);
+    const gso = this.udpGso;
+    const list = gso ? this.join() : tx;
+    const n = list.count;
     let from = 0;
     for (let tries = 0; tries < SEND_TRIES; tries++) {
       try {
-        from = native().sendUdpBatch(this.fd, tx.bytes, tx.offsets, tx.lengths, tx.addresses, this.port, from, n, this.errors.counters);
+        from = gso
+          ? native().sendUdpGsoBatch(this.fd, list.bytes, list.offsets, list.lengths, list.addresses, this.msgSeg, this.port, from, n, this.errors.counters)
+          : native().sendUdpBatch(this.fd, list.bytes, list.offsets, list.lengths, list.addresses, this.port, from, n, this.errors.counters);
       } catch (e) {
         rethrowAs(e, `VXLAN socket ${this.fd}`);
       }
@@ -80,11 +231,46 @@ export class VxlanUnderlay implements Underlay {
     }
     const refused = this.errors.total - this.sendErrors;
     this.sendErrors = this.errors.total;
-    countSendLosses(this.c, n - from + refused);
+    let lost = n - from + refused;
+    if (gso && lost > 0) {
+      // By datagram: exactly for the messages never taken, the mean per message for those refused.
+      lost = refused > 0 ? Math.round((refused * tx.count) / n) : 0;
+      for (let m = from; m < n; m++) lost += this.msgDatagrams[m];
+    }
+    countSendLosses(this.c, lost);
     tx.count = 0;
   }
 
+  /**
+   * UDP GSO: joins `tx` into messages, each a run of datagrams that lie back to back, go to one host and
+   * have one size (the last may be shorter), within the kernel's limits. Returns the messages.
+   */
+  private join(): PacketList {
+    const tx = this.tx;
+    const m = this.msgs;
+    m.count = 0;
+    let k = 0;
+    while (k < tx.count) {
+      const at = tx.offsets[k];
+      const dst = tx.addresses[k];
+      const seg = tx.lengths[k];
+      let end = at + seg;
+      let j = k + 1;
+      while (j < tx.count && j - k < GSO_MAX_DATAGRAMS && tx.offsets[j] === end && tx.addresses[j] === dst && tx.lengths[j] <= seg && end + tx.lengths[j] - at <= GSO_MAX_BYTES) {
+        end += tx.lengths[j];
+        j++;
+        if (tx.lengths[j - 1] < seg) break;
+      }
+      m.push(at, end - at, dst);
+      this.msgSeg[m.count - 1] = j - k > 1 ? seg : 0;
+      this.msgDatagrams[m.count - 1] = j - k;
+      k = j;
+    }
+    return m;
+  }
+
   receive(into: PacketBatch): number {
+    if (this.gro) return this.receiveGlued(into);
     const r = into.received;
     try {
       r.count = native().recvBatch(this.fd, into.bytes, r.offsets, r.lengths, into.packetCapacity, into.slots, r.addresses, this.errors.counters);
@@ -93,6 +279,45 @@ export class VxlanUnderlay implements Underlay {
       rethrowAs(e, `VXLAN socket ${this.fd}`);
     }
     return r.count;
+  }
+
+  /**
+   * With UDP GRO: receives up to a batch of messages into the slots and lists every datagram on its own in
+   * `into.received` (a message of glued datagrams is cut at their size, in place).
+   */
+  private receiveGlued(into: PacketBatch): number {
+    const r = into.received;
+    const cap = into.packetCapacity;
+    let m: number;
+    try {
+      m = native().recvGroBatch(this.fd, into.bytes, this.rxStarts, this.rxLens, cap, into.slots, this.rxSrcs, this.rxSegs, this.errors.counters);
+    } catch (e) {
+      r.count = 0;
+      rethrowAs(e, `VXLAN socket ${this.fd}`);
+    }
+    let n = 0;
+    for (let i = 0; i < m; i++) {
+      const at = this.rxStarts[i];
+      const len = this.rxLens[i];
+      const src = this.rxSrcs[i];
+      const g = this.rxSegs[i];
+      // One entry at least (an empty datagram too: the checks count it), one per glued datagram.
+      const step = g === 0 || g >= len || len > cap ? len + 1 : g;
+      let o = 0;
+      do {
+        if (n >= r.capacity) {
+          this.c[C_DROPS + Drop['rx-truncated-inner']]++; // not reachable: 64 datagrams per message at most
+          break;
+        }
+        r.offsets[n] = at + o;
+        r.lengths[n] = o + step <= len ? step : len - o;
+        r.addresses[n] = src;
+        n++;
+        o += step;
+      } while (o < len);
+    }
+    r.count = n;
+    return n;
   }
 
   close(): void {

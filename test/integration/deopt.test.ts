@@ -34,9 +34,11 @@ describe('sparse traffic after a flood', () => {
   it.each([
     ['--send raw: raw sockets both ways', ['--send', 'raw']],
     ['the defaults (--send gso)', []],
+    ['--type vxlan (TX GSO, UDP GRO)', ['--type', 'vxlan']],
   ])('%s: no worker code is deoptimized', async (_name, upArgs) => {
     // --busy-poll 5000: the second datagram of each pair below comes while A's worker is still looking.
-    const lab = await createUserfanLab({ workers: 1, upArgs: [...upArgs, '--busy-poll', '5000'], nodeArgs: ['--trace-deopt'] });
+    const container = upArgs.includes('vxlan') ? { container: { bridge: 'fan-250', prefixLen: 8 } } : {};
+    const lab = await createUserfanLab({ workers: 1, upArgs: [...upArgs, '--busy-poll', '5000'], nodeArgs: ['--trace-deopt'], ...container });
     try {
       const [[a], [b]] = lab.containers;
       // The flood: echoes as fast as they come back, then, once the daemons' copy of the kernel's
