@@ -223,41 +223,35 @@ static napi_value write_batch(napi_env env, napi_callback_info info) {
 }
 
 /*
- * recvBatch(fd, buf, offs, lens, cap, max, srcs, errs?) -> n
- * recvmmsg(MSG_DONTWAIT | MSG_TRUNC) until EAGAIN or max datagrams: datagram i at buf[offs[i]],
- * lens[i] its full length (greater than cap means it was truncated), srcs[i] the sender's IPv4
- * address as a host-order uint32. Pending socket errors (ICMP reports) are counted in errs and
- * skipped.
+ * The recvmmsg loop both receive calls share: datagrams into s's slots until EAGAIN or max; srcs[i] the
+ * sender, and, when segs is given (a UDP_GRO socket), segs[i] the size of the datagrams glued into
+ * message i (0: one datagram).
  */
-static napi_value recv_batch(napi_env env, napi_callback_info info) {
-  napi_value argv[8];
-  int fd;
-  uint32_t cap, max, *srcs, *errs, n = 0;
-  size_t nsrcs;
-  slots_t s;
-  if (get_args(env, info, 8, argv) || get_fd(env, argv[0], &fd) ||
-      get_slots(env, argv[1], argv[2], argv[3], &s) ||
-      get_u32_range(env, argv[4], "cap", 1, UINT32_MAX, &cap) ||
-      get_u32_range(env, argv[5], "max", 0, UINT32_MAX, &max) ||
-      get_typed(env, argv[6], napi_uint32_array, "addresses", (void **)&srcs, &nsrcs) ||
-      get_errs(env, argv[7], &errs) || check_read_slots(env, &s, max, cap))
-    return NULL;
-  if (max > nsrcs) return throw_range(env, "max exceeds the addresses array");
-
+static napi_value recv_core(napi_env env, int fd, const slots_t *s, uint32_t cap, uint32_t max, uint32_t *srcs, uint32_t *segs,
+                            uint32_t *errs) {
+  uint32_t n = 0;
   struct mmsghdr msgs[MMSG_CHUNK];
   struct iovec iov[MMSG_CHUNK];
   struct sockaddr_in sa[MMSG_CHUNK];
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctl[MMSG_CHUNK];
   int soft_errors = 0;
   while (n < max) {
     unsigned k = max - n < MMSG_CHUNK ? max - n : MMSG_CHUNK;
     for (unsigned j = 0; j < k; j++) {
-      iov[j].iov_base = s.buf + s.offs[n + j];
+      iov[j].iov_base = s->buf + s->offs[n + j];
       iov[j].iov_len = cap;
       memset(&msgs[j].msg_hdr, 0, sizeof msgs[j].msg_hdr);
       msgs[j].msg_hdr.msg_name = &sa[j];
       msgs[j].msg_hdr.msg_namelen = sizeof sa[j];
       msgs[j].msg_hdr.msg_iov = &iov[j];
       msgs[j].msg_hdr.msg_iovlen = 1;
+      if (segs) {
+        msgs[j].msg_hdr.msg_control = ctl[j].buf;
+        msgs[j].msg_hdr.msg_controllen = sizeof ctl[j].buf;
+      }
     }
     int r = recvmmsg(fd, msgs, k, MSG_DONTWAIT | MSG_TRUNC, NULL);
     if (r < 0) {
@@ -274,14 +268,75 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
       continue;
     }
     for (int j = 0; j < r; j++) {
-      s.lens[n + j] = msgs[j].msg_len;
+      s->lens[n + j] = msgs[j].msg_len;
       srcs[n + j] = msgs[j].msg_hdr.msg_namelen >= sizeof(struct sockaddr_in) && sa[j].sin_family == AF_INET
                         ? ntohl(sa[j].sin_addr.s_addr) : 0;
+      if (!segs) continue;
+      uint32_t g = 0;
+      for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[j].msg_hdr); c; c = CMSG_NXTHDR(&msgs[j].msg_hdr, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+          int v;
+          memcpy(&v, CMSG_DATA(c), sizeof v);
+          g = v > 0 ? (uint32_t)v : 0;
+        }
+      }
+      segs[n + j] = g;
     }
     n += (uint32_t)r;
-    if ((unsigned)r < k) break; /* the queue is empty */
+    if ((unsigned)r < k) break;
   }
   return ret_u32(env, n);
+}
+
+/*
+ * recvBatch(fd, buf, offs, lens, cap, max, srcs, errs?) -> n
+ * recvmmsg(MSG_DONTWAIT | MSG_TRUNC) until EAGAIN or max datagrams: datagram i at buf[offs[i]],
+ * lens[i] its full length (greater than cap means it was truncated), srcs[i] the sender's IPv4
+ * address as a host-order uint32. Pending socket errors (ICMP reports) are counted in errs and
+ * skipped.
+ */
+static napi_value recv_batch(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  int fd;
+  uint32_t cap, max, *srcs, *errs;
+  size_t nsrcs;
+  slots_t s;
+  if (get_args(env, info, 8, argv) || get_fd(env, argv[0], &fd) ||
+      get_slots(env, argv[1], argv[2], argv[3], &s) ||
+      get_u32_range(env, argv[4], "cap", 1, UINT32_MAX, &cap) ||
+      get_u32_range(env, argv[5], "max", 0, UINT32_MAX, &max) ||
+      get_typed(env, argv[6], napi_uint32_array, "addresses", (void **)&srcs, &nsrcs) ||
+      get_errs(env, argv[7], &errs) || check_read_slots(env, &s, max, cap))
+    return NULL;
+  if (max > nsrcs) return throw_range(env, "max exceeds the addresses array");
+  return recv_core(env, fd, &s, cap, max, srcs, NULL, errs);
+}
+
+/*
+ * sendmmsg(MSG_DONTWAIT) of msgs[0..k): a message the kernel refuses (EMSGSIZE, ENETUNREACH, EPERM from
+ * a firewall; with gone_ok also ENXIO or ENODEV: a frame's interface went away) is skipped and counted in
+ * errs. Returns how many were handled (< k only when the socket buffer is full: EAGAIN), or -1 with a JS
+ * exception pending for an error of the socket itself.
+ */
+static int sendmmsg_all(napi_env env, int fd, struct mmsghdr *msgs, unsigned k, uint32_t *errs, int gone_ok) {
+  unsigned done = 0;
+  while (done < k) {
+    int r = sendmmsg(fd, msgs + done, k - done, MSG_DONTWAIT);
+    if (r < 0) {
+      int e = errno;
+      if (e == EINTR) continue;
+      if (e == EAGAIN || e == EWOULDBLOCK) break;
+      if (is_fatal(e) && !(gone_ok && (e == ENXIO || e == ENODEV))) {
+        throw_errno_fd(env, "sendmmsg", fd, e);
+        return -1;
+      }
+      count_error(errs, e); /* the first message of this call was refused: skip it */
+      done++;
+      continue;
+    }
+    done += (unsigned)r;
+  }
+  return (int)done;
 }
 
 /*
@@ -328,21 +383,9 @@ napi_value send_chunks(napi_env env, int fd, const slots_t *s, uint32_t from, ui
       msgs[j].msg_hdr.msg_iov = &iov[j];
       msgs[j].msg_hdr.msg_iovlen = 1;
     }
-    unsigned done = 0;
-    while (done < k) {
-      int r = sendmmsg(fd, msgs + done, k - done, MSG_DONTWAIT);
-      if (r < 0) {
-        int e = errno;
-        if (e == EINTR) continue;
-        if (e == EAGAIN || e == EWOULDBLOCK) return ret_u32(env, i + done);
-        /* A frame's interface that went away (ENXIO, ENODEV) fails its packets, not the socket. */
-        if (is_fatal(e) && !(!dsts && (e == ENXIO || e == ENODEV))) return throw_errno_fd(env, "sendmmsg", fd, e);
-        count_error(errs, e); /* the first message of this call was refused: skip it */
-        done++;
-        continue;
-      }
-      done += (unsigned)r;
-    }
+    int done = sendmmsg_all(env, fd, msgs, k, errs, !dsts);
+    if (done < 0) return NULL;
+    if ((unsigned)done < k) return ret_u32(env, i + (unsigned)done);
     i += k;
   }
   return ret_u32(env, i);
@@ -492,20 +535,9 @@ static napi_value send_udp_gso_batch(napi_env env, napi_callback_info info) {
         memcpy(CMSG_DATA(c), &g, sizeof g);
       }
     }
-    unsigned done = 0;
-    while (done < k) {
-      int r = sendmmsg(fd, msgs + done, k - done, MSG_DONTWAIT);
-      if (r < 0) {
-        int e = errno;
-        if (e == EINTR) continue;
-        if (e == EAGAIN || e == EWOULDBLOCK) return ret_u32(env, i + done);
-        if (is_fatal(e)) return throw_errno_fd(env, "sendmmsg", fd, e);
-        count_error(errs, e);
-        done++;
-        continue;
-      }
-      done += (unsigned)r;
-    }
+    int done = sendmmsg_all(env, fd, msgs, k, errs, 0);
+    if (done < 0) return NULL;
+    if ((unsigned)done < k) return ret_u32(env, i + (unsigned)done);
     i += k;
   }
   return ret_u32(env, i);
@@ -532,7 +564,7 @@ static napi_value udp_set_gro(napi_env env, napi_callback_info info) {
 static napi_value recv_gro_batch(napi_env env, napi_callback_info info) {
   napi_value argv[9];
   int fd;
-  uint32_t cap, max, *srcs, *segs, *errs, n = 0;
+  uint32_t cap, max, *srcs, *segs, *errs;
   size_t nsrcs, nsegs;
   slots_t s;
   if (get_args(env, info, 9, argv) || get_fd(env, argv[0], &fd) ||
@@ -544,58 +576,7 @@ static napi_value recv_gro_batch(napi_env env, napi_callback_info info) {
       get_errs(env, argv[8], &errs) || check_read_slots(env, &s, max, cap))
     return NULL;
   if (max > nsrcs || max > nsegs) return throw_range(env, "max exceeds the addresses or segs array");
-  struct mmsghdr msgs[MMSG_CHUNK];
-  struct iovec iov[MMSG_CHUNK];
-  struct sockaddr_in sa[MMSG_CHUNK];
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } ctl[MMSG_CHUNK];
-  int soft_errors = 0;
-  while (n < max) {
-    unsigned k = max - n < MMSG_CHUNK ? max - n : MMSG_CHUNK;
-    for (unsigned j = 0; j < k; j++) {
-      iov[j].iov_base = s.buf + s.offs[n + j];
-      iov[j].iov_len = cap;
-      memset(&msgs[j].msg_hdr, 0, sizeof msgs[j].msg_hdr);
-      msgs[j].msg_hdr.msg_name = &sa[j];
-      msgs[j].msg_hdr.msg_namelen = sizeof sa[j];
-      msgs[j].msg_hdr.msg_iov = &iov[j];
-      msgs[j].msg_hdr.msg_iovlen = 1;
-      msgs[j].msg_hdr.msg_control = ctl[j].buf;
-      msgs[j].msg_hdr.msg_controllen = sizeof ctl[j].buf;
-    }
-    int r = recvmmsg(fd, msgs, k, MSG_DONTWAIT | MSG_TRUNC, NULL);
-    if (r < 0) {
-      int e = errno;
-      if (e == EINTR) continue;
-      if (e == EAGAIN || e == EWOULDBLOCK) break;
-      if (is_fatal(e) || e == EINVAL) {
-        if (n > 0) break;
-        return throw_errno_fd(env, "recvmmsg", fd, e);
-      }
-      count_error(errs, e);
-      if (++soft_errors > 64) break;
-      continue;
-    }
-    for (int j = 0; j < r; j++) {
-      s.lens[n + j] = msgs[j].msg_len;
-      srcs[n + j] = msgs[j].msg_hdr.msg_namelen >= sizeof(struct sockaddr_in) && sa[j].sin_family == AF_INET
-                        ? ntohl(sa[j].sin_addr.s_addr) : 0;
-      uint32_t g = 0;
-      for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[j].msg_hdr); c; c = CMSG_NXTHDR(&msgs[j].msg_hdr, c)) {
-        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
-          int v;
-          memcpy(&v, CMSG_DATA(c), sizeof v);
-          g = v > 0 ? (uint32_t)v : 0;
-        }
-      }
-      segs[n + j] = g;
-    }
-    n += (uint32_t)r;
-    if ((unsigned)r < k) break;
-  }
-  return ret_u32(env, n);
+  return recv_core(env, fd, &s, cap, max, srcs, segs, errs);
 }
 
 napi_status raw_register(napi_env env, napi_value exports) {
