@@ -25,6 +25,7 @@ import {
   putVnetHdr, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN, vnetCsumOffset, vnetCsumStart, vnetFlags,
   vnetGsoSize, vnetGsoType, vnetHdrLen,
 } from '../../src/wire/virtio.js';
+import { bytesFrom } from '../helpers/packets.js';
 
 // ---------- building packets ----------
 
@@ -76,19 +77,6 @@ function tcpPacket(s: Seg, partial = false): Uint8Array {
   b.set(s.tcpOptions, t + 20);
   b.set(s.payload, ihl + thl);
   putRefTcpChecksum(b, 0, partial);
-  return b;
-}
-
-/** Pseudo-random bytes from a seed (fast for 64 KiB payloads). */
-function bytesFrom(seed: number, n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x;
-  }
   return b;
 }
 

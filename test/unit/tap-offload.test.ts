@@ -12,7 +12,7 @@ import { Arena, segment, splitFrame } from '../../src/tun/segment.js';
 import { checksum } from '../../src/wire/checksum.js';
 import { putU16, putU32, u16 } from '../../src/wire/ipv4.js';
 import { fillTcpChecksum, partialTcpChecksum, pseudoHeaderSum, tcpChecksumVerifies, TCP_ACK, TCP_PSH } from '../../src/wire/tcp.js';
-import { udpDatagram } from '../helpers/packets.js';
+import { udpDatagram, bytesFrom } from '../helpers/packets.js';
 import {
   putVnetHdr, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN, vnetCsumOffset, vnetCsumStart, vnetFlags, vnetGsoSize, vnetGsoType,
   vnetHdrLen,
@@ -51,18 +51,6 @@ function tcpFrame(o: { seq: number; id: number; payload: Uint8Array; flags?: num
   if (o.partial) putU16(f, t + 16, partialTcpChecksum(f, ip, ipLen));
   else fillTcpChecksum(f, ip, ipLen);
   return f;
-}
-
-function bytesFrom(seed: number, n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x;
-  }
-  return b;
 }
 
 /** A super-frame as a TAP reader gets it: virtio-net header (offsets from the frame's start), then the frame. */

@@ -15,23 +15,12 @@ import { checksum, sum16 } from '../../src/wire/checksum.js';
 import { putU16, putU32, u16, u32 } from '../../src/wire/ipv4.js';
 import { partialTcpChecksum, tcpChecksumVerifies, TCP_ACK, TCP_CWR, TCP_FIN, TCP_PSH } from '../../src/wire/tcp.js';
 import { VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_HDR_LEN, vnetCsumStart, vnetFlags, vnetGsoSize, vnetGsoType } from '../../src/wire/virtio.js';
+import { bytesFrom } from '../helpers/packets.js';
 
 const SRC = 0xc612001c | 0; // 198.18.0.28
 const DST = 0xc612001b | 0; // 198.18.0.27
 const PORT = 8472;
 const VNI = 16384000;
-
-function bytesFrom(seed: number, n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x;
-  }
-  return b;
-}
 
 /** An inner super-frame as the TAP hands it over: Ethernet, IPv4 (with `opt` option bytes), TCP with a partial checksum. */
 function superFrame(payload: Uint8Array, flags: number, opt = 0, tcpOpt = 12): Uint8Array {
