@@ -58,7 +58,7 @@ export async function busyboxRootfsTar(dir: string): Promise<string> {
 }
 
 /** Mount points at or under `dir`, deepest first. */
-function mountsUnder(dir: string): string[] {
+export function mountsUnder(dir: string): string[] {
   const out: string[] = [];
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const mp = line.split(' ')[4]?.replace(/\\040/g, ' ');

@@ -11,9 +11,10 @@
 // /var/lib/cni/results (libcni's result cache; emptied by DEL) and /var/lib/containers/cache (the blob
 // info cache of `podman import`), and the cgroups under /<name>. stop() removes the containers, what is
 // mounted under DIR, DIR, the cgroups, and those directories when no podman had made them before.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from './exec.js';
+import { mountsUnder } from './dockerd.js';
 
 export const PODMAN = '/usr/bin/podman';
 const CNI_PLUGINS = '/usr/lib/cni';
@@ -70,15 +71,6 @@ function removeCgroupTree(name: string): void {
     }
   };
   for (const r of [...roots, '/sys/fs/cgroup']) rmTree(join(r, name));
-}
-
-function mountsUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const mp = line.split(' ')[4]?.replace(/\\040/g, ' ');
-    if (mp && (mp === dir || mp.startsWith(`${dir}/`))) out.push(mp);
-  }
-  return out.sort((a, b) => b.length - a.length);
 }
 
 /** A podman for lab host namespace `ns`, with its storage, state and configuration under `dir`. */
