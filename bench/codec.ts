@@ -32,7 +32,6 @@ function runInWorker(packets: number, rounds: number): Result {
   const fansA = new FanTable([parseFan('250.0.0.0/8', '198.18.0.28/16', {}, () => [])]);
   const fansB = new FanTable([parseFan('250.0.0.0/8', '198.18.0.27/16', {}, () => [])]);
   const buf = new Uint8Array(new SharedArrayBuffer(SLOT * BATCH));
-  const A = ip('198.18.0.28');
   for (let k = 0; k < BATCH; k++) {
     const o = k * SLOT + HEADROOM;
     buf[o] = 0x45;
