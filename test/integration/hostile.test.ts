@@ -32,7 +32,7 @@ describe('a hostile host on the underlay', () => {
   afterAll(async () => lab?.destroy());
 
   it('changes nothing for a 64 MB transfer, and every hostile packet is dropped and counted', async () => {
-    const [A, B, H] = lab.hosts;
+    const [, B, H] = lab.hosts;
     const [[a], [b]] = lab.containers;
     // B takes packets from outside the underlay to its raw sockets (the kernel's reverse-path filter would
     // otherwise drop them first and they would not reach userfan's checks at all).

@@ -7,7 +7,7 @@ import { checksum, updateChecksum, verifies } from '../../src/wire/checksum.js';
 import { Drop, DROP_REASONS, dropName } from '../../src/wire/drops.js';
 import { decapEcn, ECN_DROP, encapEcn } from '../../src/wire/ecn.js';
 import { ACCEPT_INNER_OPTIONS, decapsulate, DEFAULT_POLICY, egressRoute, encapsulate, OUTER_HEADER_LEN, ROUTE_DST, ROUTE_SRC } from '../../src/wire/ipip.js';
-import { ECN_CE, ECN_ECT0, ECN_ECT1, ECN_NOT_ECT, putU16, putU32, u16, u32 } from '../../src/wire/ipv4.js';
+import { ECN_CE, ECN_ECT0, ECN_ECT1, ECN_NOT_ECT, putU16, u16, u32 } from '../../src/wire/ipv4.js';
 import { ipv4Packet, withHeadroom } from '../helpers/packets.js';
 import { refIpv4HeaderVerifies, rfc1071Sum } from '../helpers/inet-checksum.js';
 
