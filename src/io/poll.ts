@@ -17,6 +17,11 @@ export class Poller {
   readonly #fds: Int32Array;
   readonly #events: Int32Array;
   readonly #revents: Int32Array;
+  /** The addon's constants, read once: every property read of the addon's exports is a dictionary lookup. */
+  readonly #pollin: number;
+  readonly #pollout: number;
+  readonly #failedBits: number;
+  readonly #caughtBit: number;
   #count = 0;
   #caught = false;
   /**
@@ -26,7 +31,12 @@ export class Poller {
   readonly times = new Float64Array(2);
 
   constructor(capacity = 8) {
-    if (capacity > native().WAIT_MAX) throw new RangeError(`at most ${native().WAIT_MAX} descriptors`);
+    const n = native();
+    if (capacity > n.WAIT_MAX) throw new RangeError(`at most ${n.WAIT_MAX} descriptors`);
+    this.#pollin = n.POLLIN;
+    this.#pollout = n.POLLOUT;
+    this.#failedBits = n.POLLERR | n.POLLHUP | n.POLLNVAL;
+    this.#caughtBit = n.WAIT_CAUGHT;
     this.#fds = new Int32Array(capacity);
     this.#events = new Int32Array(capacity);
     this.#revents = new Int32Array(capacity);
@@ -59,7 +69,7 @@ export class Poller {
    */
   wait(timeoutMs: number, spinUs = 0): number {
     const r = native().wait(this.#fds, this.#events, this.#count, timeoutMs, this.#revents, spinUs, this.times);
-    const caught = native().WAIT_CAUGHT;
+    const caught = this.#caughtBit;
     this.#caught = r >= caught;
     // A mask, not `caught ? r - caught : r`: a subtraction first run by the first catch (sparse traffic
     // after a flood) deoptimized this and the worker loop it is inlined in (--trace-deopt), and sparse
@@ -78,11 +88,11 @@ export class Poller {
   }
 
   readable(i: number): boolean {
-    return (this.#revents[i] & native().POLLIN) !== 0;
+    return (this.#revents[i] & this.#pollin) !== 0;
   }
 
   writable(i: number): boolean {
-    return (this.#revents[i] & native().POLLOUT) !== 0;
+    return (this.#revents[i] & this.#pollout) !== 0;
   }
 
   /**
@@ -90,8 +100,7 @@ export class Poller {
    * error that the next receive consumes), POLLHUP, or POLLNVAL (not open).
    */
   failed(i: number): boolean {
-    const n = native();
-    return (this.#revents[i] & (n.POLLERR | n.POLLHUP | n.POLLNVAL)) !== 0;
+    return (this.#revents[i] & this.#failedBits) !== 0;
   }
 }
 
