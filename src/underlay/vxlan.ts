@@ -12,7 +12,8 @@
  * takes arrivals glued by UDP GRO, listed here one datagram at a time. With TX GSO (the default) this
  * underlay is the GsoUnderlay's fallback (for hosts not in the neighbour copy) and receiver, and
  * VxlanFrames its frames (vxlan-frame.ts): everything to a neighbour leaves as a frame by MAC, with the
- * source port of its inner flow (wire/vxlan.ts).
+ * source port of its inner flow (wire/vxlan.ts), but for the neighbour copy's probe (one packet a second
+ * per neighbour through the kernel, src/underlay/neighbours.ts), which leaves here from the VXLAN port.
  */
 import { type EgressBatch, NO_ROOM, PacketList, type PacketBatch, type RoutePlan } from '../io/batch.js';
 import { C_DROPS, C_TX_BYTES, C_TX_PACKETS } from '../io/counters.js';
