@@ -414,19 +414,22 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
 }
 
 /*
- * udpOpen({port, rcvbuf, sndbuf}) -> fd
+ * udpOpen({port, rcvbuf, sndbuf, exclusive}) -> fd
  *
  * A non-blocking UDP socket bound to 0.0.0.0:port with SO_REUSEPORT (each worker binds its own; the
  * kernel spreads arriving datagrams over them by flow hash) and IP_PMTUDISC_DONT (outer DF clear, as
  * the kernel's VXLAN sends). A port another socket holds without SO_REUSEPORT (a kernel vxlan device)
- * fails with EADDRINUSE. The kernel fills in the UDP checksum.
+ * fails with EADDRINUSE. The kernel fills in the UDP checksum. With exclusive, no SO_REUSEPORT: then
+ * any socket on the port fails it with EADDRINUSE, another process's SO_REUSEPORT group too (the check
+ * before `up`).
  */
 static napi_value udp_open(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   uint32_t port, rcvbuf, sndbuf;
+  int exclusive;
   if (get_args(env, info, 1, argv) || opt_u32(env, argv[0], "port", 1, 65535, 8472, &port) ||
       opt_u32(env, argv[0], "rcvbuf", 0, INT32_MAX / 2, 0, &rcvbuf) ||
-      opt_u32(env, argv[0], "sndbuf", 0, INT32_MAX / 2, 0, &sndbuf))
+      opt_u32(env, argv[0], "sndbuf", 0, INT32_MAX / 2, 0, &sndbuf) || opt_bool(env, argv[0], "exclusive", &exclusive))
     return NULL;
   char obj[32];
   snprintf(obj, sizeof obj, "UDP port %u", port);
@@ -434,7 +437,7 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   if (fd < 0) return throw_errno(env, "socket(SOCK_DGRAM)", obj, errno);
   int one = 1, dont = IP_PMTUDISC_DONT, v;
   const char *op = NULL;
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) op = "SO_REUSEPORT";
+  if (!exclusive && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) op = "SO_REUSEPORT";
   if (!op && setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &dont, sizeof dont) < 0) op = "IP_MTU_DISCOVER";
   if (!op && rcvbuf && (v = (int)rcvbuf, setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof v) < 0))
     op = "SO_RCVBUFFORCE";

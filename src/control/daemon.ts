@@ -159,9 +159,13 @@ async function checkType(o: UpOptions, underlayMtus: number[]): Promise<void> {
   if (o.vxlan) {
     let fd = -1;
     try {
-      fd = native().udpOpen({ port: o.vxlan.port });
+      // Exclusive: another userfan's VXLAN sockets (SO_REUSEPORT) would otherwise take this one into their
+      // group, and the kernel would split the datagrams between the two daemons.
+      fd = native().udpOpen({ port: o.vxlan.port, exclusive: true });
     } catch (e) {
-      const why = (e as { code?: string }).code === 'EADDRINUSE' ? 'is already in use in this network namespace (a kernel vxlan device? see ss -ulpn): remove it or pick another port' : (e as Error).message;
+      const why = (e as { code?: string }).code === 'EADDRINUSE'
+        ? 'is already in use in this network namespace (a kernel vxlan device, or another userfan --type vxlan? see ss -ulpn): remove it or pick another port'
+        : (e as Error).message;
       throw new ConfigError('--vxlan-port', String(o.vxlan.port), why);
     } finally {
       if (fd >= 0) native().close(fd);

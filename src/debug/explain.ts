@@ -6,7 +6,7 @@ import { formatCidr, formatIPv4 } from '../fan/addr.js';
 import { bridgeNameFor, Fan } from '../fan/fan.js';
 import { ConfigError } from '../fan/errors.js';
 import { FanTable, NO_FAN, NO_HOST } from '../fan/table.js';
-import { defaultVni, VXLAN_PORT } from '../wire/vxlan.js';
+import { defaultVni, VXLAN_PORT, VXLAN_SOURCE_PORT_MAX, VXLAN_SOURCE_PORT_MIN } from '../wire/vxlan.js';
 
 export interface Explanation {
   address: string;
@@ -76,5 +76,5 @@ export function formatExplanation(e: Explanation): string {
 /** The outer headers in words: IP-in-IP, or the VXLAN type's UDP datagram. */
 export function wireText(o: NonNullable<Explanation['outer']>): string {
   if (o.protocol === 4) return `IPv4 ${o.source} > ${o.destination} protocol 4 (IP-in-IP), inner packet unchanged`;
-  return `IPv4 ${o.source} > ${o.destination} UDP ${o.port} > ${o.port}, VXLAN VNI ${o.vni}, the Ethernet frame unchanged (an ARP for the address too)`;
+  return `IPv4 ${o.source} > ${o.destination} UDP ${VXLAN_SOURCE_PORT_MIN}-${VXLAN_SOURCE_PORT_MAX} > ${o.port} (the source port a hash of the inner flow), VXLAN VNI ${o.vni}, the Ethernet frame unchanged (an ARP for the address too)`;
 }

@@ -12,6 +12,7 @@ import { run } from '../io/exec.js';
 import type { DaemonState } from '../control/state.js';
 import { kernelNeighbour } from '../underlay/neighbours.js';
 import { explainAddress, wireText, type Explanation } from './explain.js';
+import { VXLAN_SOURCE_PORT_MAX, VXLAN_SOURCE_PORT_MIN } from '../wire/vxlan.js';
 
 export interface UpFan {
   fan: Fan;
@@ -89,10 +90,10 @@ function vxlanSteps(u: UpFan, S: string, D: string, srcHost: number, dstHost: nu
     `${S} and ${D} share one L2 segment (${formatCidr(f.overlay.net, f.overlay.len)} on bridge ${br(srcHost)}, ${hostOf(srcHost)}): ${S} asks who has ${D} (ARP), then sends its frames to the MAC that answers`,
     `the bridge ${br(srcHost)} passes each frame, the ARP broadcast included, to ${tap(srcHost)} (MTU ${live.tunMtu ?? '?'})`,
     `a worker reads it in a batch and maps the ARP target or the IPv4 destination ${D}: host bits → underlay host ${formatIPv4(dstHost)}, slice ${sliceOf(dstHost)}; nothing is flooded`,
-    `it writes the VXLAN header in front (VNI ${x.vni}) and sends a UDP datagram ${formatIPv4(srcHost)}:${x.port} > ${formatIPv4(dstHost)}:${x.port}, DF clear, UDP checksum on (50 bytes of overhead)`,
+    `it writes the VXLAN header in front (VNI ${x.vni}): a UDP datagram ${formatIPv4(srcHost)} > ${formatIPv4(dstHost)}:${x.port}, DF clear, UDP checksum on (50 bytes of overhead)`,
     u.daemon.send === 'gso' && srcHost === f.localHost
-      ? `a TCP super-frame instead leaves whole through an AF_PACKET socket once the kernel has an ARP entry for ${formatIPv4(dstHost)}, and the kernel cuts it as its own VXLAN (TX GSO: \`show --json\` says whether it is on); without one, by UDP GSO`
-      : 'a TCP super-frame leaves by UDP GSO: the kernel makes each segment its datagram',
+      ? `once the kernel has an ARP entry for ${formatIPv4(dstHost)}, every frame leaves by MAC through an AF_PACKET socket from a source port hashed from its inner flow (${VXLAN_SOURCE_PORT_MIN}-${VXLAN_SOURCE_PORT_MAX}, as the kernel's vxlan), a TCP super-frame whole for the kernel to cut as its own VXLAN (TX GSO: \`show --json\` says whether it is on); without one, through the worker's UDP socket from port ${x.port}, a super-frame by UDP GSO`
+      : `it leaves through the worker's UDP socket from port ${x.port}; a TCP super-frame by UDP GSO: the kernel makes each segment its datagram`,
     `on ${formatIPv4(dstHost)} a userfan worker (or the kernel's fan vxlan) receives it on UDP ${x.port} and checks: VNI, flags, source MAC, ${S} (or the ARP sender) in the slice of the sender ${formatIPv4(srcHost)} (anti-spoofing), ${D} in its own slice`,
     `it writes the frame to ${tap(dstHost)}; the bridge ${br(dstHost)} there delivers it to ${D}`,
     `${D} receives it; its ARP reply and every reply take the same steps back with the roles swapped`,

@@ -48,8 +48,11 @@ export interface NativeAddon {
   ifSetTxQueueLen(name: string, length: number): void;
 
   rawOpen(options?: RawOpenOptions): number;
-  /** A UDP socket on 0.0.0.0:port (default 8472), SO_REUSEPORT, outer DF clear; EADDRINUSE when a socket without SO_REUSEPORT holds it. */
-  udpOpen(options?: { port?: number; rcvbuf?: number; sndbuf?: number }): number;
+  /**
+   * A UDP socket on 0.0.0.0:port (default 8472), SO_REUSEPORT, outer DF clear; EADDRINUSE when a socket without
+   * SO_REUSEPORT holds it. `exclusive`: without SO_REUSEPORT, so that any socket on the port refuses it.
+   */
+  udpOpen(options?: { port?: number; rcvbuf?: number; sndbuf?: number; exclusive?: boolean }): number;
   /** sendmmsg of datagrams [from, to) on a UDP socket, datagram i to addresses[i]:port; returns the next index (EAGAIN: < to). */
   sendUdpBatch(
     fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, addresses: Uint32Array, port: number, from: number, to: number,

@@ -49,6 +49,8 @@ export interface FrameBuilder {
    * last segment could not get the others' UDP checksum).
    */
   tail: boolean;
+  /** Whether packets without GSO (gso 0) go as frames too (VXLAN: all of a flow by one path, one source port). */
+  readonly plain?: boolean;
   /** Writes the frame for the super-packet at b[p, p + len); returns the segments the kernel will cut, or 0 (nothing written). */
   build(b: Uint8Array, p: number, len: number, gso: number, ecn: boolean, dstHi: number, dstLo: number, srcHi: number, srcLo: number, src: number, dst: number): number;
   /** Writes the segment build() left out as a frame of its own, over the end of build()'s frame: send that one first. */
@@ -145,7 +147,8 @@ export class GsoUnderlay implements Underlay {
     const raw = this.raw;
     for (let i = 0; i < n; i++) {
       if (plan.verdict[i] !== 0) continue;
-      if (batch.gsoSize[i] > 0 && this.whole(batch, i, plan.src[i], plan.dst[i])) continue;
+      const gso = batch.gsoSize[i];
+      if ((gso > 0 || (gso === 0 && this.frame.plain === true)) && this.whole(batch, i, plan.src[i], plan.dst[i])) continue;
       if (this.gtx.count > 0) this.flushFrames(); // keep the TUN's order
       raw.take(batch, i, plan.src[i], plan.dst[i]);
     }

@@ -2,14 +2,18 @@
  * The VXLAN underlay (--type vxlan): each frame leaves as one VXLAN datagram on a UDP socket bound to the
  * VXLAN port (8472 by default), the 8-byte VXLAN header written in front of the frame in place, to the
  * remote host the plan computed; the kernel adds the outer IPv4 and UDP headers (DF clear, UDP checksum
- * on, source port the socket's). Every worker binds its own socket with SO_REUSEPORT: the kernel gives
- * each a share of what arrives, by flow hash. A port held by a socket without SO_REUSEPORT (a kernel
- * vxlan device) is refused (EADDRINUSE).
+ * on, source port the socket's: the VXLAN port). Every worker binds its own socket with SO_REUSEPORT: the
+ * kernel gives each a share of what arrives, by the outer 4-tuple's hash, so by flow when the sender sets
+ * the source port from the inner flow as the kernel's vxlan does, and as the frames below do. A port held
+ * by a socket without SO_REUSEPORT (a kernel vxlan device) is refused (EADDRINUSE).
  *
  * With TAP offloads a TCP super-frame is cut back to back and leaves by UDP GSO (one sendmmsg entry per
  * run of equal-size datagrams, each made a datagram with its own checksum by the kernel), and the socket
  * takes arrivals glued by UDP GRO, listed here one datagram at a time. With TX GSO (the default) this
- * underlay is the GsoUnderlay's fallback and receiver, and VxlanFrames its frame (vxlan-frame.ts).
+ * underlay is the GsoUnderlay's fallback (for hosts not in the neighbour copy) and receiver, and
+ * VxlanFrames its frames (vxlan-frame.ts): everything to a neighbour leaves as a frame by MAC, with the
+ * source port of its inner flow (wire/vxlan.ts), but for the neighbour copy's probe (one packet a second
+ * per neighbour through the kernel, src/underlay/neighbours.ts), which leaves here from the VXLAN port.
  */
 import { type EgressBatch, NO_ROOM, PacketList, type PacketBatch, type RoutePlan } from '../io/batch.js';
 import { C_DROPS, C_TX_BYTES, C_TX_PACKETS } from '../io/counters.js';
@@ -18,12 +22,12 @@ import { closeFd, native, rethrowAs } from '../io/native.js';
 import { Poller } from '../io/poll.js';
 import type { TraceTap } from '../io/trace-ring.js';
 import { Drop } from '../wire/drops.js';
-import { putVxlan, VXLAN_HLEN } from '../wire/vxlan.js';
+import { putVxlan, VXLAN_HLEN, vxlanSourcePort } from '../wire/vxlan.js';
 import { ETH_HLEN } from '../wire/ethernet.js';
 import { VNET_HDR_LEN } from '../wire/virtio.js';
 import type { FrameBuilder, FrameFallback } from './gso.js';
 import { countSendLosses, SEND_TRIES, SEND_WAIT_MS } from './underlay.js';
-import { VxlanCut, vxlanFrame, vxlanTail } from './vxlan-frame.js';
+import { VxlanCut, VxlanOuter, vxlanFrame, vxlanPlain, vxlanTail } from './vxlan-frame.js';
 
 const SOCKET_BUFFER = 8 << 20;
 /** Datagrams one send can carry; at least what one 64 KiB super-frame makes at Linux's smallest MSS (1366). */
@@ -53,52 +57,51 @@ export interface VxlanUnderlayOptions {
   udpGro?: { rx: PacketBatch };
 }
 
-/** TX GSO's VXLAN frames (vxlan-frame.ts) for a GsoUnderlay around a VxlanUnderlay. */
+/**
+ * TX GSO's VXLAN frames (vxlan-frame.ts) for a GsoUnderlay around a VxlanUnderlay: every frame to a
+ * neighbour, a super-frame whole, any other as one datagram; each with its flow's source port.
+ */
 export class VxlanFrames implements FrameBuilder {
   readonly l2 = VNET_HDR_LEN + ETH_HLEN;
+  /** Frames without GSO go too: all of a flow leaves by one path, with one source port. */
+  readonly plain = true;
   at = 0;
   length = 0;
   bytes = 0;
   tail = false;
   private readonly cut = new VxlanCut();
-  /** The next outer IPv4 ID (the socket's datagrams get theirs from the kernel). */
-  private id: number;
-  // Where the last frame went, for its tail.
-  private dstHi = 0;
-  private dstLo = 0;
-  private srcHi = 0;
-  private srcLo = 0;
-  private src = 0;
-  private dst = 0;
+  /** The outer headers; o.id: the next outer IPv4 ID (the socket's datagrams get theirs from the kernel). */
+  private readonly o = new VxlanOuter();
 
-  constructor(
-    private readonly port: number,
-    private readonly vni: number,
-    index: number,
-    count: number,
-  ) {
-    this.id = Math.floor((index * 0x10000) / count);
+  constructor(port: number, vni: number, index: number, count: number) {
+    this.o.port = port;
+    this.o.vni = vni;
+    this.o.id = Math.floor((index * 0x10000) / count);
   }
 
   build(b: Uint8Array, f: number, len: number, gso: number, ecn: boolean, dstHi: number, dstLo: number, srcHi: number, srcLo: number, src: number, dst: number): number {
+    const o = this.o;
     const cut = this.cut;
-    const segs = vxlanFrame(b, f, len, gso, ecn, dstHi, dstLo, srcHi, srcLo, src, dst, this.port, this.vni, this.id, cut);
+    o.dstHi = dstHi;
+    o.dstLo = dstLo;
+    o.srcHi = srcHi;
+    o.srcLo = srcLo;
+    o.src = src;
+    o.dst = dst;
+    o.srcPort = vxlanSourcePort(b, f, len);
+    const segs = gso > 0 ? vxlanFrame(b, f, len, gso, ecn, o, cut) : vxlanPlain(b, f, len, o, cut);
     if (segs === 0) return 0;
-    this.id = (this.id + segs) & 0xffff;
+    o.id = (o.id + segs) & 0xffff;
     this.done();
     this.tail = cut.tail !== 0;
-    this.dstHi = dstHi;
-    this.dstLo = dstLo;
-    this.srcHi = srcHi;
-    this.srcLo = srcLo;
-    this.src = src;
-    this.dst = dst;
     return segs;
   }
 
+  /** The tail of the last super-frame, to where it went, with its source port. */
   buildTail(b: Uint8Array): void {
-    vxlanTail(b, this.cut, this.dstHi, this.dstLo, this.srcHi, this.srcLo, this.src, this.dst, this.port, this.vni, this.id);
-    this.id = (this.id + 1) & 0xffff;
+    const o = this.o;
+    vxlanTail(b, this.cut, o);
+    o.id = (o.id + 1) & 0xffff;
     this.done();
     this.tail = false;
   }

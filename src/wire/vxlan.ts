@@ -6,7 +6,10 @@
  *
  *   VXLAN header: 08 00 00 00 | VNI (24 bits) | 00      then the Ethernet frame, unpadded, no FCS
  *
- * The outer IPv4 and UDP headers are the kernel's (a UDP socket): outer DF clear, UDP checksum on.
+ * The outer IPv4 and UDP headers: outer DF clear, UDP checksum on, destination port the VXLAN port, and
+ * the source port, as the kernel's vxlan sets it, a hash of the inner flow in the ephemeral range
+ * (vxlanSourcePort): all of one flow's datagrams carry one port, so that a receiver spreading by the
+ * outer 4-tuple (a NIC's RSS, GRO, an SO_REUSEPORT group) keeps each flow on one queue, in order.
  */
 import { NO_FAN, NO_HOST, type FanTable } from '../fan/table.js';
 import { Drop } from './drops.js';
@@ -19,6 +22,13 @@ export const VXLAN_PORT = 8472;
 /** The I flag: a valid VNI follows. */
 export const VXLAN_FLAG_I = 0x08;
 export const MAX_VNI = 0xffffff;
+/** The outer UDP source ports: Linux's default ephemeral range, 32768-60999, as udp_flow_src_port() maps its hash into it. */
+export const VXLAN_SOURCE_PORT_MIN = 32768;
+export const VXLAN_SOURCE_PORT_MAX = 60999;
+const SOURCE_PORT_SPAN = VXLAN_SOURCE_PORT_MAX - VXLAN_SOURCE_PORT_MIN;
+const HASH_MULTIPLIER = 0x9e3779b1;
+const PROTO_TCP = 6;
+const PROTO_UDP = 17;
 /** An ARP packet for IPv4 over Ethernet: 28 bytes; sender protocol address at 14, target at 24. */
 const ARP_LEN = 28;
 const ARP_SPA = 14;
@@ -37,6 +47,31 @@ export function putVxlan(b: Uint8Array, at: number, vni: number): void {
   b[at + 5] = vni >>> 8;
   b[at + 6] = vni;
   b[at + 7] = 0;
+}
+
+/**
+ * The outer UDP source port for the Ethernet frame at b[f, f + len): a hash of its inner flow (IPv4: the
+ * addresses and protocol, and the ports of TCP and UDP when not a fragment; ARP: the two addresses)
+ * mapped into 32768-60999 as the kernel maps its flow hash (hash × span >> 32). The kernel's hash has a
+ * secret and another function, so the ports differ from its, but a receiver never checks them; what
+ * matters is one port per flow, and flows spread over the range. Reads nothing past len.
+ */
+export function vxlanSourcePort(b: Uint8Array, f: number, len: number): number {
+  let x = 0;
+  const type = len >= ETH_HLEN ? (b[f + OFF_ETH_TYPE] << 8) | b[f + OFF_ETH_TYPE + 1] : 0;
+  const p = f + ETH_HLEN;
+  if (type === ETH_P_IP && len >= ETH_HLEN + IPV4_MIN_HEADER) {
+    const proto = b[p + 9];
+    x = i32(b, p + OFF_SRC) ^ i32(b, p + OFF_DST) ^ proto;
+    const l4 = p + (b[p] & 0x0f) * 4;
+    const notFragment = (((b[p + 6] << 8) | b[p + 7]) & 0x3fff) === 0;
+    if ((proto === PROTO_TCP || proto === PROTO_UDP) && notFragment && l4 + 4 <= f + len) x ^= i32(b, l4);
+  } else if (type === ETH_P_ARP && len >= ETH_HLEN + ARP_LEN) {
+    x = i32(b, p + ARP_SPA) ^ i32(b, p + ARP_TPA) ^ 1;
+  }
+  x ^= x >>> 16; // the ports' high half reaches the bits the multiplication carries up
+  const h = Math.imul(x, HASH_MULTIPLIER) >>> 0;
+  return VXLAN_SOURCE_PORT_MIN + Math.floor((h * SOURCE_PORT_SPAN) / 0x100000000);
 }
 
 /**

@@ -97,6 +97,6 @@ describe('--type vxlan: trace and explain', () => {
     expect(e.steps).toHaveLength(order.length);
     order.forEach((word, k) => expect(e.steps[k]).toContain(word));
     const text = await lab.cli(A, ['explain', b.address]);
-    expect(text.stdout).toContain(`on the wire     IPv4 ${A.underlay} > ${B.underlay} UDP ${PORT} > ${PORT}, VXLAN VNI ${VNI}`);
+    expect(text.stdout).toContain(`on the wire     IPv4 ${A.underlay} > ${B.underlay} UDP 32768-60999 > ${PORT} (the source port a hash of the inner flow), VXLAN VNI ${VNI}`);
   });
 });

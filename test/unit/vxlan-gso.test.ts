@@ -10,17 +10,41 @@ import fc from 'fast-check';
 import { PacketList } from '../../src/io/batch.js';
 import { Arena, splitTcp } from '../../src/tun/segment.js';
 import { gsoFixProgram } from '../../src/underlay/tx-gso.js';
-import { VXLAN_FRAME_HEADROOM, VxlanCut, vxlanFrame, vxlanTail } from '../../src/underlay/vxlan-frame.js';
+import { VXLAN_FRAME_HEADROOM, VxlanCut, VxlanOuter, vxlanFrame, vxlanPlain, vxlanTail } from '../../src/underlay/vxlan-frame.js';
 import { checksum, sum16 } from '../../src/wire/checksum.js';
 import { putU16, putU32, u16, u32 } from '../../src/wire/ipv4.js';
 import { partialTcpChecksum, tcpChecksumVerifies, TCP_ACK, TCP_CWR, TCP_FIN, TCP_PSH } from '../../src/wire/tcp.js';
-import { VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_HDR_LEN, vnetCsumStart, vnetFlags, vnetGsoSize, vnetGsoType } from '../../src/wire/virtio.js';
+import { putVnetHdr, putVnetNone, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN, vnetCsumOffset, vnetCsumStart, vnetFlags, vnetGsoSize, vnetGsoType } from '../../src/wire/virtio.js';
 import { bytesFrom } from '../helpers/packets.js';
 
 const SRC = 0xc612001c | 0; // 198.18.0.28
 const DST = 0xc612001b | 0; // 198.18.0.27
 const PORT = 8472;
 const VNI = 16384000;
+const FLOW_PORT = 45678;
+
+/** The outer headers every frame here gets: A to B, the flow's source port, first outer ID `id`. */
+function outer(id: number): VxlanOuter {
+  const o = new VxlanOuter();
+  Object.assign(o, { dstHi: 0x02000000, dstLo: 0x1b, srcHi: 0x02000000, srcLo: 0x1c, src: SRC, dst: DST, port: PORT, srcPort: FLOW_PORT, vni: VNI, id });
+  return o;
+}
+
+/**
+ * What the kernel (or a NIC) does with a frame whose virtio-net header says NEEDS_CSUM: sums from csum_start
+ * (counted from the outer Ethernet header) to the end, the field (holding the pseudo-header sum) included,
+ * and stores the complement there (0 as 0xffff). Returns the outer IPv4 header's offset.
+ */
+function kernelFill(b: Uint8Array, cut: VxlanCut): number {
+  const eth = cut.at + VNET_HDR_LEN;
+  if ((vnetFlags(b, cut.at) & VNET_F_NEEDS_CSUM) !== 0) {
+    const start = eth + vnetCsumStart(b, cut.at);
+    const field = start + vnetCsumOffset(b, cut.at);
+    const c = ~sum16(b, start, cut.at + cut.length - start) & 0xffff;
+    putU16(b, field, c === 0 ? 0xffff : c);
+  }
+  return eth + 14;
+}
 
 /** An inner super-frame as the TAP hands it over: Ethernet, IPv4 (with `opt` option bytes), TCP with a partial checksum. */
 function superFrame(payload: Uint8Array, flags: number, opt = 0, tcpOpt = 12): Uint8Array {
@@ -52,6 +76,15 @@ function superFrame(payload: Uint8Array, flags: number, opt = 0, tcpOpt = 12): U
   f.set(payload, t + thl);
   putU16(f, t + 16, partialTcpChecksum(f, ip, ipLen));
   return f;
+}
+
+/** Fills the right TCP checksum into the frame at b[f] (a complete packet, as a TAP gives one without NEEDS_CSUM). */
+function fillTcp(b: Uint8Array, f: number): void {
+  const ip = f + 14;
+  const len = u16(b, ip + 2);
+  putU16(b, ip + 20 + 16, 0);
+  const s = sum16(b, ip + 12, 8) + 6 + (len - 20) + sum16(b, ip + 20, len - 20);
+  putU16(b, ip + 20 + 16, ~((s % 0xffff) || 0xffff) & 0xffff);
 }
 
 /** Whether the UDP datagram (IPv4 header at o) verifies: pseudo-header + header + payload sum to 0xffff. */
@@ -112,14 +145,14 @@ describe('TX GSO, the VXLAN form', () => {
         const f = 1000;
         b.set(sup, f);
         const cut = new VxlanCut();
-        const n = vxlanFrame(b, f, sup.length, gso, false, 0x02000000, 0x1b, 0x02000000, 0x1c, SRC, DST, PORT, VNI, 0xfffe, cut);
+        const n = vxlanFrame(b, f, sup.length, gso, false, outer(0xfffe), cut);
         expect(n).toBe(segs);
         expect(cut.at).toBe(f - VXLAN_FRAME_HEADROOM);
         expect([vnetFlags(b, cut.at), vnetGsoType(b, cut.at), vnetGsoSize(b, cut.at), vnetCsumStart(b, cut.at)]).toEqual([VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, gso, 14 + 50 + 20 + opt]);
         const dgrams = kernelCut(b, cut, segs);
         for (const d of dgrams) {
           expect(d[6] & 0x40, 'outer DF').toBe(0);
-          expect(u16(d, 22), 'UDP port').toBe(PORT);
+          expect([u16(d, 20), u16(d, 22)], 'UDP ports').toEqual([FLOW_PORT, PORT]);
           expect(udpVerifies(d, 0), 'UDP checksum of a segment').toBe(true);
           expect(tcpChecksumVerifies(d, 50, d.length - 50)).toBe(true);
         }
@@ -132,11 +165,12 @@ describe('TX GSO, the VXLAN form', () => {
         expect(lastFlags & (TCP_PSH | TCP_FIN), 'PSH and FIN wait for the tail').toBe(0);
         const sentAt = cut.at;
         const sent = Uint8Array.from(b.subarray(cut.at, cut.at + cut.length));
-        vxlanTail(b, cut, 0x02000000, 0x1b, 0x02000000, 0x1c, SRC, DST, PORT, VNI, (0xfffe + segs) & 0xffff);
+        vxlanTail(b, cut, outer((0xfffe + segs) & 0xffff));
         expect(vnetFlags(b, cut.at)).toBe(0);
         const o = cut.at + VNET_HDR_LEN + 14;
         const d = b.subarray(o, cut.at + cut.length);
         expect(udpVerifies(d, 0), 'UDP checksum of the tail').toBe(true);
+        expect(u16(d, 20), 'the tail\'s source port').toBe(FLOW_PORT);
         const ip = 50;
         expect(checksum(d, ip, 20 + opt)).toBe(0);
         expect(tcpChecksumVerifies(d, ip, d.length - ip)).toBe(true);
@@ -153,18 +187,91 @@ describe('TX GSO, the VXLAN form', () => {
     );
   });
 
-  it('refuses, writing nothing, what cannot go whole: fewer than two full segments, a full checksum, not IPv4', () => {
+  it('one full segment or less (and a tail): a frame without GSO, its TCP checksum left to the kernel, its UDP checksum right once that is in', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 200, max: 1398 }), fc.integer({ min: 0, max: 2795 }), fc.integer({ min: 1, max: 0x7fffffff }), (gso, size, seed) => {
+        const payload = bytesFrom(seed, size % (2 * gso));
+        const sup = superFrame(payload, TCP_ACK | TCP_PSH);
+        const b = new Uint8Array(20_000);
+        const f = 1000;
+        b.set(sup, f);
+        const cut = new VxlanCut();
+        expect(vxlanFrame(b, f, sup.length, gso, false, outer(7), cut)).toBe(1);
+        expect([vnetFlags(b, cut.at), vnetGsoType(b, cut.at), vnetGsoSize(b, cut.at)]).toEqual([VNET_F_NEEDS_CSUM, VNET_GSO_NONE, 0]);
+        const full = Math.min(payload.length, gso);
+        expect(cut.tail).toBe(payload.length - full);
+        const o = kernelFill(b, cut);
+        const d = b.subarray(o, cut.at + cut.length);
+        expect(d.length).toBe(50 + 20 + 32 + full);
+        expect(udpVerifies(d, 0), 'UDP checksum').toBe(true);
+        expect(tcpChecksumVerifies(d, 50, d.length - 50)).toBe(true);
+        if (cut.tail === 0) return;
+        vxlanTail(b, cut, outer(8));
+        const t = b.subarray(cut.at + VNET_HDR_LEN + 14, cut.at + cut.length);
+        expect(udpVerifies(t, 0), 'UDP checksum of the tail').toBe(true);
+        expect(t.subarray(t.length - cut.tail)).toEqual(payload.subarray(full));
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('a frame without GSO: one datagram; the kernel fills the UDP checksum, or the inner one the TAP left partial (the UDP one then right from the headers)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 1400 }), fc.boolean(), fc.integer({ min: 1, max: 0x7fffffff }), (size, partial, seed) => {
+        const payload = bytesFrom(seed, size);
+        const sup = superFrame(payload, TCP_ACK);
+        const b = new Uint8Array(20_000);
+        const f = 1000;
+        b.set(sup, f);
+        const v = f - VNET_HDR_LEN;
+        if (partial) putVnetHdr(b, v, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, 0, 0, 14 + 20, 16); // as the TAP gives it
+        else {
+          fillTcp(b, f);
+          putVnetNone(b, v);
+        }
+        const before = Uint8Array.from(b.subarray(f, f + sup.length));
+        const cut = new VxlanCut();
+        expect(vxlanPlain(b, f, sup.length, outer(3), cut)).toBe(1);
+        expect(cut.at).toBe(f - VXLAN_FRAME_HEADROOM);
+        expect(cut.length).toBe(sup.length + VXLAN_FRAME_HEADROOM);
+        expect(vnetCsumStart(b, cut.at)).toBe(partial ? 14 + 50 + 20 : 14 + 20);
+        const o = kernelFill(b, cut);
+        const d = b.subarray(o, cut.at + cut.length);
+        expect(d[6] & 0x40, 'outer DF').toBe(0);
+        expect(checksum(d, 0, 20)).toBe(0);
+        expect([u16(d, 20), u16(d, 22), u16(d, 24)]).toEqual([FLOW_PORT, PORT, 8 + 8 + sup.length]);
+        expect(udpVerifies(d, 0), 'UDP checksum').toBe(true);
+        expect(tcpChecksumVerifies(d, 50, d.length - 50)).toBe(true);
+        // The inner frame is unchanged but for the checksum the kernel filled in.
+        const inner = Uint8Array.from(d.subarray(36));
+        if (partial) putU16(inner, 14 + 20 + 16, u16(before, 14 + 20 + 16));
+        expect(inner).toEqual(before);
+      }),
+      { numRuns: 100 },
+    );
+    // ARP: the whole datagram's checksum is the kernel's.
+    const b = new Uint8Array(2000);
+    const arp = [2, 0, 0, 0, 0, 0x27, 2, 0, 0, 0, 0, 0x28, 8, 6, 0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 0x28, 250, 0, 28, 3, 0, 0, 0, 0, 0, 0, 250, 0, 27, 1];
+    b.set(arp, 1000);
+    const cut = new VxlanCut();
+    expect(vxlanPlain(b, 1000, arp.length, outer(4), cut)).toBe(1);
+    const d = b.subarray(kernelFill(b, cut), cut.at + cut.length);
+    expect(udpVerifies(d, 0)).toBe(true);
+    expect([...d.subarray(36)]).toEqual(arp);
+  });
+
+  it('refuses, writing nothing, what cannot go whole: a full checksum, not IPv4', () => {
     const b = new Uint8Array(100_000);
     const cut = new VxlanCut();
     const tryFrame = (sup: Uint8Array, gso: number) => {
       b.fill(0xaa);
       b.set(sup, 1000);
       const before = Uint8Array.from(b);
-      const n = vxlanFrame(b, 1000, sup.length, gso, false, 0, 0, 0, 0, SRC, DST, PORT, VNI, 1, cut);
+      const n = vxlanFrame(b, 1000, sup.length, gso, false, outer(1), cut);
       if (n === 0) expect(b).toEqual(before);
       return n;
     };
-    expect(tryFrame(superFrame(bytesFrom(1, 2000), TCP_ACK), 1398)).toBe(0); // one full segment and a rest
+    expect(tryFrame(superFrame(bytesFrom(1, 2000), TCP_ACK), 1398)).toBe(1); // one full segment and a rest: no GSO
     const full = superFrame(bytesFrom(2, 5000), TCP_ACK);
     putU16(full, 14 + 20 + 16, 0x1234);
     expect(tryFrame(full, 1000)).toBe(0);

@@ -8,7 +8,7 @@ import { parseIPv4 } from '../../src/fan/addr.js';
 import { Fan } from '../../src/fan/fan.js';
 import { FanTable } from '../../src/fan/table.js';
 import { Drop } from '../../src/wire/drops.js';
-import { defaultVni, putVxlan, vxlanDecap, vxlanRoute } from '../../src/wire/vxlan.js';
+import { defaultVni, putVxlan, vxlanDecap, vxlanRoute, vxlanSourcePort } from '../../src/wire/vxlan.js';
 
 const ip = parseIPv4;
 const fans = new FanTable([new Fan({ net: ip('250.0.0.0'), len: 8 }, { net: ip('198.18.0.0'), len: 16 }, ip('198.18.0.28'), { dhcp: false, off: false, hostReserve: 1, type: 'vxlan' })]);
@@ -85,5 +85,39 @@ describe('VXLAN wire', () => {
       const b = Uint8Array.from(d);
       expect(vxlanDecap(b, 0, b.length, fans, VNI, ip(from) | 0), reason).toBe(-Drop[reason as keyof typeof Drop]);
     }
+  });
+
+  it('gives each inner flow one outer source port in 32768-60999, and different flows different ports', () => {
+    /** A TCP/IPv4 frame (20-byte headers, then `payload` bytes) from sport to dport, with `frag` in the flags/offset field. */
+    const tcp = (sport: number, dport: number, payload = 0, frag = 0x4000) => {
+      const f = frame('ipv4', '250.0.28.3', '250.0.27.3');
+      f[14 + 9] = 6;
+      f[14 + 6] = frag >>> 8;
+      f[14 + 7] = frag & 0xff;
+      return Uint8Array.from([...f, sport >>> 8, sport & 0xff, dport >>> 8, dport & 0xff, ...new Array(16 + payload).fill(7)]);
+    };
+    const port = (b: Uint8Array) => vxlanSourcePort(b, 0, b.length);
+    // One flow, any segment of it: one port (the payload and its length do not count).
+    expect(port(tcp(40000, 5201, 1000))).toBe(port(tcp(40000, 5201)));
+    // Linux's connect() takes even ports: flows to one server differing only there still spread.
+    const ports = [...Array(64).keys()].map((i) => port(tcp(40000 + 2 * i, 5201)));
+    for (const p of ports) {
+      expect(p).toBeGreaterThanOrEqual(32768);
+      expect(p).toBeLessThanOrEqual(60999);
+    }
+    expect(new Set(ports).size, 'distinct ports of 64 flows').toBeGreaterThan(56);
+    // Over a receiver's two sockets (the port's low bit for a 2-way split), both halves get a fair share.
+    const odd = ports.filter((p) => p & 1).length;
+    expect(odd).toBeGreaterThan(16);
+    expect(odd).toBeLessThan(48);
+    // The reply direction is another flow; a fragment (no ports) and ARP get a port too, in the range.
+    expect(port(tcp(5201, 40000))).not.toBe(port(tcp(40000, 5201)));
+    for (const b of [tcp(40000, 5201, 0, 0x2000), Uint8Array.from(frame('arp', '250.0.28.3', '250.0.27.1')), Uint8Array.from(frame('ipv6', '', ''))]) {
+      expect(port(b)).toBeGreaterThanOrEqual(32768);
+      expect(port(b)).toBeLessThanOrEqual(60999);
+    }
+    // A frame cut short of its ports is hashed on what it has: the bytes past its length do not count.
+    const [x, y] = [tcp(40000, 5201), tcp(40002, 5203)];
+    expect(vxlanSourcePort(x, 0, 14 + 20 + 2)).toBe(vxlanSourcePort(y, 0, 14 + 20 + 2));
   });
 });
