@@ -12,10 +12,11 @@
  * the next copy then picks up. A host reached through a gateway never has its own entry, so it is
  * always sent through the kernel, which routes it.
  *
- * A lookup that finds no entry raises a flag the main thread looks at every NEIGHBOUR_MISS_CHECK_MS
- * (src/dataplane/pool.ts) and then copies the table at once: the kernel resolves a new host within
- * milliseconds of its first packet, and a transfer to it should not wait for the next second's copy
- * to leave by MAC (with TX GSO: whole).
+ * A lookup that finds no entry raises a flag and wakes the main thread, which waits for it
+ * (whenMissed: Atomics.waitAsync, no polling) and then copies the table at once, at most once per
+ * NEIGHBOUR_MISS_CHECK_MS (src/dataplane/pool.ts): the kernel resolves a new host within milliseconds
+ * of its first packet, and a transfer to it should not wait for the next second's copy to leave by MAC
+ * (with TX GSO: whole).
  *
  * Layout (Int32Array over a SharedArrayBuffer): [0] version (odd while the main thread rewrites the
  * table: a lookup that sees it odd, or changed, answers "unknown"), [1] entries, [2] missed (set by a
@@ -49,6 +50,11 @@ export interface Neighbour {
   mac: string;
 }
 
+/** Atomics.waitAsync (ES2024; Node.js has it since 16, the ES2022 lib this project compiles against does not type it). */
+const waitAsync = (Atomics as unknown as {
+  waitAsync(a: Int32Array, index: number, value: number): { async: false; value: string } | { async: true; value: Promise<string> };
+}).waitAsync;
+
 const slotOf = (address: number) => Math.imul(address | 0, 0x9e3779b1) >>> 21; // top 11 bits: 0..SLOTS-1
 
 export class NeighbourTable {
@@ -76,7 +82,11 @@ export class NeighbourTable {
       const b = HEADER + i * W;
       const ifindex = Atomics.load(t, b + IFINDEX);
       if (ifindex === 0) {
-        t[MISSED] = 1; // (a plain store: the main thread's exchange reads it soon enough)
+        // Raised once per copy: the first miss wakes the main thread (whenMissed), later ones only read.
+        if (t[MISSED] === 0) {
+          t[MISSED] = 1;
+          Atomics.notify(t, MISSED, 1);
+        }
         return 0;
       }
       if (Atomics.load(t, b + ADDR) === a) {
@@ -91,6 +101,21 @@ export class NeighbourTable {
       i = (i + 1) & MASK;
     }
     return 0;
+  }
+
+  /**
+   * Resolves when a lookup finds no entry (at once if one has since the last takeMissed): a wait on the
+   * flag (Atomics.waitAsync), so an idle daemon runs no timer for it. A pending wait does not keep the
+   * process alive; wakeMissWaiters() ends it.
+   */
+  whenMissed(): Promise<unknown> {
+    const w = waitAsync(this.words, MISSED, 0);
+    return w.async ? w.value : Promise.resolve(w.value);
+  }
+
+  /** Ends a pending whenMissed() without a miss (the pool, when it stops). */
+  wakeMissWaiters(): void {
+    Atomics.notify(this.words, MISSED);
   }
 
   /** Whether a lookup found no entry since the last call (main thread; clears the flag). */

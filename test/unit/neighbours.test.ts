@@ -84,6 +84,27 @@ describe('NeighbourTable', () => {
     expect(t.takeMissed()).toBe(true);
   });
 
+  it('wakes a waiting main thread at the first miss, at once if one came before the wait, and not for hits', async () => {
+    const t = new NeighbourTable();
+    t.replace([n('172.30.0.27', '52:54:00:00:00:01')]);
+    let woke = 0;
+    const waiting = t.whenMissed().then(() => woke++);
+    expect(t.lookup(parseIPv4('172.30.0.27'), ll, 0)).toBe(7);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(woke).toBe(0); // a hit wakes nobody
+    expect(t.lookup(parseIPv4('172.30.0.26'), ll, 0)).toBe(0);
+    await waiting;
+    expect([woke, t.takeMissed()]).toEqual([1, true]);
+    expect(t.lookup(parseIPv4('172.30.0.25'), ll, 0)).toBe(0); // before the next wait: that wait ends at once
+    await t.whenMissed();
+    expect(t.takeMissed()).toBe(true);
+    let ended = false;
+    const pending = t.whenMissed().then(() => (ended = true));
+    t.wakeMissWaiters();
+    await pending;
+    expect([ended, t.takeMissed()]).toEqual([true, false]); // ended without a miss
+  });
+
   it('answers 0 while the main thread is rewriting it (odd version)', () => {
     const t = new NeighbourTable();
     t.replace([n('172.30.0.27', '52:54:00:00:00:01')]);
