@@ -55,12 +55,28 @@ const waitAsync = (Atomics as unknown as {
   waitAsync(a: Int32Array, index: number, value: number): { async: false; value: string } | { async: true; value: Promise<string> };
 }).waitAsync;
 
-const slotOf = (address: number) => Math.imul(address | 0, 0x9e3779b1) >>> 21; // top 11 bits: 0..SLOTS-1
+const HASH = 0x9e3779b1;
+const slotOf = (address: number) => Math.imul(address | 0, HASH) >>> 21; // top 11 bits: 0..SLOTS-1
+
+/**
+ * Another address in `a`'s slot, computed rather than searched for (a search calls slotOf some thousand
+ * times, which got it optimized in every worker at start): with HASH's inverse h mod 2^32, (a ± h)·HASH
+ * is a·HASH ± 1, whose top 11 bits are a's unless the low 21 carry or borrow into them; one of the two
+ * never does.
+ */
+export function sharingSlot(a: number): number {
+  let h = HASH; // Newton's iteration for the inverse of an odd number mod 2^32: 3, 6, 12, 24, 48 bits
+  for (let i = 0; i < 4; i++) h = Math.imul(h, 2 - Math.imul(HASH, h));
+  const b = (a + h) | 0;
+  return slotOf(b) === slotOf(a) ? b : (a - h) | 0;
+}
 
 export class NeighbourTable {
   readonly words: Int32Array;
   /** What replace() last wrote (main thread), as its sorted keys. */
   #written = '';
+  /** Where replace() last wrote its entries (word offsets of their slots): markProbes visits these alone. */
+  #slots: number[] = [];
 
   constructor(readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(4 * (HEADER + SLOTS * W))) {
     this.words = new Int32Array(buffer);
@@ -155,12 +171,16 @@ export class NeighbourTable {
     Atomics.add(t, VERSION, 1); // odd: lookups answer "unknown" until the second add
     t.fill(0, HEADER);
     let count = 0;
+    const slots: number[] = [];
     for (const n of want) {
       const [hi, lo] = macWords(n.mac);
       let i = slotOf(n.address);
       while (t[HEADER + i * W + IFINDEX] !== 0 && t[HEADER + i * W + ADDR] !== (n.address | 0)) i = (i + 1) & MASK;
       const b = HEADER + i * W;
-      if (t[b + IFINDEX] === 0) count++;
+      if (t[b + IFINDEX] === 0) {
+        count++;
+        slots.push(b);
+      }
       t[b + ADDR] = n.address | 0;
       t[b + IFINDEX] = n.ifindex;
       t[b + MAC_HI] = hi;
@@ -169,16 +189,18 @@ export class NeighbourTable {
     }
     Atomics.store(t, COUNT, count);
     Atomics.add(t, VERSION, 1);
+    this.#slots = slots;
     return true;
   }
 
-  /** Marks every neighbour's probe as due: the next packet to each goes through the kernel. */
+  /**
+   * Marks every neighbour's probe as due: the next packet to each goes through the kernel (main thread:
+   * the entries its last replace() wrote). A visit of each entry, not of all SLOTS slots: a scan of every
+   * slot once a second was hot enough for V8 to optimize, in an idle daemon.
+   */
   markProbes(): void {
     const t = this.words;
-    for (let i = 0; i < SLOTS; i++) {
-      const b = HEADER + i * W;
-      if (Atomics.load(t, b + IFINDEX) !== 0) Atomics.store(t, b + PROBE, 1);
-    }
+    for (const b of this.#slots) Atomics.store(t, b + PROBE, 1);
   }
 }
 
@@ -193,8 +215,7 @@ export class NeighbourTable {
 export function warmUpLookups(rounds = 16): void {
   const table = new NeighbourTable();
   const a = 0x0a000001;
-  let b = a + 1;
-  while (slotOf(b) !== slotOf(a)) b++;
+  const b = sharingSlot(a);
   table.replace([
     { address: a, ifindex: 1, mac: '02:00:00:00:00:01' },
     { address: b, ifindex: 1, mac: '02:00:00:00:00:02' },
