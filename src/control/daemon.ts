@@ -25,6 +25,7 @@ import { serveTrace, type TraceRequest } from './trace-server.js';
 import { daemonAlive, type DaemonState, readStates, RUN_DIR, settleState, socketPath, writeState } from './state.js';
 import { procStart } from './pid.js';
 import { fanRecord, statusOf } from './status.js';
+import { isoTime } from './iso-time.js';
 import { decideOffload, type OffloadMode } from '../tun/probe.js';
 
 export interface UpOptions {
@@ -75,7 +76,7 @@ function neighbourRefreshMs(): number | undefined {
 }
 
 export function log(event: string, fields: Record<string, unknown> = {}): void {
-  process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), event, ...fields })}\n`);
+  process.stdout.write(`${JSON.stringify({ time: isoTime(), event, ...fields })}\n`);
 }
 
 /** Refuse, before creating anything, a fan that is already up (EEXIST) or overlaps one that is. */
@@ -182,7 +183,7 @@ export async function up(o: UpOptions): Promise<number> {
 
   const id = o.tun ?? tunNameFor(o.fans[0]);
   const state: DaemonState = {
-    id, pid: process.pid, pidStart: procStart(process.pid), startedAt: new Date().toISOString(), workers: o.workers, ttl: o.ttl, nat: o.nat, send: o.send ?? DEFAULT_SEND,
+    id, pid: process.pid, pidStart: procStart(process.pid), startedAt: isoTime(), workers: o.workers, ttl: o.ttl, nat: o.nat, send: o.send ?? DEFAULT_SEND,
     busyPollUs: o.busyPollUs ?? DEFAULT_BUSY_POLL_US,
     ...(o.cpus?.length ? { cpus: o.cpus } : {}), ...(o.vxlan ? { type: 'vxlan' as const, vxlan: o.vxlan } : {}), fans: o.fans.map(fanRecord), host: emptyState(),
   };

@@ -9,8 +9,8 @@
  * With TX GSO (up --send gso, the default, and TUN offloads) it opens, before the workers start, one
  * AF_PACKET socket for whole super-packet frames and a TC program on each underlay interface
  * (src/underlay/tx-gso.ts), and keeps the workers' copy of the kernel's ARP table fresh: once a second,
- * and within NEIGHBOUR_MISS_CHECK_MS of a lookup that missed (src/underlay/neighbours.ts). If the kernel
- * refuses the program, the workers cut super-packets themselves and `show` says why.
+ * and as soon as a lookup misses (src/underlay/neighbours.ts), at most once per NEIGHBOUR_MISS_CHECK_MS.
+ * If the kernel refuses the program, the workers cut super-packets themselves and `show` says why.
  */
 import { Piscina } from 'piscina';
 import type { Fan } from '../fan/fan.js';
@@ -58,10 +58,10 @@ const FD_STARTING = -2;
 /** How often the neighbour copy is refreshed and each neighbour gets a packet through the kernel. */
 export const NEIGHBOUR_REFRESH_MS = 1000;
 /**
- * How often the main thread looks whether a lookup missed, and if one did copies the kernel's table at
- * once (a new host is resolved within milliseconds of its first packet through the kernel). While
- * packets go to a host the table cannot have (behind a gateway), that is a read of /proc/net/arp this
- * often.
+ * The least time between two copies of the kernel's table after lookups missed. The first miss wakes the
+ * main thread, which copies at once (a new host is resolved within milliseconds of its first packet
+ * through the kernel); while packets go to a host the table cannot have (behind a gateway), that is a
+ * read of /proc/net/arp this often, and none while nothing misses.
  */
 export const NEIGHBOUR_MISS_CHECK_MS = 50;
 /** How often the kernel's count of neighbours it could not create (table full) is read, and how often at most that is logged. */
@@ -210,11 +210,7 @@ export class DataPlane {
       this.refreshNeighbours();
       this.neighbourTimer = setInterval(() => this.refreshNeighbours(), this.opts.neighbourRefreshMs ?? NEIGHBOUR_REFRESH_MS);
       this.neighbourTimer.unref();
-      this.missTimer = setInterval(() => {
-        // With more neighbours than the table holds, the rest always miss: the refresh alone copies then.
-        if (this.neighbours!.takeMissed() && !this.full) this.copyNeighbours('miss');
-      }, NEIGHBOUR_MISS_CHECK_MS);
-      this.missTimer.unref();
+      this.awaitMiss();
     }
     this.watchKernelNeighbours();
     for (const i of all) this.launch(i);
@@ -226,6 +222,21 @@ export class DataPlane {
     }
     this.started = true;
     for (const i of all) this.opts.log('worker-started', { worker: i });
+  }
+
+  /**
+   * Waits for a worker's lookup to miss (no timer while none does), copies the kernel's table then, and
+   * waits again NEIGHBOUR_MISS_CHECK_MS later: while packets go to hosts the table cannot have, that
+   * many copies a second at most.
+   */
+  private awaitMiss(): void {
+    void this.neighbours!.whenMissed().then(() => {
+      if (this.stopping) return;
+      // With more neighbours than the table holds, the rest always miss: the refresh alone copies then.
+      if (this.neighbours!.takeMissed() && !this.full) this.copyNeighbours('miss');
+      this.missTimer = setTimeout(() => this.awaitMiss(), NEIGHBOUR_MISS_CHECK_MS);
+      this.missTimer.unref();
+    });
   }
 
   /**
@@ -340,7 +351,8 @@ export class DataPlane {
   async stop(): Promise<void> {
     this.stopping = true;
     clearInterval(this.neighbourTimer);
-    clearInterval(this.missTimer);
+    clearTimeout(this.missTimer);
+    this.neighbours?.wakeMissWaiters();
     clearInterval(this.overflowTimer);
     Atomics.store(this.control, CONTROL_STOP, 1);
     for (const w of this.wakers) w.wake();

@@ -12,10 +12,11 @@
  * the next copy then picks up. A host reached through a gateway never has its own entry, so it is
  * always sent through the kernel, which routes it.
  *
- * A lookup that finds no entry raises a flag the main thread looks at every NEIGHBOUR_MISS_CHECK_MS
- * (src/dataplane/pool.ts) and then copies the table at once: the kernel resolves a new host within
- * milliseconds of its first packet, and a transfer to it should not wait for the next second's copy
- * to leave by MAC (with TX GSO: whole).
+ * A lookup that finds no entry raises a flag and wakes the main thread, which waits for it
+ * (whenMissed: Atomics.waitAsync, no polling) and then copies the table at once, at most once per
+ * NEIGHBOUR_MISS_CHECK_MS (src/dataplane/pool.ts): the kernel resolves a new host within milliseconds
+ * of its first packet, and a transfer to it should not wait for the next second's copy to leave by MAC
+ * (with TX GSO: whole).
  *
  * Layout (Int32Array over a SharedArrayBuffer): [0] version (odd while the main thread rewrites the
  * table: a lookup that sees it odd, or changed, answers "unknown"), [1] entries, [2] missed (set by a
@@ -49,12 +50,33 @@ export interface Neighbour {
   mac: string;
 }
 
-const slotOf = (address: number) => Math.imul(address | 0, 0x9e3779b1) >>> 21; // top 11 bits: 0..SLOTS-1
+/** Atomics.waitAsync (ES2024; Node.js has it since 16, the ES2022 lib this project compiles against does not type it). */
+const waitAsync = (Atomics as unknown as {
+  waitAsync(a: Int32Array, index: number, value: number): { async: false; value: string } | { async: true; value: Promise<string> };
+}).waitAsync;
+
+const HASH = 0x9e3779b1;
+const slotOf = (address: number) => Math.imul(address | 0, HASH) >>> 21; // top 11 bits: 0..SLOTS-1
+
+/**
+ * Another address in `a`'s slot, computed rather than searched for (a search calls slotOf some thousand
+ * times, which got it optimized in every worker at start): with HASH's inverse h mod 2^32, (a ± h)·HASH
+ * is a·HASH ± 1, whose top 11 bits are a's unless the low 21 carry or borrow into them; one of the two
+ * never does.
+ */
+export function sharingSlot(a: number): number {
+  let h = HASH; // Newton's iteration for the inverse of an odd number mod 2^32: 3, 6, 12, 24, 48 bits
+  for (let i = 0; i < 4; i++) h = Math.imul(h, 2 - Math.imul(HASH, h));
+  const b = (a + h) | 0;
+  return slotOf(b) === slotOf(a) ? b : (a - h) | 0;
+}
 
 export class NeighbourTable {
   readonly words: Int32Array;
   /** What replace() last wrote (main thread), as its sorted keys. */
   #written = '';
+  /** Where replace() last wrote its entries (word offsets of their slots): markProbes visits these alone. */
+  #slots: number[] = [];
 
   constructor(readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(4 * (HEADER + SLOTS * W))) {
     this.words = new Int32Array(buffer);
@@ -76,7 +98,11 @@ export class NeighbourTable {
       const b = HEADER + i * W;
       const ifindex = Atomics.load(t, b + IFINDEX);
       if (ifindex === 0) {
-        t[MISSED] = 1; // (a plain store: the main thread's exchange reads it soon enough)
+        // Raised once per copy: the first miss wakes the main thread (whenMissed), later ones only read.
+        if (t[MISSED] === 0) {
+          t[MISSED] = 1;
+          Atomics.notify(t, MISSED, 1);
+        }
         return 0;
       }
       if (Atomics.load(t, b + ADDR) === a) {
@@ -91,6 +117,21 @@ export class NeighbourTable {
       i = (i + 1) & MASK;
     }
     return 0;
+  }
+
+  /**
+   * Resolves when a lookup finds no entry (at once if one has since the last takeMissed): a wait on the
+   * flag (Atomics.waitAsync), so an idle daemon runs no timer for it. A pending wait does not keep the
+   * process alive; wakeMissWaiters() ends it.
+   */
+  whenMissed(): Promise<unknown> {
+    const w = waitAsync(this.words, MISSED, 0);
+    return w.async ? w.value : Promise.resolve(w.value);
+  }
+
+  /** Ends a pending whenMissed() without a miss (the pool, when it stops). */
+  wakeMissWaiters(): void {
+    Atomics.notify(this.words, MISSED);
   }
 
   /** Whether a lookup found no entry since the last call (main thread; clears the flag). */
@@ -130,12 +171,16 @@ export class NeighbourTable {
     Atomics.add(t, VERSION, 1); // odd: lookups answer "unknown" until the second add
     t.fill(0, HEADER);
     let count = 0;
+    const slots: number[] = [];
     for (const n of want) {
       const [hi, lo] = macWords(n.mac);
       let i = slotOf(n.address);
       while (t[HEADER + i * W + IFINDEX] !== 0 && t[HEADER + i * W + ADDR] !== (n.address | 0)) i = (i + 1) & MASK;
       const b = HEADER + i * W;
-      if (t[b + IFINDEX] === 0) count++;
+      if (t[b + IFINDEX] === 0) {
+        count++;
+        slots.push(b);
+      }
       t[b + ADDR] = n.address | 0;
       t[b + IFINDEX] = n.ifindex;
       t[b + MAC_HI] = hi;
@@ -144,16 +189,18 @@ export class NeighbourTable {
     }
     Atomics.store(t, COUNT, count);
     Atomics.add(t, VERSION, 1);
+    this.#slots = slots;
     return true;
   }
 
-  /** Marks every neighbour's probe as due: the next packet to each goes through the kernel. */
+  /**
+   * Marks every neighbour's probe as due: the next packet to each goes through the kernel (main thread:
+   * the entries its last replace() wrote). A visit of each entry, not of all SLOTS slots: a scan of every
+   * slot once a second was hot enough for V8 to optimize, in an idle daemon.
+   */
   markProbes(): void {
     const t = this.words;
-    for (let i = 0; i < SLOTS; i++) {
-      const b = HEADER + i * W;
-      if (Atomics.load(t, b + IFINDEX) !== 0) Atomics.store(t, b + PROBE, 1);
-    }
+    for (const b of this.#slots) Atomics.store(t, b + PROBE, 1);
   }
 }
 
@@ -168,8 +215,7 @@ export class NeighbourTable {
 export function warmUpLookups(rounds = 16): void {
   const table = new NeighbourTable();
   const a = 0x0a000001;
-  let b = a + 1;
-  while (slotOf(b) !== slotOf(a)) b++;
+  const b = sharingSlot(a);
   table.replace([
     { address: a, ifindex: 1, mac: '02:00:00:00:00:01' },
     { address: b, ifindex: 1, mac: '02:00:00:00:00:02' },

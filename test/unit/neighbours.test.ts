@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { parseIPv4 } from '../../src/fan/addr.js';
-import { macText, macWords, MAX_NEIGHBOURS, NeighbourTable, parseArpTable, type Neighbour, type UnderlayLink } from '../../src/underlay/neighbours.js';
+import { macText, macWords, MAX_NEIGHBOURS, NeighbourTable, parseArpTable, sharingSlot, type Neighbour, type UnderlayLink } from '../../src/underlay/neighbours.js';
 
 const HEAD = 'IP address       HW type     Flags       HW address            Mask     Device\n';
 const link: UnderlayLink = { iface: 'eth0', ifindex: 7, net: parseIPv4('172.30.0.0'), len: 16, local: parseIPv4('172.30.0.28') };
@@ -82,6 +82,56 @@ describe('NeighbourTable', () => {
     expect(t.takeMissed()).toBe(false);
     expect(t.lookup(parseIPv4('172.30.0.26'), ll, 0)).toBe(0);
     expect(t.takeMissed()).toBe(true);
+  });
+
+  it('wakes a waiting main thread at the first miss, at once if one came before the wait, and not for hits', async () => {
+    const t = new NeighbourTable();
+    t.replace([n('172.30.0.27', '52:54:00:00:00:01')]);
+    let woke = 0;
+    const waiting = t.whenMissed().then(() => woke++);
+    expect(t.lookup(parseIPv4('172.30.0.27'), ll, 0)).toBe(7);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(woke).toBe(0); // a hit wakes nobody
+    expect(t.lookup(parseIPv4('172.30.0.26'), ll, 0)).toBe(0);
+    await waiting;
+    expect([woke, t.takeMissed()]).toEqual([1, true]);
+    expect(t.lookup(parseIPv4('172.30.0.25'), ll, 0)).toBe(0); // before the next wait: that wait ends at once
+    await t.whenMissed();
+    expect(t.takeMissed()).toBe(true);
+    let ended = false;
+    const pending = t.whenMissed().then(() => (ended = true));
+    t.wakeMissWaiters();
+    await pending;
+    expect([ended, t.takeMissed()]).toEqual([true, false]); // ended without a miss
+  });
+
+  it('computes an address that shares a slot: written one slot on, and both found (property)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 0xfffffffe }), (a) => {
+        const b = sharingSlot(a) >>> 0;
+        expect(b).not.toBe(a);
+        const t = new NeighbourTable();
+        t.replace([{ address: a, ifindex: 1, mac: '02:00:00:00:00:01' }, { address: b, ifindex: 2, mac: '02:00:00:00:00:02' }]);
+        const at = (x: number) => [...Array(2048).keys()].find((i) => t.words[3 + i * 5 + 1] !== 0 && t.words[3 + i * 5] === (x | 0))!;
+        expect(at(b)).toBe((at(a) + 1) % 2048); // linear probing put b right after a
+        expect([t.lookup(a, ll, 0), t.lookup(b, ll, 0)]).toEqual([1, 2]);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('marks a probe on every neighbour it wrote, and on nothing else', () => {
+    const t = new NeighbourTable();
+    const addrs = [...Array(300).keys()].map((i) => (0xac1e0000 + i * 7919) >>> 0);
+    t.replace(addrs.map((a, i) => ({ address: a, ifindex: 1 + (i % 3), mac: macText(a | 0, i) })));
+    t.markProbes();
+    const probes = [...Array(2048).keys()].filter((i) => t.words[3 + i * 5 + 4] !== 0);
+    expect(probes.length).toBe(300);
+    expect(probes.every((i) => t.words[3 + i * 5 + 1] !== 0)).toBe(true);
+    for (const a of addrs) expect([t.lookup(a, ll, 0), t.lookup(a, ll, 0)]).toEqual([0, expect.any(Number)]); // the probe, then a hit
+    t.replace(addrs.slice(0, 10).map((a, i) => ({ address: a, ifindex: 1 + (i % 3), mac: macText(a | 0, i) })));
+    t.markProbes();
+    expect([...Array(2048).keys()].filter((i) => t.words[3 + i * 5 + 4] !== 0).length).toBe(10);
   });
 
   it('answers 0 while the main thread is rewriting it (odd version)', () => {
