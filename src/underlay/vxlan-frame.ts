@@ -230,29 +230,40 @@ export function vxlanTail(b: Uint8Array, cut: VxlanCut, o: VxlanOuter): void {
  * Makes the frame at b[f, f + fLen), read from the TAP without GSO, one VXLAN datagram with outer `o`, in
  * place, its virtio-net header (at f - 10, the TAP's) read first. The UDP checksum is the kernel's job
  * (NEEDS_CSUM on the outer UDP header, which holds the pseudo-header sum), unless the TAP left the inner
- * transport checksum partial: then that one stays the kernel's (its NEEDS_CSUM moved by the encapsulation)
- * and the UDP checksum is what the datagram will sum to once it is filled in, from the headers alone (the
- * kernel's LCO: the inner part from csum_start sums to the complement of the field it holds). Returns 1,
- * with the frame in `cut`; 0, with nothing written, for a partial checksum whose offsets lie outside the
- * frame (the socket's cut then answers for it).
+ * TCP checksum partial: then that one stays the kernel's (its NEEDS_CSUM moved by the encapsulation) and
+ * the UDP checksum is what the datagram will sum to once it is filled in, from the headers alone (the
+ * kernel's LCO: the inner part from csum_start sums to the complement of the field it holds). Another
+ * partial checksum (UDP) is finished here, as the socket's cut does: over a veth the kernel hands the
+ * datagram on unfinished, and a userfan receiver knows only TCP's partial checksum when it sees one.
+ * Returns 1, with the frame in `cut`; 0, with nothing written, for a partial checksum whose offsets lie
+ * outside the frame (the socket's cut then answers for it).
  */
 export function vxlanPlain(b: Uint8Array, f: number, fLen: number, o: VxlanOuter, cut: VxlanCut): number {
   const v = f - VNET_HDR_LEN;
   if (f < VXLAN_FRAME_HEADROOM || fLen + VXLAN_ENCAP_LEN - ETH_HLEN > MAX_IP) return 0;
   const udpLen = UDP_HLEN + VXLAN_HLEN + fLen;
   const at = f - VXLAN_FRAME_HEADROOM;
+  let partialTcp = false;
   if ((vnetFlags(b, v) & VNET_F_NEEDS_CSUM) !== 0) {
     const start = vnetCsumStart(b, v);
-    const field = start + vnetCsumOffset(b, v);
-    if ((start & 1) !== 0 || start < ETH_HLEN || field + 2 > fLen) return 0;
-    const partial = u16(b, f + field);
-    outerHeaders(b, f, fLen, o);
-    let s = outerSum(o, udpLen) + (~partial & 0xffff);
-    const x = f - VXLAN_HLEN;
-    s += sum16(b, x, VXLAN_HLEN + start); // VXLAN header, inner Ethernet and IPv4 headers, to csum_start
-    putU16(b, x - 2, udpChecksum(s));
-    putVnetHdr(b, at, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, INNER_AT + field + 2, 0, INNER_AT + start, field - start);
-  } else {
+    const off = vnetCsumOffset(b, v);
+    if ((start & 1) !== 0 || start < ETH_HLEN + IPV4_MIN_HEADER || start + off + 2 > fLen) return 0;
+    const ip = f + ETH_HLEN;
+    partialTcp = b[f + 12] === 0x08 && b[f + 13] === 0 && b[ip + OFF_PROTO] === PROTO_TCP && start === ETH_HLEN + headerLength(b, ip) && off === OFF_TCP_CHECKSUM;
+    if (partialTcp) {
+      const partial = u16(b, f + start + off);
+      outerHeaders(b, f, fLen, o);
+      const x = f - VXLAN_HLEN;
+      // VXLAN header, inner Ethernet and IPv4 headers to csum_start; the TCP part sums to ~partial.
+      putU16(b, x - 2, udpChecksum(outerSum(o, udpLen) + sum16(b, x, VXLAN_HLEN + start) + (~partial & 0xffff)));
+      putVnetHdr(b, at, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, INNER_AT + start + off + 2, 0, INNER_AT + start, off);
+    } else {
+      let c = ~sum16(b, f + start, fLen - start) & 0xffff;
+      if (c === 0 && b[ip + OFF_PROTO] === PROTO_UDP && off === 6) c = 0xffff;
+      putU16(b, f + start + off, c);
+    }
+  }
+  if (!partialTcp) {
     outerHeaders(b, f, fLen, o);
     // As the kernel's CHECKSUM_PARTIAL has it: the field holds the pseudo-header sum, folded, not complemented.
     let s = pseudoSum(o, udpLen);

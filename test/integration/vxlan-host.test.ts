@@ -1,6 +1,8 @@
 /**
  * The VXLAN type on a host, beside what test/integration/vxlan.test.ts shows on the wire (root, namespace
  * lab):
+ * - UDP of every size both ways between two userfan VXLAN hosts (the checksums a veth hands on unfinished
+ *   are finished);
  * - --dhcp: a container on the fan bridge that asks with busybox udhcpc gets an address of the slice's
  *   .2–.254 with the router slice.1 and option 26 = the fan's MTU (underlay 1500 − 50 = 1450), and it works
  *   across the fan;
@@ -91,6 +93,20 @@ describe('--type vxlan: --dhcp and egress NAT', () => {
     // Full-size packets (DF) at the leased MTU cross the fan: option 26 is what the fan carries.
     const full = await topo.exec(leases[0].c, ['ping', '-n', '-c', '2', '-W', '2', '-M', 'do', '-s', String(MTU - 28), b.address], { allowFail: true });
     expect(full.stdout, full.stdout + full.stderr).toMatch(/ 2 received/);
+  });
+
+  it('carries UDP both ways: datagrams of every size up to the MTU, each one arrives (checksums finished)', async () => {
+    const a = leases[0].c;
+    const sizes = [1, 100, 1000, 1400, MTU - 28];
+    for (const [from, to] of [[a, b], [b, a]] as const) {
+      const srv = topo.spawn(to, ['node', '-e', `const s=require('dgram').createSocket('udp4');const got={};let n=0;s.on('message',(m)=>{got[m.length]=(got[m.length]||0)+1;if(++n===${sizes.length * 10}){console.log('got '+JSON.stringify(got));process.exit(0)}});` +
+        `s.bind(9999,'${to.address}',()=>console.log('bound'));setTimeout(()=>{console.log('got '+JSON.stringify(got));process.exit(1)},10000)`]);
+      await srv.waitForLine(/^bound$/, 5000);
+      await topo.exec(from, ['node', '-e', `const s=require('dgram').createSocket('udp4');const z=${JSON.stringify(sizes)};let i=0;` +
+        `const go=()=>{if(i===z.length*10)return s.close();s.send(Buffer.alloc(z[i%z.length],i),9999,'${to.address}',()=>{i++;setTimeout(go,2)})};go()`]);
+      const got = JSON.parse((await srv.waitForLine(/^got /, 15_000)).slice(4));
+      expect(got, `${from.address} -> ${to.address}`).toEqual(Object.fromEntries(sizes.map((n) => [String(n), 10])));
+    }
   });
 
   /** Sends one UDP datagram from a container to S's underlay address; returns the source S saw. */
