@@ -111,7 +111,9 @@ export class DataPlane {
     if (opts.links) this.neighbours = new NeighbourTable();
     this.wakers = [...Array(n)].map(() => new Waker());
     this.pool = new Piscina({
-      filename: new URL('./worker.js', import.meta.url).href,
+      // '../dataplane/': right both from this file and from dist/src/cli/up.js, where the build bundles it
+      // (scripts/bundle.mjs).
+      filename: new URL('../dataplane/worker.js', import.meta.url).href,
       minThreads: n,
       maxThreads: n,
       idleTimeout: 2 ** 31 - 1,
