@@ -12,11 +12,12 @@
  * - --workers 2: two workers, each with its own counters;
  * - --no-trace: `userfan trace` on B is refused; on A it captures.
  */
-import { chmodSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFanTopology, type Container, type FanTopology, type Host } from '../../src/lab/topology.js';
 import { CLI, startDaemon, UserfanLab, type Daemon } from '../../src/lab/userfan-lab.js';
 import { waitForValue } from '../helpers/wait.js';
+import { dhcpContainer as askDhcp, writeUdhcpcScript } from '../helpers/dhcp.js';
 
 const METRICS_PORT = 9464;
 const RESERVE = 250;
@@ -33,32 +34,14 @@ describe('userfan up options, on a running lab', () => {
   let b: Container;
 
   /** A container on A's bridge with no address, which then asks for one with busybox udhcpc. */
-  async function dhcpContainer(request?: string): Promise<{ c: Container; lease: Record<string, string> }> {
-    const c = await topo.addContainer(A, { bridge, address: '192.0.2.1', prefixLen: 32, gateway: '' });
-    await topo.exec(c, ['ip', 'addr', 'flush', 'dev', c.ifname]);
-    const r = await topo.exec(c, ['busybox', 'udhcpc', '-i', c.ifname, '-f', '-q', '-n', '-t', '8', '-T', '1', '-O', 'mtu', '-s', script, ...(request ? ['-r', request] : [])], { timeoutMs: 20_000, allowFail: true });
-    const line = r.stdout.split('\n').find((l) => l.startsWith('lease '));
-    if (!line) throw new Error(`no DHCP lease for ${c.name} (exit ${r.code}):\n${r.stdout}${r.stderr}`);
-    const lease = Object.fromEntries(line.slice(6).split(' ').map((kv) => kv.split('=') as [string, string]));
-    c.address = lease.ip;
-    return { c, lease };
-  }
+  const dhcpContainer = (request?: string) => askDhcp(topo, A, bridge, script, request);
 
   beforeAll(async () => {
     topo = await createFanTopology();
     [A, B] = topo.hosts;
     bridge = `hb${topo.prefix}`;
     script = `/tmp/${topo.prefix}-udhcpc.sh`;
-    // What udhcpc runs on a lease: print it, and configure the container with it.
-    writeFileSync(script, [
-      '#!/bin/sh',
-      '[ "$1" = bound ] || exit 0',
-      'echo "lease ip=$ip mask=$mask router=$router mtu=$mtu serverid=$serverid"',
-      'ip addr add "$ip/$mask" dev "$interface"',
-      'ip route add default via "$router" dev "$interface"',
-      '',
-    ].join('\n'));
-    chmodSync(script, 0o755);
+    writeUdhcpcScript(script); // print the lease, configure the container with it
     daemons.push(await startDaemon(topo, A, ['-o', '250.0.0.0/8', '-u', A.underlayCidr, '--bridge', bridge, '--host-reserve', String(RESERVE), '--dhcp', '--ttl', '9', '--metrics', String(METRICS_PORT), '--workers', '2']));
     daemons.push(await startDaemon(topo, B, ['-o', '250.0.0.0/8', '-u', B.underlayCidr, '--no-nat', '--no-trace', '--workers', '1']));
     lab = new UserfanLab(topo, daemons, []);

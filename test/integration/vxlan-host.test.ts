@@ -14,11 +14,12 @@
  *   of device; the VXLAN port held by another userfan's VXLAN fan (its sockets share the port, so the
  *   kernel would split the datagrams between the two daemons).
  */
-import { chmodSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFanTopology, type Container, type FanTopology, type Host } from '../../src/lab/topology.js';
 import { CLI, startDaemon, UserfanLab, type Daemon } from '../../src/lab/userfan-lab.js';
 import { expectAllRefused, hostState } from '../helpers/host-state.js';
+import { dhcpContainer as askDhcp, writeUdhcpcScript } from '../helpers/dhcp.js';
 
 const PORT = 8472;
 const MTU = 1450;
@@ -38,32 +39,13 @@ describe('--type vxlan: --dhcp and egress NAT', () => {
   const leases: { c: Container; lease: Record<string, string> }[] = [];
 
   /** A container on A's fan bridge with no address, which then asks for one with busybox udhcpc. */
-  async function dhcpContainer(): Promise<{ c: Container; lease: Record<string, string> }> {
-    const c = await topo.addContainer(A, { bridge: BRIDGE, address: '192.0.2.1', prefixLen: 32, gateway: '' });
-    await topo.exec(c, ['ip', 'addr', 'flush', 'dev', c.ifname]);
-    const r = await topo.exec(c, ['busybox', 'udhcpc', '-i', c.ifname, '-f', '-q', '-n', '-t', '8', '-T', '1', '-O', 'mtu', '-s', script], { timeoutMs: 20_000, allowFail: true });
-    const line = r.stdout.split('\n').find((l) => l.startsWith('lease '));
-    if (!line) throw new Error(`no DHCP lease for ${c.name} (exit ${r.code}):\n${r.stdout}${r.stderr}`);
-    const lease = Object.fromEntries(line.slice(6).split(' ').map((kv) => kv.split('=') as [string, string]));
-    c.address = lease.ip;
-    return { c, lease };
-  }
+  const dhcpContainer = () => askDhcp(topo, A, BRIDGE, script);
 
   beforeAll(async () => {
     topo = await createFanTopology({ specs: [{ name: 'A', underlay: '198.18.0.28' }, { name: 'B', underlay: '198.18.0.27' }, { name: 'S', underlay: STRANGER }] });
     [A, B, S] = topo.hosts;
     script = `/tmp/${topo.prefix}-hw-udhcpc.sh`;
-    // What udhcpc runs on a lease: print it, and configure the container with it.
-    writeFileSync(script, [
-      '#!/bin/sh',
-      '[ "$1" = bound ] || exit 0',
-      'echo "lease ip=$ip mask=$mask router=$router mtu=$mtu serverid=$serverid"',
-      'ip addr add "$ip/$mask" dev "$interface"',
-      'ip link set dev "$interface" mtu "$mtu"',
-      'ip route add default via "$router" dev "$interface"',
-      '',
-    ].join('\n'));
-    chmodSync(script, 0o755);
+    writeUdhcpcScript(script, true); // print the lease, configure the container with it
     const daemons: Daemon[] = [
       await startDaemon(topo, A, vxlanArgs(A, ['--dhcp', '--workers', '1'])),
       await startDaemon(topo, B, vxlanArgs(B, ['--no-nat', '--workers', '1'])),
