@@ -24,7 +24,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { holdCpuLatency, type CpuLatencyHold } from './cpu-latency.js';
 import { NEIGHBOUR_REFRESH_MS } from '../src/dataplane/pool.js';
@@ -71,7 +71,8 @@ function parse(argv: string[]): Options {
   }
   if (!(o.count >= 100 && o.rounds >= 1)) throw new Error('--count must be ≥ 100 and --rounds ≥ 1');
   if (!(Number.isInteger(o.warmup) && o.warmup >= 0)) throw new Error('--warmup must be a whole number of echoes');
-  if (o.pin !== undefined && !(Number.isInteger(o.pin) && o.pin >= 0 && o.pin < availableParallelism())) throw new Error(`--pin must be a CPU number, 0 to ${availableParallelism() - 1}`);
+  // cpus(), not availableParallelism(): the run re-executes itself under taskset, which leaves it one CPU.
+  if (o.pin !== undefined && !(Number.isInteger(o.pin) && o.pin >= 0 && o.pin < cpus().length)) throw new Error(`--pin must be a CPU number, 0 to ${cpus().length - 1}`);
   return o;
 }
 
@@ -104,7 +105,7 @@ function wakeCosts(): { sameCpu?: WakeResult; otherCpu?: WakeResult; skipped?: s
     if (r.status !== 0) throw new Error(`bench/wake ${cpu}: ${r.stderr || r.error?.message}`);
     return JSON.parse(r.stdout) as WakeResult;
   };
-  return { sameCpu: runOne(0), otherCpu: availableParallelism() > 1 ? runOne(1) : undefined };
+  return { sameCpu: runOne(0), otherCpu: cpus().length > 1 ? runOne(1) : undefined };
 }
 
 export async function main(argv: string[]): Promise<number> {

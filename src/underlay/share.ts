@@ -9,10 +9,16 @@
  * The hash covers the INNER header (the outer addresses are the same for every flow between two
  * hosts): inner source ^ inner destination ^ the first 32 bits after the inner header (the ports)
  * for TCP and UDP packets that are not fragments; addresses only otherwise (so the fragments of
- * one datagram stay together). It is then mixed (multiply by 2^32/φ, keep the high 16 bits) so
- * that flows differing only in a port spread too:
+ * one datagram stay together). It is then folded and mixed (multiply by 2^32/φ, keep the high 16
+ * bits) so that flows differing only in a port spread too:
  *
+ *   x ^= x >>> 16
  *   share = ((x * 0x9e3779b1) mod 2^32 >>> 16) mod N
+ *
+ * The fold matters: bit k of a product depends only on bits 0..k of x, and the source port sits in
+ * x's high half. Without it, with N = 2, the share was bit 16 of the product, which saw only the
+ * source port's lowest bit: Linux's connect() picks even ports, so every connection from one host to
+ * one server port landed on the same worker.
  *
  * The raw socket's filter sees the packet from the outer IPv4 header on. A packet too short for
  * the loads (outer header + 20 bytes of inner header) goes to share 0, so that one worker sees it and
@@ -105,7 +111,12 @@ export function shareFilter(index: number, count: number): Uint32Array {
     { label: 'noports', code: LD | MEM, k: 0 },
     { code: LDX | MEM, k: 1 },
     { code: ALU | XOR | X, k: 0 },
-    { label: 'mix', code: ALU | MUL | K, k: HASH_MULTIPLIER },
+    { label: 'mix', code: ST, k: 2 }, // fold: A ^= A >>> 16
+    { code: ALU | RSH | K, k: 16 },
+    { code: MISC | TAX, k: 0 },
+    { code: LD | MEM, k: 2 },
+    { code: ALU | XOR | X, k: 0 },
+    { code: ALU | MUL | K, k: HASH_MULTIPLIER },
     { code: ALU | RSH | K, k: 16 },
     { code: ALU | MOD | K, k: count },
     { label: 'pick', code: JMP | JEQ | K, k: index, jt: 'accept', jf: 'drop' },
@@ -131,5 +142,6 @@ export function shareOf(bytes: Uint8Array, offset: number, length: number, count
     const ports = inner + (bytes[inner] & 0x0f) * 4;
     if ((frag & 0x3fff) === 0 && ports <= end && end - ports >= 4) x = (x ^ u32(ports)) >>> 0;
   }
+  x = (x ^ (x >>> 16)) >>> 0;
   return ((Math.imul(x, HASH_MULTIPLIER) >>> 16) % count);
 }
