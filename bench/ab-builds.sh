@@ -7,7 +7,7 @@
 set -euo pipefail
 : "${OLD:?OLD=checkout of the old build}" "${NEW:=$PWD}"
 ROUNDS=${ROUNDS:-3}; PATHS=${PATHS:-userfan,userfan-1w}; TESTS=${TESTS:-tcp1}; SECS=${SECS:-5}
-OUT=${OUT:-$(mktemp -d /tmp/userfan-ab-XXXXXX)}
+OUT=${OUT:-$(mktemp -d /tmp/userfan-ab-XXXXXX)}; mkdir -p "$OUT"
 for r in $(seq 1 "$ROUNDS"); do
   for side in old new; do
     dir=$OLD; [ "$side" = new ] && dir=$NEW
