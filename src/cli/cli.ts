@@ -23,6 +23,7 @@ usage:
              [--busy-poll US]              after sparse traffic a worker looks again for US µs before it sleeps (200; 0: off)
              [--cpus LIST]                 pin worker i to LIST's i-th lowest CPU (as taskset -c: 1, 0,2, 0-3)
              [--tun NAME]                  the TUN device's name (default uf- and the slice: uf-250-0-28)
+             [--keep-bridge]               leave the bridge at exit (containers stay on it); the next up adopts it
              [--type ipip|vxlan]           the wire type (default ipip); vxlan: [--vxlan-port P] (8472) [--vni N] (overlay >> 8)
   userfan up -a [--config FILE]            every enabled fan of FILE (default /etc/network/fan)
   userfan down -o OVERLAY -u UNDERLAY | -a [--config FILE] | -e

@@ -7,6 +7,8 @@ export interface ShowRow {
   bridge: string;
   /** The bridge existed before `up` and was adopted (a Docker network's, say): `down` leaves it in place. */
   adopted: boolean;
+  /** userfan made the bridge with --keep-bridge: it stays at down, with its containers, for the next `up`. */
+  kept: boolean;
   underlay: string;
   overlay: string;
   localHost: string;
@@ -46,7 +48,7 @@ export async function showRows(): Promise<ShowRow[]> {
     if (live) st = await ask<DaemonStatus>(s.id, { cmd: 'status' }).catch(() => undefined);
     for (const r of s.fans) {
       rows.push({
-        bridge: r.bridge, adopted: s.host.adopted?.includes(r.bridge) ?? false, underlay: r.underlay, overlay: r.overlay, localHost: r.localHost, slice: r.slice, flags: flagsText(r, s.nat),
+        bridge: r.bridge, adopted: s.host.adopted?.includes(r.bridge) ?? false, kept: s.host.kept?.includes(r.bridge) ?? false, underlay: r.underlay, overlay: r.overlay, localHost: r.localHost, slice: r.slice, flags: flagsText(r, s.nat),
         daemon: s.id, pid: s.pid, state: live ? 'up' : 'stale', workers: s.workers,
         txPackets: st?.total.txPackets ?? null, txLinkPackets: st?.total.txLinkPackets ?? null, rxPackets: st?.total.rxPackets ?? null, drops: st?.total.dropsTotal ?? null,
         dropsByReason: st?.total.drops as Record<string, number> | undefined,
@@ -76,10 +78,11 @@ export function formatShow(rows: ShowRow[], states: DaemonState[] = []): string 
   const body = rows.map((r) => [r.bridge, `${r.localHost}/${r.underlay.split('/')[1]}`, r.overlay, r.flags, workersText(r), String(r.txPackets ?? '-'), String(r.rxPackets ?? '-'), String(r.drops ?? '-'), r.state === 'up' ? `up (pid ${r.pid})` : `stale: pid ${r.pid} is gone, run userfan down`]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const table = [head, ...body].map((cols) => cols.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd());
-  // Under the table, once per daemon that answered: how its packets leave and arrive; then each adopted bridge.
+  // Under the table, once per daemon that answered: how its packets leave and arrive; then each adopted or kept bridge.
   const paths = [...new Map(rows.filter((r) => r.send !== null).map((r) => [r.daemon, r])).values()].map(pathsText);
   const adopted = rows.filter((r) => r.adopted).map((r) => `bridge ${r.bridge} (adopted): it was there before userfan up, and stays at down`);
-  const notes = [...paths, ...adopted];
+  const kept = rows.filter((r) => r.kept).map((r) => `bridge ${r.bridge} (kept): stays at down with its containers, for the next up (--keep-bridge; ip link del removes it)`);
+  const notes = [...paths, ...adopted, ...kept];
   return [...table, ...(notes.length ? ['', ...notes] : [])].join('\n');
 }
 

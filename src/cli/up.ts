@@ -46,7 +46,7 @@ export async function upCommand(args: string[]): Promise<number> {
   const { values, positionals } = opts(args, {
     ...fanOptions,
     bridge: { type: 'string' }, 'host-reserve': { type: 'string' }, dhcp: { type: 'boolean' }, workers: { type: 'string' },
-    ttl: { type: 'string' }, 'no-nat': { type: 'boolean' }, tun: { type: 'string' }, metrics: { type: 'string' },
+    ttl: { type: 'string' }, 'no-nat': { type: 'boolean' }, tun: { type: 'string' }, metrics: { type: 'string' }, 'keep-bridge': { type: 'boolean' },
     offload: { type: 'string' }, send: { type: 'string' }, recv: { type: 'string' }, 'no-trace': { type: 'boolean' },
     cpus: { type: 'string' }, 'busy-poll': { type: 'string' }, 'tx-gso': { type: 'string' },
     type: { type: 'string' }, 'vxlan-port': { type: 'string' }, vni: { type: 'string' },
@@ -75,6 +75,7 @@ export async function upCommand(args: string[]): Promise<number> {
     ttl: intOption('--ttl', values.ttl, DEFAULT_TTL, 0, 255),
     nat: !values['no-nat'],
     dhcp: !!values.dhcp,
+    keepBridge: !!values['keep-bridge'],
     tun: values.tun,
     metrics: values.metrics === undefined ? undefined : listenOption(values.metrics),
     offload: values.offload as OffloadMode | undefined,

@@ -15,6 +15,9 @@
  *   overlay's route on the bridge (250.0.0.0/8 dev BRIDGE src 250.0.28.1), so this host reaches the other
  *   hosts' containers through the TAP port, and routes its containers' traffic there; `down` removes it.
  *
+ * Besides slice.1, the addresses host-reserve N gives the host (slice.2 to slice.N, with the same prefix,
+ * as userfan and fanctl put them on their own bridges) are accepted: a bridge `up --keep-bridge` left.
+ *
  * MTU: Docker leaves its bridge at 1500 until a container joins (com.docker.network.driver.mtu sets the
  * containers' veths, not the bridge; seen with Docker 20.10), so a bridge above the fan's MTU is lowered to
  * it; a port above the fan's MTU (a container that would send frames the fan cannot carry) is refused.
@@ -66,7 +69,8 @@ export function planAdoption(fan: Fan, fanMtu: number, link: ExistingLink): Adop
   if (link.kind !== 'bridge') throw fail(`exists on this host as a ${link.kind || 'plain'} device, not a bridge (is this fan already up? see userfan show): remove it or name another with --bridge`);
   const mine = link.addresses.find((a) => a.address === fan.hostAddress);
   const inOverlay = link.addresses.filter((a) => prefixesOverlap({ net: (a.address & prefixMask(a.len)) >>> 0, len: a.len }, fan.overlay));
-  const others = inOverlay.filter((a) => a !== mine).map((a) => formatCidr(a.address, a.len));
+  const reserved = (a: { address: number; len: number }) => mine !== undefined && a.len === mine.len && a.address > mine.address && a.address < mine.address + fan.flags.hostReserve;
+  const others = inOverlay.filter((a) => a !== mine && !reserved(a)).map((a) => formatCidr(a.address, a.len));
   if (!mine) {
     const holds = others.length ? `holds ${others.join(', ')}, not this host's fan address ${formatIPv4(fan.hostAddress)}` : `holds no address of the fan (this host's is ${formatIPv4(fan.hostAddress)})`;
     throw fail(`exists with no fan address to adopt: it ${holds}: ${howToFix(fan)}`);

@@ -36,6 +36,8 @@ export interface UpOptions {
   ttl: number;
   nat: boolean;
   dhcp: boolean;
+  /** Leave the bridges userfan makes at exit, for the next `up` to adopt with their containers (--keep-bridge). */
+  keepBridge?: boolean;
   tun?: string;
   /** Serve Prometheus metrics here. */
   metrics?: { host: string; port: number };
@@ -220,8 +222,8 @@ export async function up(o: UpOptions): Promise<number> {
     const overhead = TYPE_OVERHEAD[o.fans[0].type];
     await createTun(state.host, id, Math.min(...underlays.map((u) => u.mtu)) - overhead, save, o.vxlan ? 'tap' : 'tun');
     for (const [i, fan] of o.fans.entries()) {
-      await bringUpFan(state.host, fan, id, underlays[i].mtu, { nat: o.nat, dhcp: o.dhcp || fan.flags.dhcp, runDir: RUN_DIR }, save);
-      log('fan-up', { ...fanRecord(fan), ...(state.host.adopted?.includes(fan.bridge) ? { adopted: true } : {}), type: fan.type, tun: id, underlayInterface: underlays[i].iface, mtu: underlays[i].mtu - overhead });
+      await bringUpFan(state.host, fan, id, underlays[i].mtu, { nat: o.nat, dhcp: o.dhcp || fan.flags.dhcp, keepBridge: o.keepBridge, runDir: RUN_DIR }, save);
+      log('fan-up', { ...fanRecord(fan), ...(state.host.adopted?.includes(fan.bridge) ? { adopted: true } : {}), ...(state.host.kept?.includes(fan.bridge) ? { kept: true } : {}), type: fan.type, tun: id, underlayInterface: underlays[i].iface, mtu: underlays[i].mtu - overhead });
     }
     offload = decideOffload(id, o.offload ?? 'auto', o.vxlan !== undefined);
     log('offload', { offload: offload.text });
@@ -247,7 +249,7 @@ export async function up(o: UpOptions): Promise<number> {
     throw e;
   }
 
-  watchDevices([id, ...state.host.bridges, ...(state.host.adopted ?? [])], () => finishing !== undefined, (why) => void finish(1, why));
+  watchDevices([id, ...state.host.bridges, ...(state.host.adopted ?? []), ...(state.host.kept ?? [])], () => finishing !== undefined, (why) => void finish(1, why));
 
   process.on('SIGTERM', () => void finish(0, 'SIGTERM'));
   process.on('SIGINT', () => void finish(0, 'SIGINT'));

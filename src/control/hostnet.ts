@@ -10,6 +10,8 @@
  *
  * A bridge that exists already (Docker's, LXC's) is adopted when it holds this host's fan address
  * (bridge-adopt.ts): used as userfan's own would be, and left in place, with its address, at teardown.
+ * With --keep-bridge the bridge userfan makes is left so too: the next `up` adopts it, its containers
+ * still attached.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,6 +30,11 @@ export interface HostState {
   bridges: string[];
   /** Bridges that existed and were adopted (bridge-adopt.ts): left in place at teardown, routes on them removed. */
   adopted?: string[];
+  /**
+   * Bridges userfan made with --keep-bridge: left in place at teardown with their address and ports, as
+   * adopted ones are, so that containers stay attached across a restart (the next `up` adopts them).
+   */
+  kept?: string[];
   routes: { dst: string; dev: string }[];
   nftTables: string[];
   dnsmasqPids: number[];
@@ -95,6 +102,8 @@ export const nftTableFor = (fan: Fan) => `userfan_${fan.bridge.replace(/[^A-Za-z
 export interface UpOptions {
   nat: boolean;
   dhcp: boolean;
+  /** Leave the bridge userfan makes (and DHCP's leases) at teardown: `up --keep-bridge`. */
+  keepBridge?: boolean;
   /** The directory for dnsmasq's pid and lease files. */
   runDir: string;
 }
@@ -108,8 +117,8 @@ export async function createTun(state: HostState, name: string, mtu: number, onC
   await ip(['link', 'set', 'dev', name, 'mtu', String(mtu), 'txqueuelen', '1000', 'up']);
 }
 
-/** Make the fan's bridge, or adopt the one that exists (checkBridge); either way up, holding slice.1. */
-async function makeOrAdoptBridge(state: HostState, fan: Fan, mtu: number, onChange: () => void): Promise<Adoption | undefined> {
+/** Make the fan's bridge (kept at teardown with `keep`), or adopt the one that exists (checkBridge); either way up, holding slice.1. */
+async function makeOrAdoptBridge(state: HostState, fan: Fan, mtu: number, keep: boolean, onChange: () => void): Promise<Adoption | undefined> {
   const br = fan.bridge;
   const adopt = await checkBridge(fan, mtu);
   if (adopt) {
@@ -119,7 +128,8 @@ async function makeOrAdoptBridge(state: HostState, fan: Fan, mtu: number, onChan
     return adopt;
   }
   await ip(['link', 'add', 'name', br, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0']);
-  state.bridges.push(br);
+  if (keep) (state.kept ??= []).push(br);
+  else state.bridges.push(br);
   onChange();
   await ip(['link', 'set', 'dev', br, 'mtu', String(mtu), 'up']);
   await ip(['addr', 'add', `${formatIPv4(fan.hostAddress)}/${fan.bridgePrefixLen}`, 'dev', br]);
@@ -135,7 +145,7 @@ export async function bringUpFan(state: HostState, fan: Fan, tun: string, underl
   const mtu = underlayMtu - TYPE_OVERHEAD[fan.type];
   const slice = formatCidr(fan.localSlice, fan.sliceLen);
   const overlay = formatCidr(fan.overlay.net, fan.overlay.len);
-  const adopted = await makeOrAdoptBridge(state, fan, mtu, onChange);
+  const adopted = await makeOrAdoptBridge(state, fan, mtu, opts.keepBridge === true, onChange);
   if (fan.type === 'vxlan') {
     // One L2 segment over the whole overlay: the bridge's address covers it; the TAP is a port of it.
     await ip(['link', 'set', 'dev', tun, 'master', br]);
@@ -180,7 +190,8 @@ export async function bringUpFan(state: HostState, fan: Fan, tun: string, underl
     );
     child.unref();
     if (child.pid) state.dnsmasqPids.push(child.pid);
-    (state.files ??= []).push(pidFile, `${opts.runDir}/${br}.leases`);
+    // A kept bridge keeps its containers and so their leases: the next dnsmasq must not hand them out again.
+    (state.files ??= []).push(pidFile, ...(opts.keepBridge ? [] : [`${opts.runDir}/${br}.leases`]));
     onChange();
   }
 }
@@ -225,8 +236,8 @@ export async function teardown(state: HostState): Promise<string[]> {
     });
     if (!gone) state.nftTables.push(t);
   }
-  // Routes on devices userfan deletes go with them; those on an adopted bridge are removed here.
-  for (const r of state.routes.splice(0).filter((x) => state.adopted?.includes(x.dev))) {
+  // Routes on devices userfan deletes go with them; those on an adopted or kept bridge are removed here.
+  for (const r of state.routes.splice(0).filter((x) => state.adopted?.includes(x.dev) || state.kept?.includes(x.dev))) {
     await attempt(`route ${r.dst} dev ${r.dev}`, async () => {
       const res = await run(['ip', 'route', 'del', r.dst, 'dev', r.dev], { allowFail: true });
       if (res.code !== 0 && !/No such process|Cannot find device/.test(res.stderr)) throw new Error(res.stderr.trim());

@@ -31,6 +31,15 @@ describe('planAdoption', () => {
     expect(planAdoption(fan('vxlan'), 1450, link(['250.0.28.1/24']))).toEqual({ address: '250.0.28.1/24', mtu: 1450, overlayRoute: true });
   });
 
+  it('accepts the host-reserve addresses next to slice.1 (a bridge userfan up --keep-bridge left), and no others', () => {
+    const reserve3 = new Fan({ net: ip('250.0.0.0'), len: 8 }, { net: ip('198.18.0.0'), len: 16 }, ip('198.18.0.28'), { dhcp: false, off: false, hostReserve: 3, type: 'ipip', bridge: 'fan-250-0-28' });
+    expect(planAdoption(reserve3, 1480, link(['250.0.28.1/24', '250.0.28.2/24', '250.0.28.3/24'], { mtu: 1480 }))).toEqual({ address: '250.0.28.1/24', overlayRoute: false });
+    expect(configError(() => planAdoption(reserve3, 1480, link(['250.0.28.1/24', '250.0.28.4/24']))).message).toMatch(/holds 250\.0\.28\.4\/24 besides 250\.0\.28\.1\/24/);
+    expect(configError(() => planAdoption(reserve3, 1480, link(['250.0.28.1/24', '250.0.28.2/16']))).message).toMatch(/holds 250\.0\.28\.2\/16 besides/);
+    // With host-reserve 1 (the default) slice.2 is another host's address, as before.
+    expect(configError(() => planAdoption(fan('ipip'), 1480, link(['250.0.28.1/24', '250.0.28.2/24']))).message).toMatch(/holds 250\.0\.28\.2\/24 besides/);
+  });
+
   it('refuses, in one line naming the bridge, what the routing or the MTU cannot live with', () => {
     const cases: [FanType, ExistingLink, RegExp][] = [
       ['ipip', link([], { kind: 'veth' }), /exists on this host as a veth device, not a bridge .*: remove it or name another with --bridge$/],
