@@ -207,7 +207,9 @@ export async function up(o: UpOptions): Promise<number> {
       if (problems.length) log('teardown-problems', { problems });
       for (const fan of o.fans) {
         const r = fanRecord(fan);
-        log('fan-down', { overlay: r.overlay, underlay: r.underlay, slice: r.slice, bridge: r.bridge });
+        // An adopted or kept bridge stays, with its containers: say so where the operator reads the log.
+        const left = state.host.kept?.includes(r.bridge) ? 'kept' : state.host.adopted?.includes(r.bridge) ? 'adopted' : undefined;
+        log('fan-down', { overlay: r.overlay, underlay: r.underlay, slice: r.slice, bridge: r.bridge, ...(left ? { bridgeLeft: left } : {}) });
       }
       log('down', { daemon: id });
       process.exitCode = code;

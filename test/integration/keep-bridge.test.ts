@@ -80,7 +80,9 @@ describe.each(CASES)('up --keep-bridge, $name', (c) => {
     // The container's port, and with VXLAN the TAP (IP-in-IP's TUN is no port: routes lead into it).
     expect(before.ports).toHaveLength(c.name === 'VXLAN' ? 2 : 1);
     expect(before.ports.includes(c.dev)).toBe(c.name === 'VXLAN');
-    await lab.daemons[0].process.stop(5000);
+    const d = lab.daemons[0];
+    await d.process.stop(5000);
+    expect(d.process.lines.map((l) => l.line).find((l) => l.includes('"event":"fan-down"'))).toContain(`"bridgeLeft":"kept"`);
     const st = await hostState(lab.topo, A);
     expect(st.devices, 'the TUN/TAP goes, the bridge stays').toEqual([c.bridge]);
     expect(st.nft).toEqual([]);
