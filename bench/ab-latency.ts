@@ -11,9 +11,9 @@
  */
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { NEIGHBOUR_REFRESH_MS } from '../src/dataplane/pool.js';
 import { createFanTopology, type FanTopology } from '../src/lab/topology.js';
 import type { DataPath, PathInstance } from './paths/index.js';
+import { echoRtts, runIfMain, warmUpEchoes } from './echo.js';
 import { median } from './report.js';
 
 interface Options {
@@ -58,11 +58,8 @@ async function echoes(path: DataPath, count: number): Promise<number[]> {
     const [a, b] = topo.hosts;
     inst = await path.setup({ topo, a, b, workers: availableParallelism(), log: () => {} });
     const server = inst.server.address;
-    await topo.exec(inst.client, ['ping', '-c', '20', '-i', '0.01', '-W', '1', server], { allowFail: true });
-    await new Promise((r) => setTimeout(r, NEIGHBOUR_REFRESH_MS + 200));
-    await topo.exec(inst.client, ['ping', '-f', '-q', '-c', '3000', '-W', '1', server], { timeoutMs: 60_000, allowFail: true });
-    const r = await topo.exec(inst.client, ['ping', '-c', String(count), '-i', '0.01', '-W', '1', server], { timeoutMs: 60_000, allowFail: true });
-    return [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000);
+    await warmUpEchoes(topo, inst.client, server);
+    return await echoRtts(topo, inst.client, server, count);
   } finally {
     await inst?.teardown?.().catch(() => {});
     await topo?.destroy();
@@ -94,12 +91,4 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-if (process.argv[1] && import.meta.url === `file://${process.argv[1]}`) {
-  main(process.argv.slice(2)).then(
-    (c) => process.exit(c),
-    (e) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main);

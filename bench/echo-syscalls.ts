@@ -15,8 +15,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NEIGHBOUR_REFRESH_MS } from '../src/dataplane/pool.js';
 import { createFanTopology, type FanTopology, type Host } from '../src/lab/topology.js';
+import { runIfMain, warmUpEchoes } from './echo.js';
 import { pathByName, type PathInstance } from './paths/index.js';
 
 interface Options {
@@ -91,9 +91,7 @@ async function countOne(name: string, o: Options, dir: string): Promise<Map<stri
     const [a, b] = topo.hosts;
     inst = await path.setup({ topo, a, b, workers: availableParallelism(), log: () => {} });
     const server = inst.server.address;
-    await topo.exec(inst.client, ['ping', '-c', '20', '-i', '0.01', '-W', '1', server], { allowFail: true });
-    await new Promise((r) => setTimeout(r, NEIGHBOUR_REFRESH_MS + 200));
-    await topo.exec(inst.client, ['ping', '-f', '-q', '-c', '3000', '-W', '1', server], { timeoutMs: 60_000, allowFail: true });
+    await warmUpEchoes(topo, inst.client, server);
     const hosts = [a, b].map((h) => ({ h, pids: dataPlanePids(h) }));
     const tracers = hosts.flatMap(({ h, pids }) =>
       pids.map((pid) => {
@@ -148,12 +146,4 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-if (process.argv[1] && import.meta.url === `file://${process.argv[1]}`) {
-  main(process.argv.slice(2)).then(
-    (c) => process.exit(c),
-    (e) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main);

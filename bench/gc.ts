@@ -10,6 +10,7 @@
 import { createFanTopology } from '../src/lab/topology.js';
 import { CLI, UserfanLab } from '../src/lab/userfan-lab.js';
 import { IPERF_PORT, waitListening } from './iperf-run.js';
+import { runIfMain } from './echo.js';
 
 interface Gc {
   at: number;
@@ -80,12 +81,4 @@ export async function main(): Promise<number> {
   return 0;
 }
 
-if (process.argv[1] && import.meta.url === `file://${process.argv[1]}`) {
-  main().then(
-    (c) => process.exit(c),
-    (e) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main);

@@ -27,10 +27,10 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { holdCpuLatency, type CpuLatencyHold } from './cpu-latency.js';
-import { NEIGHBOUR_REFRESH_MS } from '../src/dataplane/pool.js';
 import { createFanTopology, type FanTopology } from '../src/lab/topology.js';
 import { PACKAGE_ROOT } from '../src/lab/paths.js';
 import { pathByName, type PathInstance } from './paths/index.js';
+import { echoRtts, runIfMain, warmUpEchoes } from './echo.js';
 import { median } from './report.js';
 
 interface Options {
@@ -153,17 +153,8 @@ export async function main(argv: string[]): Promise<number> {
           const server = inst.server.address;
           const client = inst.client;
           const times = await withIdlePoll(poll, async () => {
-            // Warm up (ARP, neighbour entries), then give V8 enough packets to optimize the workers' code (a
-            // daemon that has carried any traffic for a few seconds runs optimized code; a fresh one runs
-            // its first few thousand packets through the baseline compiler), then measure. The pause lets
-            // userfan's copy of the kernel's neighbours (which --send gso looks up) pick up the entries the
-            // first echoes made, so that the flood runs the lookups the measured echoes run and the echoes
-            // are measured on code V8 optimized for them.
-            await t.exec(client, ['ping', '-c', '20', '-i', '0.01', '-W', '1', server], { allowFail: true });
-            await new Promise((r) => setTimeout(r, NEIGHBOUR_REFRESH_MS + 200));
-            if (o.warmup > 0) await t.exec(client, ['ping', '-f', '-q', '-c', String(o.warmup), '-W', '1', server], { timeoutMs: 60_000, allowFail: true });
-            const r = await t.exec(client, ['ping', '-c', String(o.count), '-i', '0.01', '-W', '1', server], { timeoutMs: 60_000, allowFail: true });
-            return [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000);
+            await warmUpEchoes(t, client, server, o.warmup);
+            return echoRtts(t, client, server, o.count);
           });
           if (times.length < o.count * 0.95) throw new Error(`${name}: only ${times.length} of ${o.count} echoes answered`);
           rtts.get(name)!.push(...times);
@@ -208,12 +199,4 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-if (process.argv[1] && import.meta.url === `file://${process.argv[1]}`) {
-  main(process.argv.slice(2)).then(
-    (c) => process.exit(c),
-    (e) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main);
