@@ -9,11 +9,9 @@
  *       [--rounds 5] [--count 200]
  * OLD and NEW are built checkouts (npm install && npm run build); paths named userfan* run from both.
  */
-import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { createFanTopology, type FanTopology } from '../src/lab/topology.js';
-import type { DataPath, PathInstance } from './paths/index.js';
-import { echoRtts, runIfMain, warmUpEchoes } from './echo.js';
+import type { DataPath } from './paths/index.js';
+import { echoRtts, runIfMain, warmUpEchoes, withPath } from './echo.js';
 import { median } from './report.js';
 
 interface Options {
@@ -50,20 +48,12 @@ async function pathFrom(dir: string, name: string): Promise<DataPath> {
   return p;
 }
 
-async function echoes(path: DataPath, count: number): Promise<number[]> {
-  let topo: FanTopology | undefined;
-  let inst: PathInstance | undefined;
-  try {
-    topo = await createFanTopology();
-    const [a, b] = topo.hosts;
-    inst = await path.setup({ topo, a, b, workers: availableParallelism(), log: () => {} });
+function echoes(path: DataPath, count: number): Promise<number[]> {
+  return withPath(path, async (topo, inst) => {
     const server = inst.server.address;
     await warmUpEchoes(topo, inst.client, server);
-    return await echoRtts(topo, inst.client, server, count);
-  } finally {
-    await inst?.teardown?.().catch(() => {});
-    await topo?.destroy();
-  }
+    return echoRtts(topo, inst.client, server, count);
+  });
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -13,11 +13,11 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createFanTopology, type FanTopology, type Host } from '../src/lab/topology.js';
-import { runIfMain, warmUpEchoes } from './echo.js';
-import { pathByName, type PathInstance } from './paths/index.js';
+import type { Host } from '../src/lab/topology.js';
+import { runIfMain, warmUpEchoes, withPath } from './echo.js';
+import { pathByName } from './paths/index.js';
 
 interface Options {
   paths: string[];
@@ -83,13 +83,7 @@ function parseSummary(text: string): Map<string, { calls: number; errors: number
 }
 
 async function countOne(name: string, o: Options, dir: string): Promise<Map<string, { calls: number; errors: number }>[]> {
-  const path = pathByName(name)!;
-  let topo: FanTopology | undefined;
-  let inst: PathInstance | undefined;
-  try {
-    topo = await createFanTopology();
-    const [a, b] = topo.hosts;
-    inst = await path.setup({ topo, a, b, workers: availableParallelism(), log: () => {} });
+  return withPath(pathByName(name)!, async (topo, inst, [a, b]) => {
     const server = inst.server.address;
     await warmUpEchoes(topo, inst.client, server);
     const hosts = [a, b].map((h) => ({ h, pids: dataPlanePids(h) }));
@@ -118,10 +112,7 @@ async function countOne(name: string, o: Options, dir: string): Promise<Map<stri
       }
       return sum;
     });
-  } finally {
-    await inst?.teardown?.().catch(() => {});
-    await topo?.destroy();
-  }
+  });
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -2,8 +2,28 @@
  * The echo steps the latency benches share (bench/latency.ts, bench/ab-latency.ts, bench/echo-syscalls.ts):
  * the warm-up every path gets before it is measured, and `ping` echoes 10 ms apart read back as round trips.
  */
+import { availableParallelism } from 'node:os';
 import { NEIGHBOUR_REFRESH_MS } from '../src/dataplane/pool.js';
-import type { FanTopology, Target } from '../src/lab/topology.js';
+import { createFanTopology, type FanTopology, type Host, type Target } from '../src/lab/topology.js';
+import type { DataPath, PathInstance } from './paths/index.js';
+
+/**
+ * Builds a fresh two-host topology with `path` on it (`userfan` is the defaults: as many workers per host as
+ * this machine has CPUs), runs fn, and tears both down, also when fn throws.
+ */
+export async function withPath<T>(path: DataPath, fn: (topo: FanTopology, inst: PathInstance, hosts: [Host, Host]) => Promise<T>): Promise<T> {
+  let topo: FanTopology | undefined;
+  let inst: PathInstance | undefined;
+  try {
+    topo = await createFanTopology();
+    const [a, b] = topo.hosts;
+    inst = await path.setup({ topo, a, b, workers: availableParallelism(), log: () => {} });
+    return await fn(topo, inst, [a, b]);
+  } finally {
+    await inst?.teardown?.().catch(() => {});
+    await topo?.destroy();
+  }
+}
 
 /**
  * Warm up (ARP, neighbour entries), then give V8 enough packets to optimize the workers' code (a daemon that

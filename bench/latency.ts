@@ -24,13 +24,12 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus } from 'node:os';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { holdCpuLatency, type CpuLatencyHold } from './cpu-latency.js';
-import { createFanTopology, type FanTopology } from '../src/lab/topology.js';
 import { PACKAGE_ROOT } from '../src/lab/paths.js';
-import { pathByName, type PathInstance } from './paths/index.js';
-import { echoRtts, runIfMain, warmUpEchoes } from './echo.js';
+import { pathByName } from './paths/index.js';
+import { echoRtts, runIfMain, warmUpEchoes, withPath } from './echo.js';
 import { median } from './report.js';
 
 interface Options {
@@ -142,14 +141,7 @@ export async function main(argv: string[]): Promise<number> {
     for (const poll of settings) {
       for (const path of paths) {
         const name = key(path.name, poll);
-        let topo: FanTopology | undefined;
-        let inst: PathInstance | undefined;
-        try {
-          topo = await createFanTopology();
-          const [a, b] = topo.hosts;
-          // `userfan` is the defaults: as many workers per host as this machine has CPUs.
-          inst = await path.setup({ topo, a, b, workers: availableParallelism(), log: () => {} });
-          const t = topo;
+        await withPath(path, async (t, inst) => {
           const server = inst.server.address;
           const client = inst.client;
           const times = await withIdlePoll(poll, async () => {
@@ -159,10 +151,7 @@ export async function main(argv: string[]): Promise<number> {
           if (times.length < o.count * 0.95) throw new Error(`${name}: only ${times.length} of ${o.count} echoes answered`);
           rtts.get(name)!.push(...times);
           console.log(`round ${round} ${name.padEnd(32)} median ${median(times).toFixed(0)} µs over ${times.length} echoes`);
-        } finally {
-          await inst?.teardown?.().catch(() => {});
-          await topo?.destroy();
-        }
+        });
       }
     }
   }
